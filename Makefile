@@ -1,0 +1,101 @@
+# Audio feature pipeline. `make` (or `make help`) lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# What to work on and where outputs go; override on the command line.
+DATASET ?= data/demo
+NAME ?= $(notdir $(abspath $(DATASET)))
+OUT ?= data/output/$(NAME)/features
+TABLE ?= $(OUT)/features.parquet
+RUN ?= data/output/$(NAME)/run
+EDA ?= data/output/$(NAME)/eda
+JOBS ?= 0
+PRESET ?= default
+LAYOUT ?=
+MANIFEST ?=
+MODELS ?= mlp,logreg,svm,rf,knn,hgb
+CV ?= auto
+SEED ?= 0
+DEMO_CLIPS ?= 1000
+MODEL ?= $(RUN)/model
+FILE ?=
+
+FEATURE_ARGS := --out $(OUT) --preset $(PRESET) --jobs $(JOBS) \
+	$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(MANIFEST),--manifest $(MANIFEST))
+
+.PHONY: help install demo-data features train predict eda report demo test test-browser lint bench clean
+
+help: ## List the targets and the variables they take
+	@echo "Usage: make TARGET [VAR=value ...]"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-13s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: DATASET=$(DATASET) OUT=$(OUT) RUN=$(RUN) EDA=$(EDA)"
+	@echo "           JOBS=$(JOBS) (0 = all cores) PRESET=$(PRESET) LAYOUT=$(LAYOUT) MANIFEST=$(MANIFEST)"
+	@echo "           MODELS=$(MODELS) CV=$(CV) SEED=$(SEED) DEMO_CLIPS=$(DEMO_CLIPS) MODEL=$(MODEL) FILE=$(FILE)"
+
+install: $(STAMP) ## Create .venv/ and install the project (editable, with dev tools)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo-data: data/demo/metadata/UrbanSound8K.csv ## Generate the synthetic UrbanSound8K-style demo dataset in data/demo/
+
+data/demo/metadata/UrbanSound8K.csv: | $(STAMP)
+	$(PY) -m features demo-data data/demo --clips $(DEMO_CLIPS) --seed $(SEED)
+
+features: $(STAMP) ## Extract one row of features per clip: DATASET=dir OUT=dir [PRESET LAYOUT MANIFEST JOBS]
+	@if [ "$(DATASET)" = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
+	$(PY) -m features extract $(DATASET) $(FEATURE_ARGS)
+
+train: $(STAMP) ## Compare the Keras MLP with scikit-learn baselines: TABLE=file RUN=dir [MODELS CV SEED]
+	$(PY) -m classify train $(TABLE) --out $(RUN) --models $(MODELS) --cv $(CV) --seed $(SEED)
+
+predict: $(STAMP) ## Predict labels of new clips with a trained bundle: FILE=path [MODEL=dir]
+	@if [ -z "$(FILE)" ]; then echo "make predict: set FILE=path/to/clip.wav (or a folder)" >&2; exit 2; fi
+	$(PY) -m classify predict --model $(MODEL) $(FILE)
+
+eda: $(STAMP) ## Write the exploratory HTML page for DATASET (uses its features table if present) into EDA=dir
+	$(PY) -m classify eda $(DATASET) --features $(OUT) --out $(EDA)
+
+report: $(STAMP) ## Write the HTML report of a training run: RUN=dir
+	$(PY) -m classify report $(RUN)
+
+demo: $(STAMP) ## Everything on the demo data: data, features, training, EDA and report
+	$(MAKE) --no-print-directory demo-data
+	$(MAKE) --no-print-directory features
+	$(MAKE) --no-print-directory train
+	$(MAKE) --no-print-directory eda
+	$(MAKE) --no-print-directory report
+	@echo
+	@echo "Outputs:"
+	@echo "  features  $(OUT)/features.csv (+ .parquet, .schema.csv, .json, errors.csv)"
+	@echo "  training  $(RUN)/leaderboard.csv, $(RUN)/report.md, model bundle $(RUN)/model/"
+	@echo "  pages     $(EDA)/index.html and $(RUN)/report/index.html"
+
+test: $(STAMP) ## Run the whole test suite
+	$(PY) -m pytest
+
+test-browser: $(STAMP) ## Install Chromium from Debian's packages and run the headless page-render tests
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(PY) -m pytest -m browser -v
+
+lint: $(STAMP) ## Check the code with ruff
+	$(PY) -m ruff check features classify tests
+
+bench: $(STAMP) ## Speed benchmarks: extractor vs the tutorial loop, and the full model comparison
+	$(PY) tests/benchmarks/bench_features.py
+	$(PY) tests/benchmarks/bench_train.py
+
+clean: ## Remove generated outputs (data/output, the demo and benchmark data); never your datasets
+	rm -rf data/output data/bench
+	@if [ -f data/demo/.generated ]; then rm -rf data/demo; fi
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
