@@ -85,7 +85,7 @@ class FeatureParams:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FeatureParams":
+    def from_dict(cls, d: dict[str, Any]) -> FeatureParams:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
