@@ -1,1 +1,71 @@
-"""Audio feature extraction."""
+"""Audio feature extraction: one row of librosa features per labelled clip.
+
+Importing the package is light (no librosa, pandas or TensorFlow); the
+public names below are loaded on first use.
+
+>>> from features import FeatureParams, extract_dataset  # doctest: +SKIP
+>>> extract_dataset("data/demo", "data/output/demo/features", FeatureParams())  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    AudioReadError,
+    BadAudioError,
+    DatasetLayoutError,
+    FeaturesError,
+    UsageError,
+)
+from .params import FeatureParams, Preset
+
+# public name -> submodule that defines it (imported lazily: librosa is slow to load)
+_LAZY = {
+    "extract_dataset": "extract",
+    "extract_files": "extract",
+    "ExtractResult": "extract",
+    "ExtractionInterrupted": "extract",
+    "discover": "datasets",
+    "Dataset": "datasets",
+    "ErrorRecord": "datasets",
+    "load_audio": "audio",
+    "AudioInfo": "audio",
+    "FeatureComputer": "compute",
+    "feature_columns": "compute",
+    "make_demo_dataset": "demo",
+}
+
+__all__ = [
+    "AudioInfo",
+    "AudioReadError",
+    "BadAudioError",
+    "Dataset",
+    "DatasetLayoutError",
+    "ErrorRecord",
+    "ExtractResult",
+    "ExtractionInterrupted",
+    "FeatureComputer",
+    "FeatureParams",
+    "FeaturesError",
+    "Preset",
+    "UsageError",
+    "discover",
+    "extract_dataset",
+    "extract_files",
+    "feature_columns",
+    "load_audio",
+    "make_demo_dataset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,249 @@
+"""Command line: ``python -m features extract|demo-data``.
+
+Exit codes: 0 outputs written; 2 usage error (bad option, no dataset);
+3 with ``--strict`` when any clip failed; 130 interrupted (resumable);
+1 other failures (e.g. the output folder is not writable).
+Heavy modules are imported only when a command runs, so ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import DatasetLayoutError, FeaturesError, UsageError
+
+PROG = "python -m features"
+LAYOUT_NAMES = ("urbansound8k", "gtzan", "folders", "manifest")
+
+_MAIN_HELP = f"""\
+Turn a folder of labelled sound clips into a table with one row of audio
+features per clip (MFCCs, chroma, spectral shape, loudness), ready for
+scikit-learn or pandas.
+
+examples:
+  {PROG} demo-data data/demo --clips 200     # make a small synthetic dataset
+  {PROG} extract data/demo                   # -> data/output/demo/features/
+  {PROG} extract ~/GTZAN --preset gtzan       # the GTZAN tutorial's table
+
+Run '{PROG} COMMAND --help' for the options of a command.
+"""
+
+_EXTRACT_HELP = f"""\
+Compute one row of features per clip of the dataset in ROOT.
+
+ROOT can be laid out as (detected automatically, or pick with --layout):
+  urbansound8k  ROOT/metadata/UrbanSound8K.csv + ROOT/audio/fold1..fold10/
+  gtzan         ROOT/genres/<genre>/*.wav (or genres_original/, the Kaggle copy)
+  folders       ROOT/<label>/<clip>: one folder per class
+  manifest      a CSV (--manifest) with columns path,label[,fold,group,...];
+                paths are relative to ROOT, other columns are copied to the table
+
+Written to --out:
+  features.csv / features.parquet  the table: path, label, fold, group, other
+                                   metadata, duration_s, orig_sample_rate,
+                                   orig_channels, then the features
+  features.schema.csv              what every column means, with units
+  features.json                    parameters, library versions, counts, timing
+  errors.csv                       one row per clip that could not be used
+                                   (always written; only a header when none)
+
+A clip that cannot be read never stops the run: it goes to errors.csv.
+Stopped with Ctrl-C (or killed)? Run the same command again: finished clips
+are kept in OUT/.checkpoint/ and only the rest is computed.
+In the CSV, text starting with = + - @ gets a leading ' so spreadsheets do
+not run it as a formula (the Parquet file keeps the raw text).
+
+exit codes: 0 table written, 2 usage error, 3 some clips failed (with --strict),
+130 interrupted, 1 other error.
+
+example:
+  {PROG} extract data/demo --out data/output/demo/features --jobs 2
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line: ``error: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (all cores) or more")
+    return value
+
+
+def _seconds(allow_zero: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+            bound = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound} seconds")
+        return value
+
+    return parse
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from .table import check_formats
+
+    try:
+        return check_formats(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m features`` argument parser."""
+    parser = _Parser(prog=PROG, description=_MAIN_HELP,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    _add_extract(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_extract(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "extract", help="compute the feature table of a dataset folder",
+        description=_EXTRACT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("root", metavar="ROOT", help="the dataset folder")
+    p.add_argument("--out", metavar="DIR", type=Path,
+                   help="output folder (default: data/output/<ROOT's folder name>/features)")
+    p.add_argument("--layout", metavar="NAME",
+                   help=f"dataset layout, one of: {', '.join(LAYOUT_NAMES)} "
+                        "(default: detect it)")
+    p.add_argument("--manifest", metavar="FILE", type=Path,
+                   help="CSV listing the clips (columns path,label and optional fold,group); "
+                        "implies --layout manifest")
+    p.add_argument("--preset", choices=("default", "gtzan"), default="default",
+                   help="feature set: 'default' = means and stds of 40 MFCCs, 12 chroma bins, "
+                        "spectral centroid/bandwidth/roll-off, zero-crossing rate and RMS; "
+                        "'gtzan' = the GTZAN tutorial's table (filename, 26 means, label) "
+                        "(default: %(default)s)")
+    p.add_argument("--sr", metavar="HZ", type=_positive_int, default=22050,
+                   help="resample every clip to this rate before analysis (default: %(default)s)")
+    p.add_argument("--offset", metavar="S", type=_seconds(True), default=0.0,
+                   help="skip this many seconds at the start of every clip (default: 0)")
+    p.add_argument("--duration", metavar="S", type=_seconds(False),
+                   help="read at most this many seconds of every clip (default: all)")
+    p.add_argument("--fixed-length", metavar="S", type=_seconds(False),
+                   help="cut or pad (with silence) every clip to exactly this many seconds, "
+                        "so all clips have equal length (default: keep their length)")
+    p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=0,
+                   help="worker processes; 0 = one per CPU core (default: 0)")
+    p.add_argument("--format", metavar="LIST", type=_formats, default=("csv", "parquet"),
+                   dest="formats",
+                   help="table file format(s): csv, parquet or csv,parquet (default: both); "
+                        "a table of the other format left in DIR by an earlier run is removed")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 3 if any clip failed (the outputs are still written)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it is also hidden when output is not a terminal)")
+    p.add_argument("--batch-size", metavar="N", type=_positive_int,
+                   help="advanced: clips per worker task (default: chosen from the clip "
+                        "count and --jobs; smaller = finer-grained resume)")
+    p.set_defaults(func=_cmd_extract)
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "demo-data", help="write a synthetic UrbanSound8K-style dataset to try the pipeline",
+        description=(
+            "Write a small synthetic dataset in the UrbanSound8K layout (10 classes, 10 folds, "
+            "short generated sounds) to DIR, so the pipeline can be tried without a download.\n\n"
+            f"example:\n  {PROG} demo-data data/demo --clips 200"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dir", metavar="DIR", help="folder to write the dataset to")
+    p.add_argument("--clips", metavar="N", type=_positive_int, default=1000,
+                   help="number of clips (default: %(default)s)")
+    p.add_argument("--seed", metavar="S", type=int, default=0,
+                   help="random seed; the same seed gives the same files (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def default_out(root: str | Path) -> Path:
+    """``data/output/<root folder name>/features`` (relative to the current folder)."""
+    return Path("data") / "output" / Path(root).resolve().name / "features"
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .params import FeatureParams
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise UsageError(f"ROOT {str(root)!r} is not a folder; give the dataset folder")
+    if args.manifest is not None and not args.manifest.is_file():
+        raise UsageError(f"--manifest {str(args.manifest)!r} does not exist")
+    layout = args.layout
+    if layout is not None and layout not in LAYOUT_NAMES:
+        raise UsageError(f"--layout {layout!r} is not one of: {', '.join(LAYOUT_NAMES)}")
+    if args.manifest is not None and layout not in (None, "manifest"):
+        raise UsageError(f"--manifest only works with --layout manifest, not {layout!r}")
+    if args.manifest is not None:
+        layout = "manifest"
+    params = FeatureParams(preset=args.preset, sr=args.sr, offset=args.offset,
+                           duration=args.duration, fixed_length=args.fixed_length)
+    from .extract import ExtractionInterrupted, extract_dataset
+
+    try:
+        result = extract_dataset(
+            root, args.out or default_out(root), params, layout=layout,
+            manifest=args.manifest, jobs=args.jobs, formats=args.formats,
+            strict=args.strict, quiet=args.quiet, batch_size=args.batch_size,
+        )
+    except ExtractionInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    if result.n_reused:
+        print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
+    print(result.summary())
+    return result.exit_code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import make_demo_dataset
+
+    root = make_demo_dataset(args.dir, n_clips=args.clips, seed=args.seed)
+    print(f"demo dataset: {args.clips} clips in {root}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, DatasetLayoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FeaturesError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

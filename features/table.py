@@ -1,0 +1,528 @@
+"""The output table, its data dictionary, and atomic writers.
+
+:func:`build_table` lays out one row per clip (identifying columns, the
+source's other metadata, three facts about the source audio, then the
+features; or, for the ``gtzan`` preset, the GTZAN tutorial's exact header).
+:func:`build_schema` writes down, in plain words, what every column means.
+Writers never leave a half-written file under the final name: they write a
+temporary file in the same folder and :func:`os.replace` it into place.
+
+In CSV files, text cells that a spreadsheet would run as a formula (leading
+``=``, ``+``, ``-``, ``@``, tab or carriage return) get a leading ``'``;
+numbers are never touched and Parquet keeps the raw text.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import UsageError
+from .params import FeatureParams, Preset
+
+IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
+AUDIO_COLUMNS = ("duration_s", "orig_sample_rate", "orig_channels")
+SCHEMA_COLUMNS = ("column", "role", "dtype", "unit", "description")
+ERROR_COLUMNS = ("path", "row", "stage", "error_type", "message")
+FORMATS = ("csv", "parquet")
+
+# Leading characters that make Excel/LibreOffice/Sheets evaluate a cell (OWASP
+# "CSV injection"); the tab and CR variants slip past naive checks.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+_PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+# --------------------------------------------------------------------------- table
+
+
+def build_table(
+    clips: pd.DataFrame,
+    audio: pd.DataFrame,
+    features: np.ndarray,
+    feature_names: Sequence[str],
+    preset: Preset | str = Preset.DEFAULT,
+) -> pd.DataFrame:
+    """Assemble the feature table, one row per successful clip.
+
+    Parameters
+    ----------
+    clips : pd.DataFrame [shape=(n, 4 + n_metadata)]
+        Rows of :attr:`features.datasets.Dataset.clips` for the clips that
+        succeeded, in dataset order (``path, label, fold, group, ...``).
+    audio : pd.DataFrame [shape=(n, 3)]
+        ``duration_s, orig_sample_rate, orig_channels`` of the same clips.
+    features : np.ndarray [shape=(n, n_features), dtype=float64]
+        Feature vectors, row ``i`` belonging to ``clips.iloc[i]``.
+    feature_names : sequence of str [length n_features]
+        Column names of ``features`` (``compute.feature_columns(params)``).
+    preset : Preset or str
+        ``gtzan`` gives the tutorial's header ``filename,<features>,label``.
+
+    Returns
+    -------
+    pd.DataFrame
+        The table; ``fold`` is a nullable integer column.
+
+    Examples
+    --------
+    >>> clips = pd.DataFrame({"path": ["a/x.wav"], "label": ["a"],
+    ...                       "fold": pd.array([None], dtype="Int64"), "group": [""]})
+    >>> audio = pd.DataFrame({"duration_s": [1.0], "orig_sample_rate": [8000],
+    ...                       "orig_channels": [1]})
+    >>> list(build_table(clips, audio, np.zeros((1, 1)), ["zcr_mean"]).columns)
+    ['path', 'label', 'fold', 'group', 'duration_s', 'orig_sample_rate', 'orig_channels', 'zcr_mean']
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if len(audio) != len(clips):
+        raise ValueError(f"audio has {len(audio)} rows but clips has {len(clips)}")
+    if features.shape != (len(clips), len(feature_names)):
+        raise ValueError(
+            f"features has shape {features.shape}, expected ({len(clips)}, {len(feature_names)})"
+        )
+    missing = [c for c in IDENTIFIER_COLUMNS if c not in clips.columns]
+    if missing:
+        raise ValueError(f"clips lacks identifying column(s) {missing}")
+    feats = pd.DataFrame(features, columns=list(feature_names))
+    clips = clips.reset_index(drop=True)
+    if Preset(preset) is Preset.GTZAN:
+        filename = clips["path"].astype(str).str.rsplit("/", n=1).str[-1]
+        return pd.concat(
+            [filename.rename("filename"), feats, clips["label"].astype(str)], axis=1
+        )
+    ids = clips.copy()
+    ids["fold"] = ids["fold"].astype("Int64")
+    audio = pd.DataFrame(
+        {
+            "duration_s": audio["duration_s"].to_numpy(dtype=np.float64),
+            "orig_sample_rate": audio["orig_sample_rate"].to_numpy(dtype=np.int64),
+            "orig_channels": audio["orig_channels"].to_numpy(dtype=np.int64),
+        }
+    )
+    return pd.concat([ids, audio, feats], axis=1)
+
+
+def errors_frame(errors: Sequence[Any]) -> pd.DataFrame:
+    """Errors as a DataFrame with columns ``path,row,stage,error_type,message``.
+
+    Parameters
+    ----------
+    errors : sequence of ErrorRecord
+        Anything with those five attributes; ``row`` may be None.
+
+    Returns
+    -------
+    pd.DataFrame [shape=(len(errors), 5)]
+        ``row`` is a nullable integer (empty in the CSV when unknown).
+    """
+    df = pd.DataFrame(
+        {name: [getattr(e, name) for e in errors] for name in ERROR_COLUMNS},
+        columns=list(ERROR_COLUMNS),
+    )
+    df["row"] = pd.array(df["row"].tolist(), dtype="Int64")
+    for name in ("path", "stage", "error_type", "message"):
+        df[name] = df[name].astype(str)
+    return df
+
+
+# -------------------------------------------------------------------------- schema
+
+_IDENTIFIER_TEXT = {
+    "path": ("", "clip file path relative to the dataset root, with forward slashes"),
+    "filename": ("", "file name of the clip (no folder), as in the GTZAN tutorial's table"),
+    "fold": (
+        "",
+        ("cross-validation fold the dataset assigns the clip to; keep folds apart when "
+        "testing (empty when the dataset defines none)"),
+    ),
+    "group": (
+        "",
+        ("recording the clip was cut from: clips with the same group must stay on the "
+        "same side of a train/test split (empty when unknown)"),
+    ),
+}
+
+_LABEL_SOURCE = {
+    "urbansound8k": "the 'class' column of UrbanSound8K.csv",
+    "gtzan": "the genre folder name",
+    "folders": "the name of the folder holding the clip",
+    "manifest": "the manifest's 'label' column",
+}
+
+_US8K_TEXT = {
+    "slice_file_name": ("", "file name of the slice as listed in UrbanSound8K.csv"),
+    "fsID": (
+        "",
+        ("Freesound id of the source recording the slice was cut from; slices with the "
+        "same fsID come from one recording"),
+    ),
+    "start": ("s", "start time of the slice within its source Freesound recording"),
+    "end": ("s", "end time of the slice within its source Freesound recording"),
+    "salience": (
+        "",
+        ("UrbanSound8K's salience rating: 1 = the sound is in the foreground, "
+        "2 = in the background"),
+    ),
+    "classID": ("", "UrbanSound8K's numeric id (0-9) of the class in 'label'"),
+}
+
+
+def build_schema(
+    table: pd.DataFrame, params: FeatureParams, *, layout: str | None = None
+) -> pd.DataFrame:
+    """The data dictionary of a feature table: one plain-words row per column.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        A table from :func:`build_table`.
+    params : FeatureParams
+        Parameters the features were computed with (quoted in descriptions).
+    layout : str or None
+        Dataset layout (``urbansound8k``, ``gtzan``, ``folders``, ``manifest``);
+        it decides how ``label`` and known metadata columns are described.
+
+    Returns
+    -------
+    pd.DataFrame [shape=(n_columns, 5)]
+        Columns ``column, role, dtype, unit, description``; role is one of
+        identifier, metadata, audio, feature.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"path": ["x.wav"], "rms_mean": [0.1]})
+    >>> build_schema(t, FeatureParams()).loc[1, "unit"]
+    'amplitude (full scale = 1)'
+    """
+    rows = [
+        (name, role, _dtype_words(table[name]), unit, text)
+        for name in table.columns
+        for role, unit, text in [_describe(name, params, layout)]
+    ]
+    return pd.DataFrame(rows, columns=list(SCHEMA_COLUMNS))
+
+
+def _dtype_words(s: pd.Series) -> str:
+    if isinstance(s.dtype, pd.Int64Dtype):
+        return "integer (empty when missing)"
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(s):
+        return "integer"
+    if pd.api.types.is_float_dtype(s):
+        return "float"
+    return "text"
+
+
+def _describe(name: str, params: FeatureParams, layout: str | None) -> tuple[str, str, str]:
+    """(role, unit, description) of one column."""
+    if name == "label":
+        source = _LABEL_SOURCE.get(layout or "", "the dataset")
+        return "identifier", "", f"class label of the clip, taken from {source}"
+    if name in _IDENTIFIER_TEXT:
+        unit, text = _IDENTIFIER_TEXT[name]
+        return "identifier", unit, text
+    if name in AUDIO_COLUMNS:
+        return ("audio", *_audio_text(name, params))
+    feature = _feature_text(name, params)
+    if feature is not None:
+        return ("feature", *feature)
+    if layout == "urbansound8k" and name in _US8K_TEXT:
+        unit, text = _US8K_TEXT[name]
+        return "metadata", unit, f"{text} (kept as written in the metadata CSV)"
+    return "metadata", "", "carried through from the source metadata, unchanged (text)"
+
+
+def _audio_text(name: str, params: FeatureParams) -> tuple[str, str]:
+    return {
+        "duration_s": (
+            "s",
+            ("length of the source audio file in seconds (before any offset, duration "
+            "or fixed-length cut)"),
+        ),
+        "orig_sample_rate": (
+            "Hz",
+            (f"sample rate of the source file; the audio was resampled to {params.sr} Hz "
+            "for analysis"),
+        ),
+        "orig_channels": (
+            "count",
+            "number of channels in the source file; they were averaged to mono for analysis",
+        ),
+    }[name]
+
+
+def _framing(params: FeatureParams) -> str:
+    return (
+        f"frames of {params.n_fft} samples every {params.hop_length} samples "
+        f"at {params.sr} Hz"
+    )
+
+
+def _ordinal(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
+
+
+# (unit, what the librosa function measures) of the default preset's spectral columns
+_SPECTRAL = {
+    "spectral_centroid": (
+        "Hz",
+        ("spectral centroid, the spectrum's centre of mass (higher = brighter sound; "
+        "librosa.feature.spectral_centroid)"),
+    ),
+    "spectral_bandwidth": (
+        "Hz",
+        ("spectral bandwidth, the spread of the spectrum around its centroid "
+        "(librosa.feature.spectral_bandwidth)"),
+    ),
+    "spectral_rolloff": (
+        "Hz",
+        ("roll-off frequency below which 85% of the spectral energy lies "
+        "(librosa.feature.spectral_rolloff)"),
+    ),
+    "zcr": (
+        "unitless (fraction 0-1)",
+        ("zero-crossing rate, the fraction of neighbouring samples that change sign "
+        "(librosa.feature.zero_crossing_rate)"),
+    ),
+    "rms": (
+        "amplitude (full scale = 1)",
+        "root-mean-square amplitude of each frame (librosa.feature.rms)",
+    ),
+}
+
+_GTZAN = {
+    "chroma_stft": (
+        "unitless (0-1)",
+        ("mean over frames and the 12 pitch classes of the chromagram "
+        "(librosa.feature.chroma_stft)"),
+    ),
+    "rmse": ("amplitude (full scale = 1)", "mean over frames of the RMS amplitude (librosa.feature.rms)"),
+    "spectral_centroid": ("Hz", "mean over frames of the spectral centroid (librosa.feature.spectral_centroid)"),
+    "spectral_bandwidth": ("Hz", "mean over frames of the spectral bandwidth (librosa.feature.spectral_bandwidth)"),
+    "rolloff": (
+        "Hz",
+        "mean over frames of the 85% spectral roll-off frequency (librosa.feature.spectral_rolloff)",
+    ),
+    "zero_crossing_rate": (
+        "unitless (fraction 0-1)",
+        "mean over frames of the zero-crossing rate (librosa.feature.zero_crossing_rate)",
+    ),
+}
+
+_STAT = {"mean": "mean", "std": "population standard deviation"}
+
+
+def _feature_text(name: str, params: FeatureParams) -> tuple[str, str] | None:
+    """(unit, description) of a feature column, or None if ``name`` is not one."""
+    frames = _framing(params)
+    m = re.fullmatch(r"mfcc_(mean|std)_(\d+)", name)
+    if m:
+        k = int(m.group(2))
+        return (
+            "dB-scaled",
+            (f"{_STAT[m.group(1)]} over frames of the {_ordinal(k)} Mel-frequency cepstral "
+            f"coefficient (librosa.feature.mfcc, {params.n_mfcc} coefficients, 128 mel "
+            f"bands; {frames})"),
+        )
+    m = re.fullmatch(r"chroma_(mean|std)_(\d+)", name)
+    if m:
+        k = int(m.group(2))
+        pitch = _PITCH_CLASSES[k - 1] if 1 <= k <= 12 else f"bin {k}"
+        return (
+            "unitless (0-1)",
+            (f"{_STAT[m.group(1)]} over frames of the chroma energy of pitch class {pitch} "
+            f"(bin {k} of 12; librosa.feature.chroma_stft, each frame scaled so its "
+            f"largest bin is 1; {frames})"),
+        )
+    m = re.fullmatch(r"(spectral_centroid|spectral_bandwidth|spectral_rolloff|zcr|rms)_(mean|std)", name)
+    if m:
+        unit, what = _SPECTRAL[m.group(1)]
+        return unit, f"{_STAT[m.group(2)]} over frames of the {what}; {frames}"
+    m = re.fullmatch(r"mfcc(\d+)", name)
+    if m and params.preset is Preset.GTZAN:
+        k = int(m.group(1))
+        return (
+            "dB-scaled",
+            (f"mean over frames of the {_ordinal(k)} Mel-frequency cepstral coefficient "
+            f"(librosa.feature.mfcc, {params.n_mfcc} coefficients; {frames})"),
+        )
+    if name in _GTZAN and params.preset is Preset.GTZAN:
+        unit, text = _GTZAN[name]
+        return unit, f"{text}; {frames}"
+    return None
+
+
+# ------------------------------------------------------------------------- writers
+
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` whose text cells cannot run as spreadsheet formulas.
+
+    Text cells starting with ``=``, ``+``, ``-``, ``@``, tab or carriage
+    return get a leading ``'``. Numeric columns are left alone (a negative
+    number is not text).
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        Any table.
+
+    Returns
+    -------
+    pd.DataFrame
+        Same shape and dtypes as ``df``.
+
+    Examples
+    --------
+    >>> neutralise_formulas(pd.DataFrame({"a": ["=1+1", "ok"], "b": [-1, 2]}))["a"].tolist()
+    ["'=1+1", 'ok']
+    """
+    out = df.copy()
+    for name in out.columns:
+        s = out[name]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        out[name] = s.map(_neutralise_cell)
+    return out
+
+
+def _neutralise_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place on success.
+
+    The temporary file lives in the same folder so :func:`os.replace` is an
+    atomic rename: readers see the old file or the complete new one, never
+    a half-written one. On an exception the temporary file is removed and
+    ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final file name.
+
+    Yields
+    ------
+    Path
+        Where to write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file private (0600); give it the usual umask permissions.
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    # Without it a power cut right after the rename can leave an empty file.
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as UTF-8 CSV atomically, neutralising formula-like text.
+
+    Missing values (e.g. an empty ``fold``) become empty cells; floats are
+    written with full round-trip precision.
+    """
+    path = Path(path)
+    safe = neutralise_formulas(df)
+    # With "\n" line ends the csv module leaves a bare CR inside a cell unquoted,
+    # which readers take for a line break; quote all text then (rare: odd paths).
+    quoting = csv.QUOTE_NONNUMERIC if _has_cr(safe) else csv.QUOTE_MINIMAL
+    with atomic_path(path) as tmp:
+        safe.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", quoting=quoting)
+    return path
+
+
+def _has_cr(df: pd.DataFrame) -> bool:
+    return any(
+        isinstance(v, str) and "\r" in v
+        for name in df.columns
+        if not pd.api.types.is_numeric_dtype(df[name])
+        for v in df[name].tolist()
+    )
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as Parquet (pyarrow) atomically; text is kept raw."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False, engine="pyarrow")
+    return path
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+    """Validate a table format list (``"csv,parquet"`` or a sequence).
+
+    Returns
+    -------
+    tuple of str
+        Distinct formats in the order given.
+    """
+    if isinstance(formats, str):
+        formats = [f for f in formats.split(",")]
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats))
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise UsageError(
+            f"format={','.join(formats)!r} is not valid; use csv, parquet or csv,parquet"
+        )
+    return chosen
+
+
+def write_table(
+    df: pd.DataFrame, out_dir: str | os.PathLike, formats: Sequence[str] = FORMATS,
+    *, stem: str = "features",
+) -> dict[str, Path]:
+    """Write the table as ``<stem>.csv`` and/or ``<stem>.parquet`` in ``out_dir``.
+
+    Returns
+    -------
+    dict
+        Format name -> written path, in the order of ``formats``.
+    """
+    writers = {"csv": write_csv, "parquet": write_parquet}
+    out_dir = Path(out_dir)
+    return {f: writers[f](df, out_dir / f"{stem}.{f}") for f in check_formats(formats)}
