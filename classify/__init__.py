@@ -1,1 +1,48 @@
-"""Classification of audio feature tables."""
+"""Classification of audio feature tables: honest, fold-aware model comparison.
+
+Public names are imported on first use, so ``import classify`` is cheap and
+never imports TensorFlow (the MLP imports it inside ``fit``/``predict``).
+
+>>> from classify import load_table, choose_protocol, make_pipeline  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import BundleError, ClassifyError, SplitError, TableError, UsageError
+
+_LAZY = {
+    "FeatureTable": "tables",
+    "load_table": "tables",
+    "Protocol": "splits",
+    "choose_protocol": "splits",
+    "make_pipeline": "models",
+    "MODEL_NAMES": "models",
+    "KerasMLPClassifier": "mlp",
+    "TrainOptions": "training",
+    "train": "training",
+}
+
+__all__ = [
+    "MODEL_NAMES",
+    "BundleError",
+    "ClassifyError",
+    "FeatureTable",
+    "KerasMLPClassifier",
+    "Protocol",
+    "SplitError",
+    "TableError",
+    "TrainOptions",
+    "UsageError",
+    "choose_protocol",
+    "load_table",
+    "make_pipeline",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,136 @@
+"""Scores from predictions: per split, per class, confusion matrices, leaderboard.
+
+Pure computation on labels and probabilities; nothing here fits a model,
+reads a file or draws.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+SPLIT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+LEADERBOARD_COLUMNS = (
+    "model", "accuracy_mean", "accuracy_std", "balanced_accuracy_mean", "macro_f1_mean",
+    "fit_seconds",
+)
+FOLDS_COLUMNS = (
+    "model", "fold", "n_train", "n_test", "accuracy", "balanced_accuracy", "macro_f1",
+    "fit_seconds",
+)
+PER_CLASS_COLUMNS = ("model", "class", "precision", "recall", "f1", "support")
+
+
+def split_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro F1 of one held-out split.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray [shape=(n,)]
+        True and predicted labels of the split's test rows.
+
+    Returns
+    -------
+    dict
+        Keys :data:`SPLIT_METRICS`.
+
+    Examples
+    --------
+    >>> split_scores(np.array(["a", "a", "b"]), np.array(["a", "b", "b"]))["accuracy"]
+    0.6666666666666666
+    """
+    with warnings.catch_warnings():
+        # A fold may lack a class that the model still predicts; the
+        # scores are right, the warning would only be noise.
+        warnings.simplefilter("ignore", UserWarning)
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        }
+
+
+def per_class_scores(
+    model: str, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
+) -> pd.DataFrame:
+    """Precision, recall, F1 and support of every class from out-of-fold predictions.
+
+    Returns
+    -------
+    pd.DataFrame [shape=(n_classes, 6)]
+        Columns :data:`PER_CLASS_COLUMNS`, one row per class in ``classes`` order.
+    """
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(classes), zero_division=0
+    )
+    return pd.DataFrame(
+        {"model": model, "class": list(classes), "precision": precision, "recall": recall,
+         "f1": f1, "support": support.astype(int)},
+        columns=list(PER_CLASS_COLUMNS),
+    )
+
+
+def confusion_tables(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Confusion matrix as counts and row-normalised (each true class sums to 1).
+
+    Returns
+    -------
+    counts, normalized : pd.DataFrame [shape=(n_classes, n_classes)]
+        Rows are true classes (index name ``true``), columns predicted
+        classes (``predicted``). A class without test rows has a row of 0.
+    """
+    classes = list(classes)
+    counts = confusion_matrix(y_true, y_pred, labels=classes)
+    totals = counts.sum(axis=1, keepdims=True)
+    normalized = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    frame = {
+        "counts": pd.DataFrame(counts, index=classes, columns=classes),
+        "normalized": pd.DataFrame(normalized, index=classes, columns=classes),
+    }
+    for df in frame.values():
+        df.index.name, df.columns.name = "true", "predicted"
+    return frame["counts"], frame["normalized"]
+
+
+def leaderboard(folds: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, best first.
+
+    Parameters
+    ----------
+    folds : pd.DataFrame
+        Per-split rows with :data:`FOLDS_COLUMNS`.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns :data:`LEADERBOARD_COLUMNS`, sorted by ``accuracy_mean``
+        (then balanced accuracy, then name) descending. ``accuracy_std``
+        is the spread over splits (0 for a single split); ``fit_seconds``
+        the total fitting time over all splits.
+    """
+    grouped = folds.groupby("model", sort=False)
+    board = pd.DataFrame(
+        {
+            "accuracy_mean": grouped["accuracy"].mean(),
+            "accuracy_std": grouped["accuracy"].std(ddof=0),
+            "balanced_accuracy_mean": grouped["balanced_accuracy"].mean(),
+            "macro_f1_mean": grouped["macro_f1"].mean(),
+            "fit_seconds": grouped["fit_seconds"].sum(),
+        }
+    ).reset_index()
+    board = board.sort_values(
+        ["accuracy_mean", "balanced_accuracy_mean", "model"], ascending=[False, False, True],
+        kind="stable",
+    )
+    return board[list(LEADERBOARD_COLUMNS)].reset_index(drop=True)

@@ -1,0 +1,400 @@
+"""A Keras multilayer perceptron that behaves like a scikit-learn classifier.
+
+:class:`KerasMLPClassifier` follows scikit-learn's estimator rules (arguments
+stored in ``__init__`` and nothing else, learned state ending in ``_``,
+``fit`` returning ``self``), so it is cloned, cross-validated and put in a
+:class:`~sklearn.pipeline.Pipeline` exactly like the baselines.
+
+TensorFlow is imported inside the methods, never at module import, so
+``import classify`` stays light and the ``features`` package can never pull
+it in by accident.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import (
+    GroupShuffleSplit,
+    ShuffleSplit,
+    StratifiedShuffleSplit,
+)
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+# Several optimizer steps per call into TensorFlow: the network is so small
+# that per-step Python overhead, not arithmetic, dominates an epoch. Results
+# are identical to one step per call (callbacks run per epoch).
+_STEPS_PER_EXECUTION = 32
+_PREDICT_BATCH = 2048
+_MIN_VALIDATION_ROWS = 10
+
+_tf_configured = False
+
+
+def import_keras(threads: int | None = None):
+    """Import Keras on TensorFlow quietly, with thread pools sized to the machine.
+
+    TensorFlow's C++ start-up notes (oneDNN, CUDA, absl) go straight to file
+    descriptor 2 and ignore ``TF_CPP_MIN_LOG_LEVEL``, so stderr is pointed
+    at /dev/null while TensorFlow and Keras are first imported. Thread pools
+    can only be sized before TensorFlow starts its runtime; if another
+    module started it first, its pools are kept.
+
+    Parameters
+    ----------
+    threads : int or None
+        Size of TensorFlow's thread pools on first use; None: the number of
+        usable cores (``joblib.cpu_count()``, which respects CPU quotas).
+        Training workers that each fit one split pass 1.
+
+    Returns
+    -------
+    module
+        ``keras``.
+    """
+    global _tf_configured
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    first = "tensorflow" not in sys.modules or "keras" not in sys.modules
+    with _stderr_fd_silenced() if first else contextlib.nullcontext():
+        import keras
+        import tensorflow as tf
+
+    if not _tf_configured:
+        from absl import logging as absl_logging
+        from joblib import cpu_count
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+        tf.get_logger().setLevel("ERROR")
+        n_threads = threads or cpu_count()
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(n_threads)
+        except RuntimeError:
+            pass  # runtime already initialised elsewhere: its pools stay
+        _tf_configured = True
+    return keras
+
+
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Send file descriptor 2 to /dev/null (C++ writes bypass sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
+    """Dense ReLU network with dropout and a softmax output, trained with Adam.
+
+    Early stopping watches the loss on a validation part carved from the
+    training data given to :meth:`fit` (grouped when ``groups`` are given,
+    so clips of one recording never sit on both sides of it) and restores
+    the best weights.
+
+    Parameters
+    ----------
+    hidden_layers : sequence of int
+        Units per hidden layer; ``(100, 200, 100)`` is the UrbanSound8K
+        tutorial's network, ``(256, 128, 64)`` the GTZAN tutorial's.
+    dropout : float
+        Dropout rate after every hidden layer, in [0, 1).
+    epochs : int
+        Maximum number of passes over the training part.
+    batch_size : int
+        Rows per gradient step.
+    learning_rate : float
+        Adam step size.
+    patience : int
+        Epochs without validation-loss improvement before stopping.
+    validation_fraction : float
+        Share of the training rows (or groups) held out for early stopping,
+        in [0, 1); 0 trains for ``epochs`` epochs without early stopping.
+    class_weight : None, "balanced" or dict
+        Weights of the classes in the loss; ``"balanced"`` is inversely
+        proportional to class frequency (for skewed classes). A dict maps
+        labels to weights.
+    random_state : int or None
+        Seed of weights, dropout, shuffling and the validation split (via
+        :func:`keras.utils.set_random_seed`, which also seeds Python's and
+        NumPy's global generators). None: not reproducible.
+    verbose : int
+        Keras verbosity (0 = silent, no progress bars).
+
+    Attributes
+    ----------
+    classes_ : np.ndarray [shape=(n_classes,)]
+        Class labels, in the column order of :meth:`predict_proba`.
+    n_features_in_ : int
+        Number of input features.
+    model_ : keras.Model
+        The trained network (save it with ``model_.save("mlp.keras")``).
+    history_ : dict of str to list of float
+        Keras training history (``loss``, ``val_loss`` per epoch).
+    n_epochs_ : int
+        Epochs actually run.
+    best_epoch_ : int or None
+        1-based epoch whose weights were kept (None without validation).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (30, 4)), rng.normal(3, 1, (30, 4))]
+    >>> y = np.array(["quiet"] * 30 + ["loud"] * 30)
+    >>> clf = KerasMLPClassifier(hidden_layers=(8,), epochs=30).fit(X, y)  # doctest: +SKIP
+    >>> clf.predict_proba(X[:2]).shape  # doctest: +SKIP
+    (2, 2)
+    """
+
+    def __init__(
+        self,
+        hidden_layers: Sequence[int] = (100, 200, 100),
+        dropout: float = 0.5,
+        epochs: int = 200,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        patience: int = 15,
+        validation_fraction: float = 0.15,
+        class_weight: str | dict | None = None,
+        random_state: int | None = 0,
+        verbose: int = 0,
+    ) -> None:
+        self.hidden_layers = hidden_layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y, groups=None) -> KerasMLPClassifier:
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like [shape=(n_samples, n_features)]
+            Features (scale them first, e.g. with a StandardScaler step).
+        y : array-like [shape=(n_samples,)]
+            Class labels (strings or numbers).
+        groups : array-like [shape=(n_samples,)] or None
+            Recording of each row; the early-stopping validation part then
+            holds whole groups. In a Pipeline pass it as ``mlp__groups``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"KerasMLPClassifier needs at least two classes; y holds only {self.classes_[0]!r}"
+            )
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (len(y),):
+                raise ValueError(f"groups has shape {groups.shape}; expected ({len(y)},)")
+        keras = import_keras()
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        train, val = self._validation_split(y_idx, groups)
+        self.model_ = self._build(keras, X.shape[1], len(self.classes_))
+        callbacks = []
+        validation_data = None
+        if val is not None:
+            validation_data = (X[val], y_idx[val])
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=self.patience, restore_best_weights=True
+                )
+            )
+        history = self.model_.fit(
+            X[train], y_idx[train], validation_data=validation_data, epochs=self.epochs,
+            batch_size=self.batch_size, class_weight=self._loss_weights(y_idx[train]),
+            shuffle=True, callbacks=callbacks, verbose=self.verbose,
+        )
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.n_epochs_ = len(self.history_.get("loss", []))
+        val_loss = self.history_.get("val_loss")
+        self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else None
+        return self
+
+    def _check_params(self) -> None:
+        layers = self.hidden_layers
+        if (
+            isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence)
+            or not all(_is_int(u) and u > 0 for u in layers)
+        ):
+            raise ValueError(
+                f"hidden_layers={layers!r} must be a sequence of positive integers, e.g. (100, 200, 100)"
+            )
+        checks = [
+            ("dropout", self.dropout, isinstance(self.dropout, numbers.Real) and 0 <= self.dropout < 1,
+             "a number in [0, 1)"),
+            ("epochs", self.epochs, _is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, _is_int(self.batch_size) and self.batch_size >= 1,
+             "an integer >= 1"),
+            ("learning_rate", self.learning_rate,
+             isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0,
+             "a positive number"),
+            ("patience", self.patience, _is_int(self.patience) and self.patience >= 0,
+             "an integer >= 0"),
+            ("validation_fraction", self.validation_fraction,
+             isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1,
+             "a number in [0, 1)"),
+            ("class_weight", self.class_weight,
+             self.class_weight is None or self.class_weight == "balanced"
+             or isinstance(self.class_weight, dict), "None, 'balanced' or a dict"),
+        ]
+        for name, value, ok, what in checks:
+            if not ok:
+                raise ValueError(f"{name}={value!r} must be {what}")
+
+    def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
+        """(train rows, validation rows or None) for early stopping."""
+        n = len(y_idx)
+        all_rows = np.arange(n)
+        if not self.validation_fraction or n * self.validation_fraction < _MIN_VALIDATION_ROWS:
+            return all_rows, None
+        seed = self.random_state
+        fraction = self.validation_fraction
+        if groups is not None and len(np.unique(groups)) >= 2:
+            splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+            train, val = next(splitter.split(all_rows, y_idx, groups))
+        else:
+            counts = np.bincount(y_idx)
+            stratify = counts.min() >= 2 and n * fraction >= len(counts)
+            splitter = (StratifiedShuffleSplit if stratify else ShuffleSplit)(
+                n_splits=1, test_size=fraction, random_state=seed
+            )
+            train, val = next(splitter.split(all_rows, y_idx))
+        if len(train) == 0 or len(val) == 0:
+            return all_rows, None
+        return train, val
+
+    def _loss_weights(self, y_train: np.ndarray) -> dict[int, float] | None:
+        if self.class_weight is None:
+            return None
+        present = np.unique(y_train)
+        if self.class_weight == "balanced":
+            weights = compute_class_weight("balanced", classes=present, y=y_train)
+            return {int(c): float(w) for c, w in zip(present, weights)}
+        unknown = set(self.class_weight) - set(self.classes_.tolist())
+        if unknown:
+            raise ValueError(f"class_weight names unknown class(es) {sorted(map(str, unknown))}")
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        weights = {i: 1.0 for i in range(len(self.classes_))}
+        weights.update({index[c]: float(w) for c, w in self.class_weight.items()})
+        return weights
+
+    def _build(self, keras, n_features: int, n_classes: int):
+        layers = [keras.Input(shape=(n_features,))]
+        for units in self.hidden_layers:
+            layers.append(keras.layers.Dense(int(units), activation="relu"))
+            if self.dropout:
+                layers.append(keras.layers.Dropout(float(self.dropout)))
+        layers.append(keras.layers.Dense(n_classes, activation="softmax"))
+        model = keras.Sequential(layers, name="mlp")
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
+            loss="sparse_categorical_crossentropy",
+            steps_per_execution=_STEPS_PER_EXECUTION,
+        )
+        return model
+
+    # -------------------------------------------------------------- predict
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like [shape=(n_samples, n_features)]
+
+        Returns
+        -------
+        np.ndarray [shape=(n_samples, n_classes), dtype=float64]
+            Rows sum to 1; columns follow :attr:`classes_`.
+        """
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        import_keras()
+        proba = np.asarray(
+            self.model_.predict(X, batch_size=_PREDICT_BATCH, verbose=0), dtype=np.float64
+        )
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each row, np.ndarray [shape=(n_samples,)]."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ------------------------------------------------------------ bundles
+
+    @classmethod
+    def from_keras_model(
+        cls, model: Any, classes: Sequence[Any], **params: Any
+    ) -> KerasMLPClassifier:
+        """A fitted classifier around an already trained Keras model.
+
+        Used when loading a model bundle: the architecture parameters are
+        read back from the model's layers so ``get_params`` tells the truth.
+
+        Parameters
+        ----------
+        model : keras.Model
+            Network with ``len(classes)`` softmax outputs (e.g. from
+            ``keras.saving.load_model(path, safe_mode=True)``).
+        classes : sequence
+            Labels of the output units, in order.
+        **params
+            Other constructor parameters to record (``epochs``, ...).
+
+        Returns
+        -------
+        KerasMLPClassifier
+            Ready for :meth:`predict` / :meth:`predict_proba`.
+        """
+        classes = np.asarray(list(classes))
+        n_out = int(model.output_shape[-1])
+        if n_out != len(classes):
+            raise ValueError(
+                f"the Keras model has {n_out} outputs but {len(classes)} classes were given"
+            )
+        dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+        drops = [layer for layer in model.layers if type(layer).__name__ == "Dropout"]
+        params.setdefault("hidden_layers", tuple(int(layer.units) for layer in dense[:-1]))
+        params.setdefault("dropout", float(drops[0].rate) if drops else 0.0)
+        clf = cls(**params)
+        clf.model_ = model
+        clf.classes_ = classes
+        clf.n_features_in_ = int(model.input_shape[-1])
+        return clf
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

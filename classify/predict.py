@@ -1,0 +1,280 @@
+"""Label new clips with a trained model bundle: ``python -m classify predict``.
+
+Features are computed with the bundle's own extraction parameters through
+the ``features`` package, so a model only ever sees numbers made the way
+its training table was made. Unreadable files are reported and skipped.
+
+Example::
+
+    python -m classify predict --model data/output/demo/run/model clip.wav folder/ --out preds.csv
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.audio import is_audio_path
+from features.datasets import ErrorRecord
+from features.errors import FeaturesError
+from features.extract import extract_files
+from features.table import write_csv
+
+from .bundle import Bundle, load_bundle
+from .errors import BundleError, ClassifyError
+
+DEFAULT_TOP = 3
+
+
+def predict_files(
+    bundle: Bundle,
+    paths: Sequence[str | os.PathLike],
+    *,
+    jobs: int = 1,
+    top: int = DEFAULT_TOP,
+) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    """Predict the class of every audio file in ``paths``.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        From :func:`classify.bundle.load_bundle`.
+    paths : sequence of path
+        Files and folders; folders are searched recursively for audio files
+        (by extension, hidden files skipped), sorted. Files given explicitly
+        are used whatever their extension.
+    jobs : int
+        Worker processes for feature extraction (1: this process; 0: every core).
+    top : int
+        How many ranked ``topK_label``/``topK_prob`` pairs to report
+        (capped at the number of classes).
+
+    Returns
+    -------
+    predictions : pd.DataFrame [shape=(n_ok, 3 + 2 * top + n_classes)]
+        ``path, predicted, confidence, top1_label, top1_prob, ...,
+        prob_<class>...`` (one probability column per class, in
+        ``bundle.class_names`` order); one row per readable file, in input
+        order.
+    errors : list of ErrorRecord
+        One per path that could not be read or analysed.
+
+    Examples
+    --------
+    >>> preds, errors = predict_files(load_bundle("run/model"), ["clip.wav"])  # doctest: +SKIP
+    >>> preds.loc[0, "predicted"]  # doctest: +SKIP
+    'dog_bark'
+    """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top={top!r} must be a positive integer")
+    files, errors = expand_paths(paths)
+    features = pd.DataFrame()
+    if files:
+        features, extract_errors = extract_files(files, bundle.feature_params, jobs=jobs)
+        errors += extract_errors
+    if features.empty:
+        return predictions_frame([], np.empty((0, len(bundle.class_names))),
+                                 bundle.class_names, top=top), errors
+    missing = [c for c in bundle.feature_columns if c not in features.columns]
+    if missing:
+        raise BundleError(f"the extractor did not produce the model's feature columns "
+                          f"{missing[:5]}; the bundle {bundle.path} does not fit this "
+                          "version of the features package: retrain")
+    X = features[bundle.feature_columns].to_numpy(dtype=np.float64)
+    finite = np.isfinite(X).all(axis=1)
+    errors += [_non_finite_error(path, bundle.feature_columns, x)
+               for path, x in zip(features["path"][~finite], X[~finite])]
+    paths_ok = features["path"][finite].astype(str).tolist()
+    if paths_ok:
+        proba = np.asarray(bundle.estimator.predict_proba(X[finite]), dtype=np.float64)
+    else:
+        proba = np.empty((0, len(bundle.class_names)))
+    return predictions_frame(paths_ok, proba, bundle.class_names, top=top), errors
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[ErrorRecord]]:
+    """Resolve files and folders into the list of files to analyse.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Files (kept as given, any extension) and folders (searched
+        recursively for audio files by extension; hidden names such as
+        macOS ``._x.wav`` skipped; sorted).
+
+    Returns
+    -------
+    files : list of str
+        Without duplicates, in input order.
+    errors : list of ErrorRecord
+        For paths that do not exist and folders without audio files.
+    """
+    files: list[str] = []
+    errors: list[ErrorRecord] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*")
+                if p.is_file() and is_audio_path(p)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                errors.append(ErrorRecord(str(given), None, "load", "AudioReadError",
+                                          f"folder {given} contains no audio files "
+                                          "(searched recursively by extension)"))
+            files += found
+        elif path.exists():
+            files.append(str(given))
+        else:
+            errors.append(ErrorRecord(str(given), None, "load", "AudioReadError",
+                                      f"{given} does not exist; check the path"))
+    return list(dict.fromkeys(files)), errors
+
+
+def predictions_frame(
+    paths: Sequence[str], proba: np.ndarray, class_names: Sequence[str], *, top: int = DEFAULT_TOP
+) -> pd.DataFrame:
+    """Lay out class probabilities as the predictions table.
+
+    Parameters
+    ----------
+    paths : sequence of str [length n]
+    proba : np.ndarray [shape=(n, n_classes)]
+        Columns in ``class_names`` order.
+    class_names : sequence of str [length n_classes]
+    top : int
+        Ranked pairs to include (capped at ``n_classes``); ties keep class order.
+
+    Returns
+    -------
+    pd.DataFrame
+        ``path, predicted, confidence, top1_label, top1_prob, ...,
+        prob_<class>...``.
+    """
+    names = np.asarray(class_names, dtype=object)
+    if proba.shape != (len(paths), len(names)):
+        raise BundleError(f"the model returned probabilities of shape {proba.shape} for "
+                          f"{len(paths)} clips and {len(names)} classes; the bundle is "
+                          "inconsistent: retrain")
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top, len(names))]
+    ranked = np.take_along_axis(proba, order, axis=1)
+    columns: dict[str, object] = {
+        "path": list(paths),
+        "predicted": names[order[:, 0]],
+        "confidence": ranked[:, 0],
+    }
+    for k in range(order.shape[1]):
+        columns[f"top{k + 1}_label"] = names[order[:, k]]
+        columns[f"top{k + 1}_prob"] = ranked[:, k]
+    for j, name in enumerate(names):
+        columns[f"prob_{name}"] = proba[:, j]
+    return pd.DataFrame(columns)
+
+
+def format_line(row: pd.Series) -> str:
+    """One human-readable line: ``path  predicted (0.81)  top-3: a 0.81, b 0.12, c 0.04``."""
+    k = 1
+    ranked = []
+    while f"top{k}_label" in row.index:
+        ranked.append(f"{row[f'top{k}_label']} {row[f'top{k}_prob']:.2f}")
+        k += 1
+    return (f"{row['path']}  {row['predicted']} ({row['confidence']:.2f})"
+            f"  top-{k - 1}: {', '.join(ranked)}")
+
+
+def _non_finite_error(path: str, columns: Sequence[str], x: np.ndarray) -> ErrorRecord:
+    bad = [c for c, v in zip(columns, x) if not np.isfinite(v)]
+    return ErrorRecord(str(path), None, "features", "BadAudioError",
+                       f"non-finite feature values in {', '.join(bad[:5])}"
+                       f"{' ...' if len(bad) > 5 else ''}; the clip cannot be classified")
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``predict`` options to ``parser`` (a subcommand parser)."""
+    parser.description = ("Predict the class of audio files with a model bundle "
+                          "written by `python -m classify train`.")
+    parser.add_argument("--model", required=True, metavar="BUNDLE",
+                        help="model bundle directory (RUN/model)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="audio files or folders (searched recursively)")
+    parser.add_argument("--out", metavar="FILE.csv", default=None,
+                        help="also write the predictions to this CSV file")
+    parser.add_argument("--jobs", type=_non_negative_int, default=1, metavar="N",
+                        help="worker processes for feature extraction (0 = all cores; default 1)")
+    parser.add_argument("--top", type=_positive_int, default=DEFAULT_TOP, metavar="K",
+                        help=f"how many ranked classes to show (default {DEFAULT_TOP})")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``predict``: print one line per file, report skipped files.
+
+    Returns
+    -------
+    int
+        0 if at least one file was predicted, 1 if none could be read
+        (or --out cannot be written), 2 for a bad bundle or option.
+    """
+    try:
+        bundle = load_bundle(args.model)
+        predictions, errors = predict_files(bundle, args.paths, jobs=args.jobs, top=args.top)
+    except (ClassifyError, FeaturesError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for error in errors:
+        print(f"skipped {error.path}: {error.message}", file=sys.stderr)
+    for _, row in predictions.iterrows():
+        print(format_line(row))
+    if args.out:
+        try:
+            write_csv(predictions, args.out)
+        except OSError as exc:
+            print(f"error: cannot write --out {args.out}: {exc}", file=sys.stderr)
+            return 1
+    if predictions.empty:
+        print(f"error: none of the {len(errors)} path(s) could be read; "
+              "see the messages above", file=sys.stderr)
+        return 1
+    if errors:
+        print(f"predicted {len(predictions)} file(s), skipped {len(errors)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m classify.predict``)."""
+    parser = configure_parser(argparse.ArgumentParser(prog="python -m classify predict"))
+    return run(parser.parse_args(argv))
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (all cores) or a positive integer")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

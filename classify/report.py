@@ -1,0 +1,477 @@
+"""HTML report of a training run: ``python -m classify report RUN``.
+
+Reads the run directory written by ``python -m classify train`` and writes
+``RUN/report/index.html`` with its PNGs and the audio of the most confidently
+wrong clips beside it, so the ``report/`` folder can be zipped and shared:
+leaderboard, CV protocol (a leaky one is flagged at the top), scores per
+split, extraction summary, confusion matrices and per-class scores of the
+best model (the others one click away), and the wrong predictions to listen to.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import html as H
+from . import plots
+from .errors import ClassifyError
+
+__all__ = ["RunDirError", "build_report", "configure_parser", "run"]
+
+#: Out-of-fold predictions listed as "most confidently wrong".
+N_WRONG = 12
+_AUDIO_SR = 22050
+_MAX_AUDIO_SECONDS = 30.0
+_REQUIRED = {
+    "leaderboard.csv": ("model", "accuracy_mean"),
+    "folds.csv": ("model", "fold", "accuracy"),
+    "per_class.csv": ("model", "class", "precision", "recall", "f1"),
+    "predictions.csv": ("label", "model", "predicted", "confidence"),
+}
+_PROTOCOLS = {
+    "folds": "one split per predefined fold of the dataset (the dataset's official protocol): "
+             "clips of one recording never sit on both sides.",
+    "group": "stratified group k-fold: every recording group is entirely in training or in test.",
+    "stratified": "stratified k-fold: class shares are kept in every split; the table had no folds or "
+                  "groups, so clips of one recording could be split if the dataset has such clips.",
+    "random": "a shuffled hold-out split as in the tutorials; clips of one recording can sit on both sides.",
+}
+
+
+class RunDirError(ClassifyError, ValueError):
+    """The run directory is missing a file or a file lacks what the report needs."""
+
+
+@dataclass
+class _Run:
+    path: Path
+    meta: dict
+    leaderboard: pd.DataFrame
+    folds: pd.DataFrame
+    per_class: pd.DataFrame
+    predictions: pd.DataFrame
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` options to ``parser`` (called by ``classify.cli``)."""
+    parser.description = (
+        "Write an HTML report of a training run: leaderboard, CV protocol, scores per split, "
+        "extraction summary, confusion matrices, per-class scores and the most confidently "
+        "wrong predictions with their audio."
+    )
+    parser.add_argument("run_dir", metavar="RUN", type=Path, help="run folder written by 'classify train'")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None, help="output folder (default: RUN/report)")
+    parser.add_argument("--models", metavar="NAMES", default=None,
+                        help="comma-separated models to include (default: all in leaderboard.csv)")
+    parser.add_argument("--n-wrong", metavar="N", type=_non_negative_int, default=N_WRONG,
+                        help=f"confidently wrong predictions to show (default: {N_WRONG})")
+    parser.add_argument("--audio-root", metavar="DIR", type=Path, default=None,
+                        help="dataset root for the clips' audio (default: 'root' in features.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report from parsed arguments; returns the exit code."""
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    index = build_report(args.run_dir, out=args.out, models=models, n_wrong=args.n_wrong,
+                         audio_root=args.audio_root)
+    print(f"Report written to {index}")
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: list[str] | None = None,
+                 n_wrong: int = N_WRONG, audio_root: str | Path | None = None) -> Path:
+    """Write the report of the training run in ``run_dir``; returns the path of ``index.html``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Folder written by ``python -m classify train``.
+    out : str or Path, optional
+        Output folder (default ``RUN/report``).
+    models : list of str, optional
+        Models to include (default: every model of the leaderboard).
+    n_wrong : int
+        Most confidently wrong out-of-fold predictions of the best model to show.
+    audio_root : str or Path, optional
+        Dataset root used to find the clips' audio (default: ``root`` of features.json).
+
+    Returns
+    -------
+    Path
+        ``OUT/index.html``.
+
+    Raises
+    ------
+    RunDirError
+        A file of the run is missing or lacks a column; the message names it.
+    """
+    if n_wrong < 0:
+        raise ValueError(f"n_wrong={n_wrong} must be 0 or more")
+    r = _load_run(Path(run_dir))
+    shown = _select_models(r, models)
+    best = shown[0]
+    # Read every matrix before drawing anything: a broken run fails fast, naming the file.
+    matrices = {(m, kind): _read_confusion(r.path, m, kind) for m in shown for kind in ("counts", "normalized")}
+    out = Path(out) if out is not None else r.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    features_meta, features_source = _features_meta(r)
+    root = Path(audio_root) if audio_root is not None else _dataset_root(features_meta)
+
+    protocol = r.meta.get("protocol") or {}
+    body = _warning(protocol) + _summary_section(r, best, shown)
+    body += _protocol_section(protocol) + _splits_section(r, shown, out)
+    body += _extraction_section(features_meta, features_source)
+    body += _models_section(r, shown, best, matrices, out)
+    body += _wrong_section(r, best, n_wrong, root, out, audio_root is not None)
+    body += _details_section(r)
+    toc = [("summary", "Leaderboard"), ("protocol", "CV protocol"), ("splits", "Scores per split"),
+           ("extraction", "Extraction"), ("models", "Confusions per model"), ("wrong", "Confidently wrong"),
+           ("details", "Run details")]
+    # "run" says little; the dataset's name says which report this is.
+    name = Path(features_meta["root"]).name if features_meta and features_meta.get("root") else r.path.resolve().name
+    title = f"Training report: {name}"
+    return H.write_page(out / "index.html", H.page(title, body, subtitle=str(r.path.resolve()), toc=toc))
+
+
+def _warning(protocol: dict) -> str:
+    if not protocol.get("leaky"):
+        return ""
+    return H.note(
+        f"<strong>Leaky protocol ({H.esc(protocol.get('name', 'random'))}): these scores are optimistic.</strong> "
+        f"{H.esc(protocol.get('reason', ''))} Clips of one recording can sit on both sides of the split, so "
+        "the model is partly tested on what it has heard. Re-run training with <code>--cv auto</code> for "
+        "numbers that hold on new recordings.", "danger")
+
+
+def _summary_section(r: _Run, best: str, shown: list[str]) -> str:
+    board = r.leaderboard[r.leaderboard["model"].isin(shown)].reset_index(drop=True)
+    best_row = board.iloc[0]
+    meta = r.meta
+    text = (f"<p>Best model by mean accuracy: <strong>{H.esc(best)}</strong> "
+            f"({float(best_row['accuracy_mean']):.3f}"
+            + (f" ± {float(best_row['accuracy_std']):.3f}" if "accuracy_std" in board.columns else "")
+            + f") over {meta.get('n_rows', '?')} clips, {len(meta.get('classes') or [])} classes and "
+            f"{meta.get('n_features', '?')} features.")
+    saved = meta.get("best_model")
+    if saved and saved != best:
+        text += f" The saved model bundle is <strong>{H.esc(saved)}</strong>."
+    text += "</p>"
+    caption = '<p class="muted">Means over the CV splits, best first; scores are out-of-fold.</p>'
+    return H.section("summary", "Leaderboard", text + H.table(board, highlight=[0]) + caption)
+
+
+def _protocol_section(protocol: dict) -> str:
+    name = str(protocol.get("name", "unknown"))
+    pairs = [("Protocol", name), ("Splits", protocol.get("n_splits", "")),
+             ("Leaky", "yes" if protocol.get("leaky") else "no"), ("Why", protocol.get("reason", ""))]
+    explain = _PROTOCOLS.get(name.split()[0].lower() if name else "", "")
+    body = H.key_values(pairs)
+    if explain and not protocol.get("reason"):
+        body += f"<p>{H.esc(name)}: {H.esc(explain)}</p>"
+    warnings = [str(w) for w in protocol.get("warnings") or []]
+    if warnings:
+        items = "".join(f"<li>{H.esc(w)}</li>" for w in warnings)
+        body += H.note(f"Warnings from training:<ul>{items}</ul>", "warn")
+    body += ('<p class="muted">Scaling and every other fitted step are fitted on the training part of each '
+             "split only, inside the pipeline.</p>")
+    return H.section("protocol", "Cross-validation protocol", body)
+
+
+def _splits_section(r: _Run, shown: list[str], out: Path) -> str:
+    # Leaderboard order, so the legend lists the best model first.
+    folds = r.folds[r.folds["model"].isin(shown)]
+    folds = folds.iloc[np.argsort([shown.index(m) for m in folds["model"]], kind="stable")]
+    body = ""
+    for metric in ("accuracy", "macro_f1"):
+        if metric not in folds.columns:
+            continue
+        name = f"folds_{metric}.png"
+        fig = plots.fold_scores_figure(folds, metric=metric, title=f"{plots.metric_label(metric)} per held-out split")
+        plots.save_figure(fig, out / name)
+        body += H.figure(name, f"{plots.metric_label(metric)} of every model on every held-out split",
+                         "One line per model; the legend gives the mean over splits.")
+    body += H.details("Scores per split (folds.csv)", H.table(folds.reset_index(drop=True)))
+    return H.section("splits", "Scores per split", body)
+
+
+def _extraction_section(meta: dict | None, source: str) -> str:
+    if meta is None:
+        return H.section("extraction", "Extraction summary", H.note(
+            "No <code>features.json</code> was found (run.json has no <code>features_json</code> and there is none "
+            "beside the table), so the extraction summary is not available.", "info"))
+    clips = meta.get("clips") or {}
+    params = meta.get("params") or {}
+    pairs = [("Dataset root", meta.get("root", "")), ("Layout", meta.get("layout", "")),
+             ("Clips total", clips.get("total", "")), ("Clips ok", clips.get("ok", "")),
+             ("Clips failed", clips.get("failed", "")),
+             ("Clips per second", _num(meta.get("clips_per_second"))),
+             ("Wall time (s)", _num(meta.get("wall_seconds"))), ("Workers", meta.get("jobs", "")),
+             ("Preset", params.get("preset", "")), ("Sample rate (Hz)", params.get("sr", "")),
+             ("Parameter key", meta.get("param_key", "")), ("Created", meta.get("created", ""))]
+    body = H.key_values(pairs) + f'<p class="muted">From {H.esc(source)}.</p>'
+    if clips.get("failed"):
+        body += H.note(f"{clips['failed']} clip(s) could not be used; their reasons are in "
+                       "<code>errors.csv</code> beside the features table.", "warn")
+    return H.section("extraction", "Extraction summary", body)
+
+
+def _num(value) -> object:
+    return round(float(value), 2) if isinstance(value, int | float) else ("" if value is None else value)
+
+
+def _models_section(r: _Run, shown: list[str], best: str, matrices: dict, out: Path) -> str:
+    body = ('<p>The best model is open; click another model to see its confusion matrices and per-class '
+            "scores.</p>")
+    for model in shown:
+        label = f"{model} (best)" if model == best else model
+        body += H.details(label, _model_block(r, model, matrices, out), expanded=model == best)
+    return H.section("models", "Confusion matrices and per-class scores", body)
+
+
+def _model_block(r: _Run, model: str, matrices: dict, out: Path) -> str:
+    body = ""
+    for kind, normalized in (("counts", False), ("normalized", True)):
+        matrix = matrices[model, kind]
+        name = f"confusion_{H.slug(model)}_{kind}.png"
+        title = f"{model}: {'row-normalised' if normalized else 'counts'} confusion matrix (out-of-fold)"
+        plots.save_figure(plots.confusion_figure(matrix, title=title, normalized=normalized), out / name)
+        body += H.figure(name, f"Confusion matrix of {model}, {'row-normalised' if normalized else 'counts'}",
+                         "Rows: true class; columns: predicted class."
+                         + (" Each row sums to 1: the diagonal is the recall." if normalized else ""))
+    rows = r.per_class[r.per_class["model"] == model].reset_index(drop=True)
+    rows = rows.drop(columns=[c for c in ("model", "protocol") if c in rows.columns])
+    if len(rows):
+        name = f"per_class_{H.slug(model)}.png"
+        plots.save_figure(plots.per_class_scores_figure(rows, title=f"{model}: per-class precision, recall and F1"),
+                          out / name)
+        body += H.figure(name, f"Per-class precision, recall and F1 of {model}", "Out-of-fold predictions.")
+        body += H.details("Per-class table", H.table(rows))
+    return body
+
+
+def _wrong_section(r: _Run, best: str, n_wrong: int, root: Path | None, out: Path, root_given: bool) -> str:
+    if n_wrong == 0:
+        return ""
+    preds = r.predictions[r.predictions["model"] == best]
+    path_col = "path" if "path" in preds.columns else "filename" if "filename" in preds.columns else None
+    wrong = preds[preds["label"].astype(str) != preds["predicted"].astype(str)]
+    wrong = wrong.sort_values("confidence", ascending=False, kind="stable").head(n_wrong)
+    intro = (f"<p>The {len(wrong)} out-of-fold predictions of <strong>{H.esc(best)}</strong> that were wrong with "
+             f"the highest confidence ({int((preds['label'].astype(str) != preds['predicted'].astype(str)).sum())} "
+             f"wrong of {len(preds)}). Listen: is the label wrong, the clip ambiguous, or the model?</p>")
+    if wrong.empty:
+        return H.section("wrong", "Most confidently wrong predictions", intro + H.note("No wrong prediction."))
+    if root is None:
+        intro += H.note("The dataset root is unknown (no features.json), so clips cannot be played. Pass "
+                        "<code>--audio-root DATASET</code>.", "warn")
+    elif not root.is_dir():
+        where = "--audio-root" if root_given else "features.json"
+        intro += H.note(f"The dataset root <code>{H.esc(root)}</code> (from {where}) does not exist, so clips "
+                        "cannot be played. Pass <code>--audio-root DATASET</code>.", "warn")
+    finder = _AudioFinder(root if root is not None and root.is_dir() else None)
+    # A rerun with other settings must not leave the previous run's clips in a shared folder.
+    for stale in [*out.glob("wrong_[0-9]*.png"), *out.glob("audio/wrong_[0-9]*.wav")]:
+        stale.unlink()
+    cards = [_wrong_card(i, row, path_col, finder, out) for i, (_, row) in enumerate(wrong.iterrows(), start=1)]
+    return H.section("wrong", "Most confidently wrong predictions",
+                     intro + '<div class="cards">' + "".join(cards) + "</div>")
+
+
+def _wrong_card(i: int, row: pd.Series, path_col: str | None, finder: _AudioFinder, out: Path) -> str:
+    from features.audio import load_audio
+    from features.errors import FeaturesError
+    from features.params import FeatureParams
+
+    from .eda import mel_spectrogram, write_wav
+
+    rel = str(row[path_col]) if path_col else ""
+    true, pred = str(row["label"]), str(row["predicted"])
+    prob_true = row.get(f"prob_{true}")
+    head = (f"<div><strong>#{i}</strong> true <strong>{H.esc(true)}</strong> → predicted "
+            f"<strong>{H.esc(pred)}</strong></div><div>confidence {float(row['confidence']):.3f}"
+            + (f", p(true class) {float(prob_true):.3f}" if prob_true is not None and pd.notna(prob_true) else "")
+            + _fold_text(row)
+            + f'</div><div class="path">{H.esc(rel)}</div>')
+    source = finder.find(rel) if rel else None
+    if source is None:
+        where = f" under {H.esc(finder.root)}" if finder.root is not None else ""
+        return (f'<div class="card">{head}<p class="muted">Audio not found{where}, so no player or '
+                "spectrogram.</p></div>")
+    try:
+        y, _ = load_audio(source, FeatureParams(sr=_AUDIO_SR, duration=_MAX_AUDIO_SECONDS))
+    except (FeaturesError, OSError, ValueError) as exc:
+        return f'<div class="card">{head}<p class="muted">Audio could not be read: {H.esc(exc)}</p></div>'
+    stem = f"wrong_{i:02d}"
+    audio_file = out / "audio" / f"{stem}.wav"
+    write_wav(audio_file, y, _AUDIO_SR)
+    spec = mel_spectrogram(y, _AUDIO_SR, name=Path(rel).name)
+    plots.save_figure(plots.spectrogram_figure(spec, title=f"Mel spectrogram of {Path(rel).name}"),
+                      out / f"{stem}.png")
+    img = (f'<img src="{H.esc(stem)}.png" alt="Mel spectrogram of {H.esc(Path(rel).name)}, true {H.esc(true)}, '
+           f'predicted {H.esc(pred)}">')
+    player = H.audio(H.rel_url(audio_file, out), f"{Path(rel).name}, true {true}, predicted {pred}")
+    return f'<div class="card">{head}{img}{player}</div>'
+
+
+def _fold_text(row: pd.Series) -> str:
+    if "fold" not in row.index or pd.isna(row["fold"]):
+        return ""
+    fold = str(row["fold"])
+    # Training may name folds "fold3" already; do not print "fold fold3".
+    return f", {H.esc(fold)}" if fold.lower().startswith(("fold", "split")) else f", fold {H.esc(fold)}"
+
+
+def _details_section(r: _Run) -> str:
+    meta = r.meta
+    pairs = [("Table", meta.get("table", "")), ("Table SHA-256", meta.get("table_sha256", "")),
+             ("Rows", meta.get("n_rows", "")), ("Features", meta.get("n_features", "")),
+             ("Models", ", ".join(meta.get("models") or [])), ("Classes", ", ".join(meta.get("classes") or []))]
+    body = H.key_values(pairs)
+    for key, heading in (("params", "Training parameters"), ("timings", "Timings (s)"), ("versions", "Versions")):
+        value = meta.get(key)
+        if isinstance(value, dict) and value:
+            body += H.details(heading, H.key_values((k, _jsonish(v)) for k, v in value.items()))
+    return H.section("details", "Run details", body)
+
+
+def _jsonish(value) -> object:
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+# ----------------------------------------------------------------------------- reading the run
+
+
+def _load_run(path: Path) -> _Run:
+    if not path.is_dir():
+        raise RunDirError(f"run folder {path} does not exist; train first with 'python -m classify train TABLE "
+                          f"--out {path}' (or 'make train').")
+    meta_path = path / "run.json"
+    if not meta_path.is_file():
+        raise RunDirError(f"{meta_path} is missing; is {path} a folder written by 'python -m classify train'?")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{meta_path} is not valid JSON ({exc}); re-run training to rewrite it.") from None
+    if not isinstance(meta, dict):
+        raise RunDirError(f"{meta_path} must hold a JSON object; re-run training to rewrite it.")
+    tables = {name: _read_csv(path / name, columns) for name, columns in _REQUIRED.items()}
+    if tables["leaderboard.csv"].empty:
+        raise RunDirError(f"{path / 'leaderboard.csv'} has no rows; re-run training.")
+    return _Run(path, meta, tables["leaderboard.csv"], tables["folds.csv"], tables["per_class.csv"],
+                tables["predictions.csv"])
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the whole run folder.")
+    try:
+        # Class names and paths stay text even when they look like numbers ("1", "007").
+        df = pd.read_csv(path, dtype={c: str for c in ("model", "class", "label", "predicted", "path", "filename")})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training to rewrite it.") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RunDirError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}. Re-run training.")
+    return df
+
+
+def _read_confusion(run_dir: Path, model: str, kind: str) -> pd.DataFrame:
+    path = run_dir / "confusion" / f"{model}_{kind}.csv"
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the confusion matrices.")
+    try:
+        matrix = pd.read_csv(path, index_col=0, dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training.") from None
+    matrix.index = matrix.index.astype(str)
+    matrix.columns = matrix.columns.astype(str)
+    values = matrix.apply(pd.to_numeric, errors="coerce")
+    if values.shape[0] != values.shape[1] or list(values.index) != list(values.columns):
+        raise RunDirError(f"{path} must be a square matrix with the same classes as rows and columns; "
+                          f"rows {list(values.index)}, columns {list(values.columns)}.")
+    if kind == "counts" and values.isna().to_numpy().any():
+        raise RunDirError(f"{path} has empty or non-numeric cells; re-run training.")
+    return values
+
+
+def _select_models(r: _Run, models: list[str] | None) -> list[str]:
+    board = list(r.leaderboard["model"])
+    if not models:
+        return board
+    unknown = [m for m in models if m not in board]
+    if unknown:
+        raise RunDirError(f"--models {','.join(unknown)} not in {r.path / 'leaderboard.csv'}; "
+                          f"choose from {','.join(board)}.")
+    # Leaderboard order, so the first one is the best of those asked for.
+    return [m for m in board if m in models]
+
+
+def _features_meta(r: _Run) -> tuple[dict | None, str]:
+    meta = r.meta.get("features_json")
+    if isinstance(meta, dict):
+        return meta, f"run.json (copy of the features.json of {r.meta.get('table', 'the table')})"
+    table = r.meta.get("table")
+    if table:
+        candidates = [Path(table).parent / "features.json"]
+        if not Path(table).is_absolute():
+            candidates.append(r.path / Path(table).parent / "features.json")
+        for sibling in candidates:
+            if sibling.is_file():
+                try:
+                    return json.loads(sibling.read_text(encoding="utf-8")), str(sibling)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    return None, ""
+    return None, ""
+
+
+def _dataset_root(features_meta: dict | None) -> Path | None:
+    root = (features_meta or {}).get("root")
+    return Path(root) if root else None
+
+
+class _AudioFinder:
+    """Finds a clip under the dataset root: by its relative path, else by file name.
+
+    GTZAN tables name clips by file name only (``filename``), so the root is
+    walked once, lazily, to map file names to paths.
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self._by_name: dict[str, Path] | None = None
+
+    def find(self, rel: str) -> Path | None:
+        if self.root is None:
+            return None
+        direct = self.root / rel
+        if direct.is_file():
+            return direct
+        if self._by_name is None:
+            self._by_name = {}
+            for folder, _, files in os.walk(self.root):
+                for name in files:
+                    self._by_name.setdefault(name, Path(folder) / name)
+        return self._by_name.get(Path(rel).name)
+

@@ -1,0 +1,349 @@
+"""Which rows train and which test: the evaluation protocol.
+
+The protocol decides whether the scores mean anything. Clips cut from one
+recording sound alike, so a model that saw one of them in training "knows"
+the others; only a split that keeps each recording (``group``) or each
+predefined ``fold`` on one side gives honest numbers.
+
+``auto`` picks, in order: the table's predefined folds (the official
+UrbanSound8K protocol), stratified group k-fold on ``group``, plain
+stratified k-fold. ``random`` (the tutorials' shuffled 80/20 hold-out) is
+never chosen automatically and is labelled leaky wherever it is reported.
+All splitting is done by scikit-learn's splitters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import (
+    PredefinedSplit,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+)
+
+from .errors import SplitError, UsageError
+from .tables import FeatureTable
+
+PROTOCOLS = ("auto", "folds", "group", "stratified", "random")
+LEAKY_NOTE = "leaky: clips of one recording can sit on both sides"
+RANDOM_TEST_SIZE = 0.2
+
+
+class Split(NamedTuple):
+    """One train/test split: row indices and the name of the held-out part."""
+
+    train: np.ndarray
+    test: np.ndarray
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Protocol:
+    """An evaluation protocol and its splits.
+
+    Attributes
+    ----------
+    name : str
+        ``folds``, ``group``, ``stratified`` or ``random``.
+    reason : str
+        One sentence saying why this protocol was used.
+    leaky : bool
+        True for ``random``: clips of one recording can be on both sides.
+    splits : tuple of Split
+        ``(train_idx, test_idx, fold_name)`` per split, indices into the table rows.
+    warnings : tuple of str
+        Things the user should know that do not stop the run (a class absent
+        from a training part, groups spread over several folds).
+    """
+
+    name: str
+    reason: str
+    leaky: bool
+    splits: tuple[Split, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def n_splits(self) -> int:
+        return len(self.splits)
+
+    @property
+    def label(self) -> str:
+        """``folds`` or ``random (leaky: ...)``: the name as printed in outputs."""
+        return f"{self.name} ({LEAKY_NOTE})" if self.leaky else self.name
+
+    def describe(self) -> str:
+        """One line for the console: protocol, number of splits and why."""
+        return f"protocol: {self.label}, {self.n_splits} split(s); {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the indices)."""
+        return {
+            "name": self.name, "reason": self.reason, "leaky": self.leaky,
+            "n_splits": self.n_splits, "split_names": [s.name for s in self.splits],
+            "warnings": list(self.warnings),
+        }
+
+
+def choose_protocol(table: FeatureTable, cv: str = "auto", *, k: int = 5, seed: int = 0) -> Protocol:
+    """Build the protocol ``cv`` for a loaded table.
+
+    Parameters
+    ----------
+    table : FeatureTable
+        Supplies labels, the ``fold`` column and the ``group`` column.
+    cv : {"auto", "folds", "group", "stratified", "random"}
+        Protocol; ``auto`` picks folds, else group, else stratified.
+    k : int
+        Number of splits for ``group`` and ``stratified``.
+    seed : int
+        Seed of the shuffling splitters.
+
+    Returns
+    -------
+    Protocol
+
+    Raises
+    ------
+    SplitError
+        The needed column is missing or incomplete, a class is rarer than
+        the number of splits, or a split would have no training data.
+    """
+    folds = table.df[table.fold_col] if table.fold_col else None
+    groups = table.groups
+    return build_protocol(cv, table.y, folds=folds, groups=groups, k=k, seed=seed)
+
+
+def build_protocol(
+    cv: str,
+    y: np.ndarray,
+    *,
+    folds: pd.Series | np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    k: int = 5,
+    seed: int = 0,
+) -> Protocol:
+    """Build a protocol from plain arrays (see :func:`choose_protocol`).
+
+    Parameters
+    ----------
+    cv : str
+        One of :data:`PROTOCOLS`.
+    y : np.ndarray [shape=(n,)]
+        Class labels.
+    folds : array-like [shape=(n,)] or None
+        Predefined fold of each row (NA where unknown), or None.
+    groups : np.ndarray [shape=(n,)] or None
+        Group (recording) of each row, ``""`` where unknown, or None.
+    k : int
+        Number of splits for ``group`` / ``stratified``.
+    seed : int
+        Seed of the shuffling splitters.
+
+    Returns
+    -------
+    Protocol
+
+    Examples
+    --------
+    >>> y = np.array(["a", "b"] * 10)
+    >>> p = build_protocol("auto", y, k=2)
+    >>> p.name, p.n_splits, p.leaky
+    ('stratified', 2, False)
+    """
+    if cv not in PROTOCOLS:
+        raise UsageError(f"--cv {cv!r} is not one of: {', '.join(PROTOCOLS)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise UsageError(f"--k {k!r} must be an integer >= 2")
+    y = np.asarray(y, dtype=object)
+    folds = None if folds is None else pd.Series(np.asarray(folds, dtype=object))
+    if folds is not None and folds.isna().all():
+        folds = None
+    if groups is not None and (np.asarray(groups, dtype=str) == "").all():
+        groups = None
+    name = cv if cv != "auto" else "folds" if folds is not None else "group" if groups is not None else "stratified"
+    if name == "folds":
+        splits = _predefined(y, folds)
+    elif name == "group":
+        splits = _grouped(y, groups, k, seed)
+    elif name == "stratified":
+        splits = _stratified(y, k, seed)
+    else:
+        splits = _random(y, seed)
+    _check_training_parts(y, splits)
+    reason = _reason(cv, name, folds, groups, k)
+    warnings = _absent_classes(y, splits) + _groups_across_folds(name, folds, groups)
+    return Protocol(
+        name=name, reason=reason, leaky=name == "random", splits=tuple(splits),
+        warnings=tuple(warnings),
+    )
+
+
+def _reason(cv: str, name: str, folds: pd.Series | None, groups: np.ndarray | None, k: int) -> str:
+    if name == "random":
+        return (
+            f"requested with --cv random: one shuffled, stratified "
+            f"{100 - RANDOM_TEST_SIZE * 100:.0f}/{RANDOM_TEST_SIZE * 100:.0f} hold-out as in "
+            f"the tutorials; {LEAKY_NOTE}, so its scores are optimistic"
+        )
+    how = f"requested with --cv {cv}" if cv != "auto" else None
+    if name == "folds":
+        n = folds.dropna().nunique()
+        return (how or f"the table has a 'fold' column with {n} predefined folds") + (
+            ": each fold is held out once and trained on the others (the dataset's own "
+            "protocol, as for UrbanSound8K), so no fold is on both sides"
+        )
+    if name == "group":
+        n = len(set(groups) - {""}) if groups is not None else 0
+        return (how or f"the table has no folds but a 'group' column ({n} groups)") + (
+            f": stratified group {k}-fold keeps every group (recording) on one side"
+        )
+    return (how or "the table has neither a 'fold' nor a 'group' column") + (
+        f": stratified {k}-fold, which assumes the rows are independent clips"
+    )
+
+
+# ---------------------------------------------------------------- splitters
+
+
+def _predefined(y: np.ndarray, folds: pd.Series | None) -> list[Split]:
+    if folds is None:
+        raise SplitError(
+            "--cv folds needs a 'fold' column with values, and the table has none; "
+            "use --cv group or --cv stratified"
+        )
+    missing = folds.isna().to_numpy()
+    if missing.any():
+        raise SplitError(
+            f"{int(missing.sum())} row(s) have no fold (first at data row "
+            f"{int(np.argmax(missing)) + 1}); fill the 'fold' column for every row or use "
+            "--cv group / --cv stratified"
+        )
+    values = sorted(folds.unique(), key=_fold_order)
+    if len(values) < 2:
+        raise SplitError(
+            f"the table has a single fold ({values[0]}): holding it out leaves a split "
+            "without training data; use --cv group or --cv stratified"
+        )
+    codes = folds.map({v: i for i, v in enumerate(values)}).to_numpy(dtype=int)
+    splitter = PredefinedSplit(test_fold=codes)
+    return [
+        Split(train, test, f"fold{values[i]}")
+        for i, (train, test) in enumerate(splitter.split())
+    ]
+
+
+def _grouped(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> list[Split]:
+    if groups is None:
+        raise SplitError(
+            "--cv group needs a 'group' column naming each clip's recording, and the "
+            "table has none; use --cv stratified (or --cv folds if it has folds)"
+        )
+    groups = np.asarray(groups, dtype=str)
+    blank = groups == ""
+    if blank.any():
+        raise SplitError(
+            f"{int(blank.sum())} row(s) have no group (first at data row "
+            f"{int(np.argmax(blank)) + 1}); fill the 'group' column for every row or use "
+            "--cv stratified"
+        )
+    n_groups = len(np.unique(groups))
+    if n_groups < k:
+        raise SplitError(
+            f"--cv group with --k {k} needs at least {k} groups, and the table has "
+            f"{n_groups}; use a smaller --k"
+        )
+    _check_class_sizes(y, k, "group")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return _named(splitter.split(np.zeros(len(y)), y, groups))
+
+
+def _stratified(y: np.ndarray, k: int, seed: int) -> list[Split]:
+    _check_class_sizes(y, k, "stratified")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return _named(splitter.split(np.zeros(len(y)), y))
+
+
+def _random(y: np.ndarray, seed: int) -> list[Split]:
+    _check_class_sizes(y, 2, "random")
+    n_classes = len(np.unique(y))
+    n_test = math.ceil(RANDOM_TEST_SIZE * len(y))
+    if n_test < n_classes or len(y) - n_test < n_classes:
+        raise SplitError(
+            f"--cv random holds out {n_test} of {len(y)} rows, too few for one row of "
+            f"each of the {n_classes} classes on both sides; add clips"
+        )
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=RANDOM_TEST_SIZE, random_state=seed)
+    train, test = next(splitter.split(np.zeros(len(y)), y))
+    return [Split(train, test, "holdout (leaky)")]
+
+
+def _named(pairs) -> list[Split]:
+    return [Split(train, test, f"split{i + 1}") for i, (train, test) in enumerate(pairs)]
+
+
+def _fold_order(value: Any) -> tuple[int, Any]:
+    # Whole-number folds sort numerically (fold2 before fold10), others as text.
+    if isinstance(value, (int, np.integer)):
+        return 0, int(value)
+    return 1, str(value)
+
+
+# ------------------------------------------------------------------- checks
+
+
+def _check_class_sizes(y: np.ndarray, n_splits: int, cv: str) -> None:
+    labels, counts = np.unique(y, return_counts=True)
+    rare = [(lab, n) for lab, n in zip(labels, counts) if n < n_splits]
+    if rare:
+        shown = ", ".join(f"{lab!r} ({n} row{'s' if n != 1 else ''})" for lab, n in rare[:5])
+        fix = "use a smaller --k or " if cv != "random" else ""
+        raise SplitError(
+            f"--cv {cv} needs at least {n_splits} rows of every class, and class(es) "
+            f"{shown} have fewer; {fix}add clips of those classes"
+        )
+
+
+def _check_training_parts(y: np.ndarray, splits: list[Split]) -> None:
+    for split in splits:
+        if len(split.train) == 0 or len(split.test) == 0:
+            side = "training" if len(split.train) == 0 else "test"
+            raise SplitError(f"split {split.name} has no {side} data; check the 'fold' column")
+        present = np.unique(y[split.train])
+        if len(present) < 2:
+            raise SplitError(
+                f"the training part of {split.name} holds only the class {present[0]!r}; "
+                "every split needs at least two classes to train on"
+            )
+
+
+def _absent_classes(y: np.ndarray, splits: list[Split]) -> list[str]:
+    classes = set(np.unique(y))
+    notes = []
+    for split in splits:
+        absent = sorted(classes - set(y[split.train]))
+        if absent:
+            notes.append(
+                f"class(es) {absent} have no training rows in {split.name}, so that split "
+                "cannot predict them"
+            )
+    return notes
+
+
+def _groups_across_folds(name: str, folds: pd.Series | None, groups: np.ndarray | None) -> list[str]:
+    if name != "folds" or groups is None:
+        return []
+    frame = pd.DataFrame({"fold": folds.to_numpy(), "group": np.asarray(groups, dtype=str)})
+    frame = frame[frame["group"] != ""]
+    spread = int((frame.groupby("group")["fold"].nunique() > 1).sum())
+    if not spread:
+        return []
+    note = (
+        f"{spread} group(s) have clips in more than one fold, so those recordings sit on "
+        "both sides of some splits; the predefined folds leak for them"
+    )
+    return [note]

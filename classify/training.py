@@ -1,0 +1,732 @@
+"""``python -m classify train``: cross-validate the models, write the run, save the best.
+
+:func:`train` is the whole command: load and check the table, choose the
+protocol, cross-validate every requested model over the protocol's splits
+(a fresh :func:`~sklearn.base.clone` per split, scaling inside the
+pipeline), collect out-of-fold predictions, score them, write the run
+directory, refit the best model on all rows and save it as a bundle.
+
+Run directory (``--out``)::
+
+    leaderboard.csv  folds.csv  per_class.csv  predictions.csv
+    confusion/<model>_{counts,normalized}.{csv,png}  folds.png
+    report.md  run.json  model/ (bundle written by classify.bundle)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import importlib
+import importlib.metadata
+import platform
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, cpu_count, delayed
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from features.table import atomic_path, write_csv, write_json
+
+from . import evaluation
+from .errors import UsageError
+from .mlp import KerasMLPClassifier, import_keras
+from .models import (
+    CLASS_WEIGHTS,
+    DEFAULT_MLP_LAYERS,
+    MODEL_NAMES,
+    WEIGHTLESS_MODELS,
+    make_pipeline,
+    parse_layers,
+    parse_models,
+)
+from .splits import LEAKY_NOTE, PROTOCOLS, Protocol, choose_protocol
+from .tables import FeatureTable, load_table
+
+Log = Callable[[str], None]
+
+_VERSIONED = (
+    "numpy", "pandas", "scikit-learn", "tensorflow", "keras", "skops", "librosa", "matplotlib",
+    "soundfeatures",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Everything ``train`` takes besides the table and the output folder.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Names from :data:`classify.models.MODEL_NAMES`, in report order.
+    cv : str
+        Protocol: auto, folds, group, stratified or random.
+    k : int
+        Splits of the group / stratified protocols.
+    seed : int
+        Seed of the splitters and of every model.
+    mlp_layers : sequence of int
+        Hidden layer sizes of the MLP.
+    class_weight : None or "balanced"
+        Class weighting for skewed classes.
+    final : str or None
+        Model to refit and save; None picks the best by mean accuracy.
+    epochs : int or None
+        Maximum MLP epochs (None: 200).
+    quiet : bool
+        Print no per-split progress.
+    jobs : int
+        Worker processes for the splits (0: one per usable core; 1: fit
+        in this process). Results do not depend on it.
+    """
+
+    models: Sequence[str] = MODEL_NAMES
+    cv: str = "auto"
+    k: int = 5
+    seed: int = 0
+    mlp_layers: Sequence[int] = DEFAULT_MLP_LAYERS
+    class_weight: str | None = None
+    final: str | None = None
+    epochs: int | None = None
+    quiet: bool = False
+    jobs: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(parse_models(self.models)))
+        object.__setattr__(self, "mlp_layers", parse_layers(self.mlp_layers))
+        if self.cv not in PROTOCOLS:
+            raise UsageError(f"--cv {self.cv!r} is not one of: {', '.join(PROTOCOLS)}")
+        if not _is_int(self.k) or self.k < 2:
+            raise UsageError(f"--k {self.k!r} must be an integer >= 2")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise UsageError(f"--seed {self.seed!r} must be an integer >= 0")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise UsageError(f"--class-weight {self.class_weight!r} must be 'balanced' or not given")
+        if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
+            raise UsageError(f"--epochs {self.epochs!r} must be an integer >= 1")
+        if not _is_int(self.jobs) or self.jobs < 0:
+            raise UsageError(f"--jobs {self.jobs!r} must be an integer >= 0 (0 = all cores)")
+        if self.final is not None and self.final not in self.models:
+            raise UsageError(
+                f"--final {self.final!r} is not among --models {','.join(self.models)}; "
+                "the final model must be cross-validated too"
+            )
+
+    def effective_jobs(self) -> int:
+        """Worker processes to use: ``jobs``, or the usable cores when 0."""
+        return self.jobs or cpu_count()
+
+    def pipeline(self, name: str, n_classes: int | None = None):
+        """The unfitted pipeline of model ``name`` with these options."""
+        return make_pipeline(
+            name, seed=self.seed, n_classes=n_classes, class_weight=self.class_weight,
+            mlp_layers=self.mlp_layers, epochs=self.epochs,
+        )
+
+
+@dataclasses.dataclass
+class CVResult:
+    """One model's cross-validation.
+
+    Attributes
+    ----------
+    model : str
+    folds : pd.DataFrame
+        One row per split, columns :data:`classify.evaluation.FOLDS_COLUMNS`.
+    predicted : np.ndarray [shape=(n_rows,), dtype=object]
+        Out-of-fold label of every row; None for rows never tested
+        (``random`` protocol).
+    proba : np.ndarray [shape=(n_rows, n_classes)]
+        Out-of-fold probabilities in table class order; NaN where untested.
+    split_of_row : np.ndarray [shape=(n_rows,), dtype=object]
+        Name of the split that tested each row, None if none did.
+    fit_seconds, predict_seconds : float
+        Totals over the splits.
+    """
+
+    model: str
+    folds: pd.DataFrame
+    predicted: np.ndarray
+    proba: np.ndarray
+    split_of_row: np.ndarray
+    fit_seconds: float
+    predict_seconds: float
+
+    @property
+    def tested(self) -> np.ndarray:
+        """Boolean mask of the rows that have an out-of-fold prediction."""
+        return np.array([s is not None for s in self.split_of_row], dtype=bool)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` produced (all of it also written to ``out_dir``)."""
+
+    out_dir: Path
+    table: FeatureTable
+    protocol: Protocol
+    options: TrainOptions
+    results: dict[str, CVResult]
+    leaderboard: pd.DataFrame
+    folds: pd.DataFrame
+    per_class: pd.DataFrame
+    final_model: str
+    bundle_dir: Path | None
+    timings: dict[str, Any]
+
+
+# ------------------------------------------------------------------ command
+
+
+def default_out_dir(table_path: str | Path) -> Path:
+    """``data/output/<name>/features/features.parquet`` -> ``data/output/<name>/run``."""
+    return Path(table_path).resolve().parent.parent / "run"
+
+
+def train(
+    table_path: str | Path,
+    out_dir: str | Path | None = None,
+    options: TrainOptions | None = None,
+    *,
+    log: Log = print,
+    warn: Log | None = None,
+) -> TrainResult:
+    """Run the whole ``train`` command.
+
+    Parameters
+    ----------
+    table_path : str or Path
+        ``features.csv`` / ``features.parquet``.
+    out_dir : str, Path or None
+        Run directory; None: :func:`default_out_dir`.
+    options : TrainOptions or None
+        Models, protocol and their parameters (None: defaults).
+    log : callable
+        Receives every progress/summary line (``print`` by default).
+    warn : callable or None
+        Receives warnings (default: ``warning: ...`` on stderr).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TableError, SplitError, UsageError, BundleError
+        With a message naming the problem (the CLI prints it on one line).
+    """
+    options = options or TrainOptions()
+    warn = warn or _stderr_warning
+    started = time.perf_counter()
+    table = load_table(table_path)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(table.path)
+    log(table.describe())
+    if table.ignored_columns:
+        log(f"ignored non-numeric column(s): {', '.join(table.ignored_columns)}")
+    protocol = choose_protocol(table, options.cv, k=options.k, seed=options.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)  # fail before minutes of fitting, not after
+    log(protocol.describe())
+    for note in protocol.warnings:
+        warn(note)
+    if options.class_weight and WEIGHTLESS_MODELS & set(options.models):
+        warn(f"--class-weight is ignored by {', '.join(sorted(WEIGHTLESS_MODELS & set(options.models)))}")
+    timings: dict[str, Any] = {"load_and_split_seconds": time.perf_counter() - started,
+                               "cv_wall_seconds": {}}
+    results = {}
+    for name in options.models:
+        t = time.perf_counter()
+        results[name] = cross_validate_model(name, table, protocol, options, log=log, warn=warn)
+        timings["cv_wall_seconds"][name] = time.perf_counter() - t
+    folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
+    board = evaluation.leaderboard(folds)
+    final = options.final or str(board.loc[0, "model"])
+    per_class = _per_class(results, table)
+    # Summed over splits: more than the wall time when splits run in parallel.
+    timings["cv_fit_seconds"] = {n: r.fit_seconds for n, r in results.items()}
+    timings["cv_predict_seconds"] = {n: r.predict_seconds for n, r in results.items()}
+    result = TrainResult(
+        out_dir=out_dir, table=table, protocol=protocol, options=options, results=results,
+        leaderboard=board, folds=folds, per_class=per_class, final_model=final,
+        bundle_dir=None, timings=timings,
+    )
+    t = time.perf_counter()
+    write_run(result, warn=warn)
+    timings["write_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result.bundle_dir = refit_and_save(result, log=log, warn=warn)
+    timings["refit_and_save_seconds"] = time.perf_counter() - t
+    timings["total_seconds"] = time.perf_counter() - started
+    # Written last: they say whether the bundle was saved.
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(report_markdown(result), encoding="utf-8")
+    write_json(run_info(result), out_dir / "run.json")
+    return result
+
+
+def cross_validate_model(
+    name: str,
+    table: FeatureTable,
+    protocol: Protocol,
+    options: TrainOptions,
+    *,
+    log: Log = print,
+    warn: Log | None = None,
+) -> CVResult:
+    """Fit a fresh clone of model ``name`` on every split's training rows; predict its test rows.
+
+    With ``options.jobs`` != 1 the splits run in parallel worker processes,
+    one single-threaded fit each (see :func:`fit_split`). Warnings raised
+    while fitting (e.g. a solver that did not converge) are passed to
+    ``warn`` once each, after the last split.
+
+    Returns
+    -------
+    CVResult
+        Per-split scores and out-of-fold predictions.
+    """
+    y, classes = table.y, table.classes
+    template = options.pipeline(name, n_classes=len(classes))
+    predicted = np.full(len(y), None, dtype=object)
+    proba = np.full((len(y), len(classes)), np.nan)
+    split_of_row = np.full(len(y), None, dtype=object)
+    rows, fit_total, predict_total, seen = [], 0.0, 0.0, {}
+    for split, outcome in zip(protocol.splits, _run_splits(template, table, protocol, options)):
+        fit_total += outcome.fit_seconds
+        predict_total += outcome.predict_seconds
+        proba[split.test] = outcome.proba
+        predicted[split.test] = classes[np.argmax(outcome.proba, axis=1)]
+        split_of_row[split.test] = split.name
+        scores = evaluation.split_scores(y[split.test], predicted[split.test])
+        rows.append({"model": name, "fold": split.name, "n_train": len(split.train),
+                     "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds})
+        for line in outcome.warnings:
+            seen[line] = seen.get(line, 0) + 1
+        if not options.quiet:
+            log(f"  {name:<6} {split.name:<16} accuracy {scores['accuracy']:.3f}  "
+                f"fit {outcome.fit_seconds:6.1f} s")
+    for line, count in seen.items():
+        (warn or _stderr_warning)(f"{name}: {line} (in {count} of {len(protocol.splits)} splits)")
+    folds = pd.DataFrame(rows, columns=list(evaluation.FOLDS_COLUMNS))
+    acc = folds["accuracy"]
+    log(f"{name}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} "
+        f"split(s), fit {fit_total:.1f} s")
+    return CVResult(name, folds, predicted, proba, split_of_row, fit_total, predict_total)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOutcome:
+    """What one split's fit returns: test-row probabilities, times, warnings."""
+
+    proba: np.ndarray
+    fit_seconds: float
+    predict_seconds: float
+    warnings: list[str]
+
+
+def fit_split(
+    template: Pipeline,
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    fit_params: dict[str, Any],
+    *,
+    threads: int | None = None,
+) -> SplitOutcome:
+    """Fit a clone of ``template`` on the training rows and predict the test rows.
+
+    Parameters
+    ----------
+    template : Pipeline
+        Unfitted pipeline; it is cloned, never fitted itself.
+    X : np.ndarray [shape=(n_rows, n_features)]
+    y : np.ndarray [shape=(n_rows,)]
+    classes : np.ndarray [shape=(n_classes,)]
+        All classes of the table, sorted (column order of the probabilities).
+    train_idx, test_idx : np.ndarray of int
+    fit_params : dict
+        Passed to ``Pipeline.fit`` (``{"mlp__groups": ...}``).
+    threads : int or None
+        TensorFlow's thread pools, if this process has not started it yet
+        (None: one per core). BLAS and OpenMP always run single-threaded:
+        on these small problems extra threads only spin, and on a busy
+        machine they make a fit many times slower.
+
+    Returns
+    -------
+    SplitOutcome
+        ``proba`` has shape (len(test_idx), n_classes).
+    """
+    pipe = clone(template)
+    with _thread_limits(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if isinstance(pipe.steps[-1][1], KerasMLPClassifier):
+            import_keras(threads=threads)
+        t = time.perf_counter()
+        pipe.fit(X[train_idx], y[train_idx], **fit_params)
+        fit_seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        proba = _aligned_proba(pipe, X[test_idx], classes)
+        predict_seconds = time.perf_counter() - t
+    return SplitOutcome(proba, fit_seconds, predict_seconds, _warning_lines(caught))
+
+
+def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, options: TrainOptions):
+    """SplitOutcome of every split, in split order (in worker processes if jobs > 1)."""
+    X, y, classes = table.X, table.y, table.classes
+    name = template.steps[-1][0]
+    groups = _fit_groups(table)
+
+    def fit_params(split) -> dict[str, Any]:
+        if isinstance(template.steps[-1][1], KerasMLPClassifier) and groups is not None:
+            return {f"{name}__groups": groups[split.train]}
+        return {}
+
+    jobs = min(options.effective_jobs(), protocol.n_splits)
+    if jobs <= 1:
+        return (fit_split(template, X, y, classes, s.train, s.test, fit_params(s))
+                for s in protocol.splits)
+    # One single-threaded fit per core beats one multi-threaded fit at a time
+    # (small problems scale badly over threads); n_jobs does not change results.
+    template = clone(template).set_params(
+        **{k: 1 for k in template.get_params() if k.endswith("n_jobs")}
+    )
+    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), threads=1)
+             for s in protocol.splits)
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(tasks)
+
+
+@contextlib.contextmanager
+def _thread_limits():
+    # BLAS and OpenMP pools spin while they wait: on problems this small one
+    # thread is as fast as two, and on a busy machine spinning threads make a
+    # fit ten times slower (measured: HistGradientBoosting 18 s -> 140 s).
+    # Parallelism comes from one process per split instead.
+    with threadpool_limits(limits=1):
+        yield
+
+
+def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = None) -> Path | None:
+    """Refit the final model on all rows and save it as ``out_dir/model``.
+
+    Skipped, with a warning, when the table has no ``features.json`` (the
+    bundle must carry the extraction parameters for ``predict``) or when
+    :mod:`classify.bundle` is not installed. A bundle left by an earlier
+    run is then removed so it cannot be mistaken for this run's model.
+
+    Returns
+    -------
+    Path or None
+        The bundle directory, or None when skipped.
+    """
+    warn = warn or _stderr_warning
+    table, name = result.table, result.final_model
+    bundle_dir = result.out_dir / "model"
+    save_bundle = _optional("classify.bundle", "save_bundle")
+    reason = None
+    if table.features_meta is None:
+        reason = (f"there is no {table.path.stem}.json beside the table, so `predict` would not "
+                  "know how to compute features for new clips")
+    elif save_bundle is None:
+        reason = "classify.bundle is not available yet"
+    if reason:
+        warn(f"no model bundle saved: {reason}")
+        if (bundle_dir / "bundle.json").is_file():
+            shutil.rmtree(bundle_dir)
+            warn(f"removed the stale bundle {bundle_dir} of an earlier run")
+        return None
+    pipe = result.options.pipeline(name, n_classes=len(table.classes))
+    groups = _fit_groups(table)
+    fit_params = {f"{name}__groups": groups} if name == "mlp" and groups is not None else {}
+    t = time.perf_counter()
+    with _thread_limits(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.fit(table.X, table.y, **fit_params)
+    for line in _warning_lines(caught):
+        warn(f"{name} (final fit): {line}")
+    result.timings["final_fit_seconds"] = time.perf_counter() - t
+    path = save_bundle(
+        bundle_dir, model_name=name, estimator=pipe, class_names=[str(c) for c in pipe.classes_],
+        feature_columns=list(table.feature_columns), features_meta=table.features_meta,
+    )
+    log(f"final model {name} refitted on all {table.n_rows} rows and saved to {path}")
+    return Path(path)
+
+
+def leaderboard_text(result: TrainResult) -> str:
+    """The leaderboard as an aligned plain-text table, with the protocol above it."""
+    board = result.leaderboard.copy()
+    for col in ("accuracy_mean", "accuracy_std", "balanced_accuracy_mean", "macro_f1_mean"):
+        board[col] = board[col].map("{:.3f}".format)
+    board["fit_seconds"] = board["fit_seconds"].map("{:.1f}".format)
+    lines = [f"leaderboard ({result.protocol.label}, {result.protocol.n_splits} split(s)):",
+             board.to_string(index=False)]
+    if result.protocol.leaky:
+        lines.append(f"WARNING: random protocol, {LEAKY_NOTE}; these scores are optimistic.")
+    saved = f"saved to {result.bundle_dir}" if result.bundle_dir else "not saved"
+    lines.append(f"final model: {result.final_model} ({saved}); outputs in {result.out_dir}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def write_run(result: TrainResult, *, warn: Log | None = None) -> None:
+    """Write every CSV and figure of a run (report.md and run.json come after the bundle)."""
+    warn = warn or _stderr_warning
+    out = result.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    protocol_note = result.protocol.label
+    write_csv(result.leaderboard.assign(protocol=protocol_note), out / "leaderboard.csv")
+    write_csv(result.folds, out / "folds.csv")
+    write_csv(result.per_class.assign(protocol=protocol_note), out / "per_class.csv")
+    write_csv(predictions_frame(result), out / "predictions.csv")
+    matrices = _confusions(result)
+    confusion_dir = out / "confusion"
+    _clear_old_confusions(confusion_dir)
+    for model, kinds in matrices.items():
+        for kind, matrix in kinds.items():
+            write_csv(matrix.reset_index(), confusion_dir / f"{model}_{kind}.csv")
+    _write_figures(result, matrices, warn)
+
+
+def predictions_frame(result: TrainResult) -> pd.DataFrame:
+    """Out-of-fold predictions of every model, long format (one row per row x model).
+
+    Columns ``path, label, fold, model, predicted, confidence, prob_<class>...``;
+    ``fold`` names the split that held the row out.
+    """
+    table, classes = result.table, result.table.classes
+    frames = []
+    for name, r in result.results.items():
+        rows = r.tested
+        proba = r.proba[rows]
+        frame = pd.DataFrame({
+            "path": table.row_names[rows], "label": table.y[rows], "fold": r.split_of_row[rows],
+            "model": name, "predicted": r.predicted[rows], "confidence": proba.max(axis=1),
+        })
+        probs = pd.DataFrame(proba, columns=[f"prob_{c}" for c in classes])
+        frames.append(pd.concat([frame, probs], axis=1))
+    return pd.concat(frames, ignore_index=True).round(6)
+
+
+def report_markdown(result: TrainResult) -> str:
+    """``report.md``: protocol, leaderboard, per-split and per-class tables, image links."""
+    t, p, final = result.table, result.protocol, result.final_model
+    saved = (f", refitted on all rows and saved in `{result.bundle_dir.name}/`"
+             if result.bundle_dir else " (no bundle saved)")
+    # data/output/<name>/features/features.parquet -> "<name>"
+    name = t.path.parent.parent.name if t.path.parent.name == "features" else t.path.name
+    lines = [f"# Training run: {name}", ""]
+    if p.leaky:
+        banner = (f"> **Leaky protocol.** `--cv random` was requested: {LEAKY_NOTE}. The scores "
+                  "below are optimistic; use the default protocol for honest numbers.")
+        lines += [banner, ""]
+    lines += [
+        f"- Table: `{t.path}`",
+        f"- Rows: {t.n_rows}, classes: {len(t.classes)}, features: {t.n_features}",
+        f"- Feature columns: {t.feature_source}",
+        f"- Protocol: **{p.label}**, {p.n_splits} split(s): {p.reason}.",
+        f"- Final model: **{final}**{saved}",
+        *[f"- Note: {w}" for w in p.warnings],
+    ]
+    accuracy = (result.folds.pivot(index="fold", columns="model", values="accuracy")
+                .reindex(index=[s.name for s in p.splits], columns=list(result.results)))
+    lines += [
+        "", "## Leaderboard", "",
+        "Means over the held-out splits; `fit_seconds` is the total over all splits.", "",
+        _markdown(result.leaderboard), "",
+        "## Scores per split", "", "![Accuracy per split](folds.png)", "",
+        _markdown(accuracy.rename_axis("accuracy of fold").reset_index()), "",
+        f"## Per-class scores of {final} (out-of-fold)", "", "All models: `per_class.csv`.", "",
+        _markdown(result.per_class[result.per_class["model"] == final].drop(columns="model")), "",
+        "## Confusion matrices (out-of-fold, rows = true class)", "",
+    ]
+    for name in result.results:
+        image = f"confusion/{name}_normalized.png"
+        counts = f"confusion/{name}_counts"
+        lines += [f"### {name}", "", f"![{name}, row-normalised]({image})", "",
+                  f"Counts: [`{counts}.csv`]({counts}.csv), [image]({counts}.png)", ""]
+    return "\n".join(lines)
+
+
+def run_info(result: TrainResult) -> dict[str, Any]:
+    """The ``run.json`` dict: provenance, protocol, parameters, versions, timings."""
+    t = result.table
+    models = {name: _json_safe(_step_params(result.options.pipeline(name))) for name in result.results}
+    return {
+        "table": str(t.path.resolve()),
+        "table_sha256": _sha256(t.path),
+        "features_json": t.features_meta,
+        "protocol": result.protocol.to_dict() | {"label": result.protocol.label},
+        "params": {"options": _json_safe(dataclasses.asdict(result.options)),
+                   "out": str(result.out_dir), "models": models},
+        "models": list(result.results),
+        "best_model": str(result.leaderboard.loc[0, "model"]),
+        "final_model": result.final_model,
+        "model_bundle": str(result.bundle_dir) if result.bundle_dir else None,
+        "classes": [str(c) for c in t.classes],
+        "feature_columns": list(t.feature_columns),
+        "feature_source": t.feature_source,
+        "versions": _versions(),
+        "timings": _json_safe(result.timings),
+        "n_rows": t.n_rows,
+        "n_features": t.n_features,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _fit_groups(table: FeatureTable) -> np.ndarray | None:
+    """Groups for the MLP's early-stopping split; a row without a group is its own."""
+    groups = table.groups
+    if groups is None:
+        return None
+    groups = groups.astype(str)
+    blank = groups == ""
+    groups[blank] = [f"\0row{i}" for i in np.flatnonzero(blank)]
+    return groups
+
+
+def _warning_lines(caught: list) -> list[str]:
+    """Distinct first lines of the user-facing warnings caught during a fit."""
+    lines = [
+        f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0]}"
+        for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))
+    ]
+    return list(dict.fromkeys(lines))
+
+
+def _aligned_proba(pipe, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """predict_proba with columns in table class order (a split may miss a class)."""
+    p = pipe.predict_proba(X)
+    full = np.zeros((len(X), len(classes)))
+    full[:, np.searchsorted(classes, pipe.classes_)] = p
+    return full
+
+
+def _per_class(results: dict[str, CVResult], table: FeatureTable) -> pd.DataFrame:
+    y = table.y
+    frames = [
+        evaluation.per_class_scores(name, y[r.tested], r.predicted[r.tested], table.classes)
+        for name, r in results.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _confusions(result: TrainResult) -> dict[str, dict[str, pd.DataFrame]]:
+    y, classes = result.table.y, result.table.classes
+    out = {}
+    for name, r in result.results.items():
+        counts, normalized = evaluation.confusion_tables(y[r.tested], r.predicted[r.tested], classes)
+        out[name] = {"counts": counts, "normalized": normalized}
+    return out
+
+
+def _clear_old_confusions(directory: Path) -> None:
+    # A model dropped from --models must not leave its old matrices behind.
+    if directory.is_dir():
+        for path in directory.glob("*_*.*"):
+            if path.stem.endswith(("_counts", "_normalized")) and path.suffix in (".csv", ".png"):
+                path.unlink()
+
+
+def _write_figures(result: TrainResult, matrices: dict, warn: Log) -> None:
+    plots = _optional("classify.plots")
+    if plots is None:
+        warn("classify.plots is not available yet: CSVs written, PNG figures skipped")
+        return
+    note = result.protocol.label
+    for name, kinds in matrices.items():
+        for kind, matrix in kinds.items():
+            what = "row-normalised" if kind == "normalized" else "counts"
+            fig = plots.confusion_figure(
+                matrix, title=f"{name}: confusion matrix, {what} (out-of-fold, {note})",
+                normalized=kind == "normalized",
+            )
+            plots.save_figure(fig, result.out_dir / "confusion" / f"{name}_{kind}.png")
+    fig = plots.fold_scores_figure(
+        result.folds, metric="accuracy", title=f"Accuracy per held-out split ({note})"
+    )
+    plots.save_figure(fig, result.out_dir / "folds.png")
+
+
+def _optional(module: str, attribute: str | None = None) -> Any:
+    """A module (or one of its attributes) that another helper may not have written yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
+    return mod if attribute is None else getattr(mod, attribute, None)
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub-flavoured Markdown table (floats to 3 decimals)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.3f}"
+        return str(v).replace("|", "\\|")
+
+    header = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _step_params(pipe) -> dict[str, Any]:
+    # Nested parameters only (``svm__C``); the step objects themselves are repeats.
+    return {k: v for k, v in pipe.get_params(deep=True).items() if "__" in k}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in _VERSIONED:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+

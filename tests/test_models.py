@@ -1,0 +1,198 @@
+"""classify.models and classify.mlp: pipelines, and a Keras MLP that obeys sklearn's rules."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from classify.errors import UsageError
+from classify.mlp import KerasMLPClassifier
+from classify.models import MODEL_NAMES, make_pipeline, parse_layers, parse_models
+
+REPO = Path(__file__).resolve().parents[1]
+FAST_MLP = {"hidden_layers": (16, 8), "epochs": 6, "batch_size": 32, "patience": 3}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # As in training: BLAS/OpenMP threads only spin on problems this small.
+    with threadpool_limits(limits=1):
+        yield
+
+
+def blobs(n_per_class: int = 40, n_features: int = 10, seed: int = 0):
+    """Three Gaussian classes with string labels, plus a group per 4 rows."""
+    rng = np.random.default_rng(seed)
+    labels = np.array(["car_horn", "dog_bark", "siren"])
+    centres = rng.normal(0, 2.0, (3, n_features))
+    y = np.repeat(labels, n_per_class).astype(object)
+    X = centres[np.repeat(np.arange(3), n_per_class)] + rng.normal(0, 1.0, (len(y), n_features))
+    X *= 10.0 ** rng.uniform(-2, 2, n_features)  # wildly different scales, like real features
+    groups = np.array([f"rec{i // 4}" for i in range(len(y))])
+    return X, y, groups
+
+
+# ------------------------------------------------------------------ baselines
+
+
+@pytest.mark.parametrize("name", [m for m in MODEL_NAMES if m != "mlp"])
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_baseline_pipelines_give_probabilities(name, class_weight):
+    X, y, _ = blobs()
+    pipe = make_pipeline(name, seed=0, n_classes=3, class_weight=class_weight)
+    assert [step for step, _ in pipe.steps] == ["scaler", name]
+    assert isinstance(pipe.steps[0][1], StandardScaler)
+    pipe.fit(X[::2], y[::2])
+    proba = pipe.predict_proba(X[1::2])
+    assert proba.shape == (len(y) // 2, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert list(pipe.classes_) == ["car_horn", "dog_bark", "siren"]
+    assert (pipe.predict(X[1::2]) == y[1::2]).mean() > 0.8
+
+
+def test_baselines_are_seeded():
+    X, y, _ = blobs()
+    for name in ("rf", "hgb", "svm"):
+        a = make_pipeline(name, seed=3).fit(X, y).predict_proba(X)
+        b = make_pipeline(name, seed=3).fit(X, y).predict_proba(X)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_option_parsing_and_bad_names():
+    assert parse_models("mlp, logreg,mlp") == ["mlp", "logreg"]
+    assert parse_layers("256,128,64") == (256, 128, 64)
+    with pytest.raises(UsageError, match=r"unknown model\(s\) 'xgb'; choose from mlp,logreg,svm,rf,knn,hgb"):
+        parse_models("rf,xgb")
+    with pytest.raises(UsageError, match="no model given"):
+        parse_models(" , ")
+    for bad in ("", "100,abc", "100,0", "-5"):
+        with pytest.raises(UsageError, match="--mlp-layers .* must be comma-separated positive integers"):
+            parse_layers(bad)
+    with pytest.raises(UsageError, match="unknown model 'tree'"):
+        make_pipeline("tree")
+    with pytest.raises(UsageError, match="--class-weight 'auto'"):
+        make_pipeline("rf", class_weight="auto")
+    with pytest.raises(UsageError, match="n_classes=1"):
+        make_pipeline("rf", n_classes=1)
+
+
+def test_mlp_pipeline_options_reach_the_estimator():
+    pipe = make_pipeline("mlp", seed=7, mlp_layers=(256, 128, 64), class_weight="balanced", epochs=9)
+    mlp = pipe.named_steps["mlp"]
+    assert isinstance(mlp, KerasMLPClassifier)
+    assert (mlp.hidden_layers, mlp.random_state, mlp.class_weight, mlp.epochs) == (
+        (256, 128, 64), 7, "balanced", 9)
+    assert make_pipeline("mlp").named_steps["mlp"].get_params()["hidden_layers"] == (100, 200, 100)
+
+
+# ------------------------------------------------------------------ the MLP
+
+
+def test_mlp_constructor_stores_parameters_only():
+    clf = KerasMLPClassifier(hidden_layers=(5,), dropout=0.1, epochs=3)
+    params = clf.get_params()
+    assert params == {
+        "hidden_layers": (5,), "dropout": 0.1, "epochs": 3, "batch_size": 64,
+        "learning_rate": 1e-3, "patience": 15, "validation_fraction": 0.15, "class_weight": None,
+        "random_state": 0, "verbose": 0,
+    }
+    assert not hasattr(clf, "model_") and not hasattr(clf, "classes_")
+    twin = clone(clf)
+    assert twin is not clf and twin.get_params() == params
+    assert clone(clf.set_params(epochs=4)).epochs == 4
+
+
+def test_mlp_fit_predict_follow_sklearn_conventions():
+    X, y, groups = blobs()
+    clf = KerasMLPClassifier(**{**FAST_MLP, "epochs": 15, "learning_rate": 0.01, "dropout": 0.1})
+    assert clf.fit(X / X.std(axis=0), y, groups=groups) is clf
+    assert list(clf.classes_) == ["car_horn", "dog_bark", "siren"]
+    assert clf.n_features_in_ == X.shape[1]
+    assert 1 <= clf.n_epochs_ <= 15 and 1 <= clf.best_epoch_ <= clf.n_epochs_
+    assert set(clf.history_) >= {"loss", "val_loss"}
+    proba = clf.predict_proba(X / X.std(axis=0))
+    assert proba.shape == (len(y), 3) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    pred = clf.predict(X / X.std(axis=0))
+    assert set(pred) <= set(clf.classes_)
+    assert (pred == y).mean() > 0.8
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :3])
+
+
+def test_mlp_in_a_pipeline_with_groups_is_deterministic():
+    X, y, groups = blobs()
+    pipe = make_pipeline("mlp", seed=1, mlp_layers=(16, 8), epochs=5)
+    a = clone(pipe).fit(X, y, mlp__groups=groups).predict_proba(X)
+    b = clone(pipe).fit(X, y, mlp__groups=groups).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    c = make_pipeline("mlp", seed=2, mlp_layers=(16, 8), epochs=5).fit(X, y).predict_proba(X)
+    assert not np.array_equal(a, c)
+
+
+def test_mlp_validation_part_keeps_groups_whole():
+    _, y, groups = blobs(n_per_class=60)
+    clf = KerasMLPClassifier(validation_fraction=0.2)
+    y_idx = np.unique(y, return_inverse=True)[1]
+    train, val = clf._validation_split(y_idx, groups)
+    assert len(val) > 0 and not set(groups[train]) & set(groups[val])
+    train, val = clf._validation_split(y_idx, None)  # stratified without groups
+    assert sorted(np.r_[train, val]) == list(range(len(y)))
+    assert set(y[val]) == set(y)
+    assert KerasMLPClassifier(validation_fraction=0.0)._validation_split(y_idx, groups)[1] is None
+
+
+def test_mlp_balanced_class_weight_and_bad_parameters():
+    X, y, _ = blobs()
+    keep = np.r_[0:40, 40:50, 80:120]  # dog_bark is rare
+    clf = KerasMLPClassifier(**FAST_MLP, class_weight="balanced").fit(X[keep], y[keep])
+    weights = clf._loss_weights(np.unique(y[keep], return_inverse=True)[1])
+    assert weights[1] > weights[0] and weights[1] > weights[2]
+    for bad, pattern in [({"hidden_layers": "100"}, "hidden_layers"), ({"dropout": 1.0}, "dropout"),
+                         ({"epochs": 0}, "epochs"), ({"class_weight": "auto"}, "class_weight")]:
+        with pytest.raises(ValueError, match=pattern):
+            KerasMLPClassifier(**bad).fit(X, y)
+    with pytest.raises(ValueError, match="at least two classes"):
+        KerasMLPClassifier(**FAST_MLP).fit(X[:10], y[:10])
+
+
+def test_mlp_round_trips_through_a_keras_file(tmp_path):
+    import keras
+
+    X, y, _ = blobs()
+    clf = KerasMLPClassifier(**FAST_MLP, dropout=0.25).fit(X, y)
+    path = tmp_path / "mlp.keras"
+    clf.model_.save(path)
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    loaded = KerasMLPClassifier.from_keras_model(model, list(clf.classes_))
+    assert loaded.hidden_layers == (16, 8) and loaded.dropout == 0.25
+    assert loaded.n_features_in_ == X.shape[1]
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+    assert list(loaded.predict(X)) == list(clf.predict(X))
+    pipe = Pipeline([("scaler", StandardScaler().fit(X)), ("mlp", loaded)])
+    assert pipe.predict_proba(X).shape == (len(y), 3)
+    with pytest.raises(ValueError, match="4 classes were given"):
+        KerasMLPClassifier.from_keras_model(model, ["a", "b", "c", "d"])
+
+
+def test_importing_classify_does_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "import classify, classify.cli, classify.training, classify.models, classify.mlp\n"
+        "import classify.splits, classify.tables, classify.evaluation\n"
+        "from classify import KerasMLPClassifier, make_pipeline, load_table\n"
+        "make_pipeline('mlp')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print(bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

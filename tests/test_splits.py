@@ -1,0 +1,210 @@
+"""classify.splits: every protocol keeps what must stay apart apart, and fails clearly."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from classify.errors import SplitError, UsageError
+from classify.splits import LEAKY_NOTE, build_protocol, choose_protocol
+from classify.tables import load_table
+
+
+def dataset(n_groups: int = 40, n_classes: int = 4, n_folds: int = 10, seed: int = 0):
+    """Labels, predefined folds and groups: each group (recording) sits in one fold."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 9, n_groups)
+    group = np.repeat([f"rec{g}" for g in range(n_groups)], sizes)
+    y = np.repeat([f"class{g % n_classes}" for g in range(n_groups)], sizes).astype(object)
+    folds = pd.Series(np.repeat([g % n_folds + 1 for g in range(n_groups)], sizes), dtype="Int64")
+    return y, folds, group
+
+
+def assert_apart(protocol, values):
+    """No value (fold or group) on both sides of any split."""
+    values = np.asarray(values, dtype=object)
+    for split in protocol.splits:
+        assert not set(values[split.train]) & set(values[split.test]), split.name
+
+
+def assert_partition(protocol, n):
+    """Every row is tested exactly once over the splits, and train = the rest."""
+    tested = np.concatenate([s.test for s in protocol.splits])
+    assert sorted(tested) == list(range(n))
+    for split in protocol.splits:
+        assert sorted(np.r_[split.train, split.test]) == list(range(n))
+
+
+# ------------------------------------------------------------------ choices
+
+
+def test_auto_prefers_folds_then_groups_then_stratified():
+    y, folds, groups = dataset()
+    assert build_protocol("auto", y, folds=folds, groups=groups).name == "folds"
+    assert build_protocol("auto", y, groups=groups).name == "group"
+    assert build_protocol("auto", y).name == "stratified"
+    empty_folds = pd.Series([pd.NA] * len(y), dtype="Int64")
+    blank_groups = np.full(len(y), "", dtype=object)
+    assert build_protocol("auto", y, folds=empty_folds, groups=blank_groups).name == "stratified"
+
+
+def test_reasons_say_why():
+    y, folds, groups = dataset()
+    assert "has a 'fold' column with 10 predefined folds" in build_protocol("auto", y, folds=folds).reason
+    assert "'group' column (40 groups)" in build_protocol("auto", y, groups=groups).reason
+    assert "neither a 'fold' nor a 'group'" in build_protocol("auto", y).reason
+    assert build_protocol("stratified", y, folds=folds).reason.startswith("requested with --cv stratified")
+
+
+# -------------------------------------------------------------- protocols
+
+
+def test_predefined_folds_map_one_to_one():
+    y, folds, groups = dataset()
+    p = build_protocol("folds", y, folds=folds, groups=groups)
+    assert [s.name for s in p.splits] == [f"fold{i}" for i in range(1, 11)]  # fold10 last
+    for i, split in enumerate(p.splits, start=1):
+        assert set(split.test) == set(np.flatnonzero(folds.to_numpy() == i))
+        assert set(split.train) == set(np.flatnonzero(folds.to_numpy() != i))
+    assert_apart(p, folds.to_numpy())
+    assert_apart(p, groups)
+    assert_partition(p, len(y))
+    assert not p.leaky and p.warnings == ()
+
+
+def test_text_folds_are_supported():
+    y, folds, _ = dataset(n_folds=3)
+    named = folds.map({1: "a", 2: "b", 3: "c"}).astype(object)
+    p = build_protocol("folds", y, folds=named)
+    assert [s.name for s in p.splits] == ["folda", "foldb", "foldc"]
+    assert_apart(p, named.to_numpy())
+
+
+def test_group_kfold_never_splits_a_group():
+    y, _, groups = dataset(n_groups=60)
+    p = build_protocol("group", y, groups=groups, k=5, seed=3)
+    assert p.name == "group" and p.n_splits == 5
+    assert [s.name for s in p.splits] == [f"split{i}" for i in range(1, 6)]
+    assert_apart(p, groups)
+    assert_partition(p, len(y))
+
+
+def test_stratified_kfold_is_a_stratified_partition():
+    y, _, _ = dataset(n_groups=80)
+    p = build_protocol("stratified", y, k=4, seed=1)
+    assert_partition(p, len(y))
+    overall = pd.Series(y).value_counts(normalize=True)
+    for split in p.splits:
+        share = pd.Series(y[split.test]).value_counts(normalize=True)
+        assert (share - overall).abs().max() < 0.05
+
+
+def test_random_holdout_is_labelled_leaky():
+    y, folds, groups = dataset(n_groups=80)
+    p = build_protocol("random", y, folds=folds, groups=groups, seed=0)
+    assert p.leaky and p.n_splits == 1
+    assert p.splits[0].name == "holdout (leaky)"
+    assert LEAKY_NOTE == "leaky: clips of one recording can sit on both sides"
+    assert LEAKY_NOTE in p.label and LEAKY_NOTE in p.reason and LEAKY_NOTE in p.describe()
+    assert p.to_dict()["leaky"] is True
+    test = p.splits[0].test
+    assert abs(len(test) - 0.2 * len(y)) <= 1
+    assert set(y[test]) == set(y)  # stratified
+
+
+def test_same_seed_same_splits_other_seed_other_splits():
+    y, _, groups = dataset(n_groups=60)
+    a = build_protocol("group", y, groups=groups, seed=0)
+    b = build_protocol("group", y, groups=groups, seed=0)
+    c = build_protocol("group", y, groups=groups, seed=1)
+    assert all((s.test == t.test).all() for s, t in zip(a.splits, b.splits))
+    assert any(set(s.test) != set(t.test) for s, t in zip(a.splits, c.splits))
+
+
+def test_choose_protocol_reads_the_table(tmp_path):
+    y, folds, groups = dataset()
+    df = pd.DataFrame({"path": [f"{i}.wav" for i in range(len(y))], "label": y, "fold": folds,
+                       "group": groups, "a": np.arange(len(y), dtype=float)})
+    df.to_parquet(tmp_path / "features.parquet")
+    p = choose_protocol(load_table(tmp_path / "features.parquet"), "auto")
+    assert p.name == "folds" and p.n_splits == 10
+    assert_apart(p, groups)
+
+
+# ---------------------------------------------------------------- warnings
+
+
+def test_warns_when_a_group_spans_folds_and_when_a_class_is_missing():
+    y, folds, groups = dataset()
+    folds = folds.copy()
+    folds.iloc[0] = 2 if folds.iloc[0] != 2 else 3  # one clip of rec0 moves to another fold
+    p = build_protocol("folds", y, folds=folds, groups=groups)
+    assert any("1 group(s) have clips in more than one fold" in w for w in p.warnings)
+
+    y2 = np.array(["a", "b"] * 10 + ["c"] * 3, dtype=object)
+    folds2 = pd.Series([1, 2] * 10 + [3] * 3, dtype="Int64")
+    p2 = build_protocol("folds", y2, folds=folds2)
+    assert any("['c'] have no training rows in fold3" in w for w in p2.warnings)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_folds_protocol_errors():
+    y, folds, groups = dataset()
+    with pytest.raises(SplitError, match="--cv folds needs a 'fold' column"):
+        build_protocol("folds", y, groups=groups)
+    partial = folds.copy()
+    partial.iloc[[4, 9]] = pd.NA
+    with pytest.raises(SplitError, match=r"2 row\(s\) have no fold \(first at data row 5\)"):
+        build_protocol("folds", y, folds=partial)
+    one = pd.Series([7] * len(y), dtype="Int64")
+    with pytest.raises(SplitError, match=r"single fold \(7\): holding it out leaves a split without training data"):
+        build_protocol("folds", y, folds=one)
+
+
+def test_a_training_part_with_one_class_is_refused():
+    y = np.array(["a"] * 5 + ["b"] * 5, dtype=object)
+    folds = pd.Series([1] * 5 + [2] * 5, dtype="Int64")
+    with pytest.raises(SplitError, match="training part of fold1 holds only the class 'b'"):
+        build_protocol("folds", y, folds=folds)
+
+
+def test_group_protocol_errors():
+    y, _, groups = dataset()
+    with pytest.raises(SplitError, match="--cv group needs a 'group' column"):
+        build_protocol("group", y)
+    blank = groups.astype(object).copy()
+    blank[3] = ""
+    with pytest.raises(SplitError, match=r"1 row\(s\) have no group \(first at data row 4\)"):
+        build_protocol("group", y, groups=blank)
+    with pytest.raises(SplitError, match="needs at least 50 groups, and the table has 40"):
+        build_protocol("group", y, groups=groups, k=50)
+
+
+@pytest.mark.parametrize("cv", ["stratified", "group"])
+def test_class_rarer_than_splits_is_refused(cv):
+    y, _, groups = dataset(n_groups=60)
+    y = y.copy()
+    y[:2] = "rare"
+    groups = groups.copy()
+    groups[:2] = "rare-rec"
+    with pytest.raises(SplitError, match=rf"--cv {cv} needs at least 5 rows of every class, and class\(es\) 'rare' \(2 rows\) have fewer; use a smaller --k"):
+        build_protocol(cv, y, groups=groups, k=5)
+
+
+def test_random_needs_two_rows_per_class_and_enough_rows():
+    y = np.array(["a"] * 10 + ["b"], dtype=object)
+    with pytest.raises(SplitError, match=r"'b' \(1 row\)"):
+        build_protocol("random", y)
+    y = np.array(list("abcdef") * 2, dtype=object)
+    with pytest.raises(SplitError, match="too few for one row of each of the 6 classes"):
+        build_protocol("random", y)
+
+
+def test_bad_options_are_usage_errors():
+    y, _, _ = dataset()
+    with pytest.raises(UsageError, match="--cv 'kfold' is not one of"):
+        build_protocol("kfold", y)
+    with pytest.raises(UsageError, match="--k 1 must be an integer >= 2"):
+        build_protocol("stratified", y, k=1)
