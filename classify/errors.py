@@ -25,3 +25,7 @@ class SplitError(ClassifyError, ValueError):
 
 class BundleError(ClassifyError, ValueError):
     """A model bundle is missing, damaged or from an incompatible version."""
+
+
+class ModelError(ClassifyError, RuntimeError):
+    """A model could not be fitted on a split (the message names model and split)."""

@@ -229,6 +229,7 @@ def _predefined(y: np.ndarray, folds: pd.Series | None) -> list[Split]:
             f"the table has a single fold ({values[0]}): holding it out leaves a split "
             "without training data; use --cv group or --cv stratified"
         )
+    _check_class_sizes(y, len(values), "folds")
     codes = folds.map({v: i for i, v in enumerate(values)}).to_numpy(dtype=int)
     splitter = PredefinedSplit(test_fold=codes)
     return [
@@ -301,7 +302,8 @@ def _check_class_sizes(y: np.ndarray, n_splits: int, cv: str) -> None:
     rare = [(lab, n) for lab, n in zip(labels, counts) if n < n_splits]
     if rare:
         shown = ", ".join(f"{lab!r} ({n} row{'s' if n != 1 else ''})" for lab, n in rare[:5])
-        fix = "use a smaller --k or " if cv != "random" else ""
+        fix = {"random": "", "folds": "use --cv stratified with a smaller --k or "}.get(
+            cv, "use a smaller --k or ")
         raise SplitError(
             f"--cv {cv} needs at least {n_splits} rows of every class, and class(es) "
             f"{shown} have fewer; {fix}add clips of those classes"

@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
 from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from features.table import atomic_path, write_csv, write_json
 
 from . import evaluation
-from .errors import UsageError
+from .errors import ClassifyError, ModelError, UsageError
 from .mlp import KerasMLPClassifier, import_keras
 from .models import (
     CLASS_WEIGHTS,
@@ -343,6 +344,7 @@ def fit_split(
     fit_params: dict[str, Any],
     *,
     threads: int | None = None,
+    split_name: str = "a split",
 ) -> SplitOutcome:
     """Fit a clone of ``template`` on the training rows and predict the test rows.
 
@@ -362,6 +364,8 @@ def fit_split(
         (None: one per core). BLAS and OpenMP always run single-threaded:
         on these small problems extra threads only spin, and on a busy
         machine they make a fit many times slower.
+    split_name : str
+        Names the split in the error raised when the fit fails.
 
     Returns
     -------
@@ -374,7 +378,7 @@ def fit_split(
         if isinstance(pipe.steps[-1][1], KerasMLPClassifier):
             import_keras(threads=threads)
         t = time.perf_counter()
-        pipe.fit(X[train_idx], y[train_idx], **fit_params)
+        fit_pipeline(pipe, X[train_idx], y[train_idx], fit_params, where=split_name)
         fit_seconds = time.perf_counter() - t
         t = time.perf_counter()
         proba = _aligned_proba(pipe, X[test_idx], classes)
@@ -395,16 +399,44 @@ def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, opt
 
     jobs = min(options.effective_jobs(), protocol.n_splits)
     if jobs <= 1:
-        return (fit_split(template, X, y, classes, s.train, s.test, fit_params(s))
+        return (fit_split(template, X, y, classes, s.train, s.test, fit_params(s), split_name=s.name)
                 for s in protocol.splits)
     # One single-threaded fit per core beats one multi-threaded fit at a time
     # (small problems scale badly over threads); n_jobs does not change results.
     template = clone(template).set_params(
         **{k: 1 for k in template.get_params() if k.endswith("n_jobs")}
     )
-    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), threads=1)
+    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), threads=1,
+                                split_name=s.name)
              for s in protocol.splits)
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(tasks)
+
+
+def fit_pipeline(pipe: Pipeline, X: np.ndarray, y: np.ndarray, fit_params: dict[str, Any], *,
+                 where: str) -> Pipeline:
+    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split.
+
+    A calibrated SVM asks for 3 internal folds; when the smallest class of
+    this training part has fewer rows, it gets as many folds as that class
+    has rows (2 at least) instead of failing.
+    """
+    name = pipe.steps[-1][0]
+    final = pipe.steps[-1][1]
+    if isinstance(final, CalibratedClassifierCV) and isinstance(final.cv, int):
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if smallest < 2:
+            raise ModelError(
+                f"{name} cannot be fitted on {where}: a class has a single training row and "
+                "the probability calibration needs two; add clips of rare classes or drop "
+                f"{name} from --models"
+            )
+        final.set_params(cv=min(final.cv, smallest))
+    try:
+        return pipe.fit(X, y, **fit_params)
+    except ClassifyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any library failure becomes one named message
+        raise ModelError(f"{name} could not be fitted on {where}: {type(exc).__name__}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -452,7 +484,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     t = time.perf_counter()
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipe.fit(table.X, table.y, **fit_params)
+        fit_pipeline(pipe, table.X, table.y, fit_params, where="all rows (final fit)")
     for line in _warning_lines(caught):
         warn(f"{name} (final fit): {line}")
     result.timings["final_fit_seconds"] = time.perf_counter() - t

@@ -208,3 +208,11 @@ def test_bad_options_are_usage_errors():
         build_protocol("kfold", y)
     with pytest.raises(UsageError, match="--k 1 must be an integer >= 2"):
         build_protocol("stratified", y, k=1)
+
+
+def test_predefined_folds_refuse_a_class_rarer_than_the_folds():
+    y, folds, _ = dataset()
+    y = y.copy()
+    y[:3] = "rare"
+    with pytest.raises(SplitError, match=r"--cv folds needs at least 10 rows of every class, and class\(es\) 'rare' \(3 rows\) have fewer; use --cv stratified"):
+        build_protocol("folds", y, folds=folds)

@@ -336,3 +336,37 @@ def test_command_line_end_to_end_without_tensorflow_noise(tmp_path):
         assert noise not in proc.stderr + proc.stdout, noise
     assert (tmp_path / "run" / "model" / "mlp.keras").is_file() or (
         tmp_path / "run" / "model" / "pipeline.skops").is_file()
+
+
+def test_svm_calibration_adapts_to_a_class_with_two_training_rows():
+    from classify.models import make_pipeline
+    from classify.training import fit_pipeline
+
+    rng = np.random.default_rng(0)
+    y = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 2, dtype=object)
+    X = rng.normal(size=(len(y), 4)) + (y == "b")[:, None] * 3.0
+    pipe = make_pipeline("svm", seed=0, n_classes=3)
+    fit_pipeline(pipe, X, y, {}, where="fold1")
+    assert pipe.steps[-1][1].cv == 2
+    assert pipe.predict_proba(X).shape == (len(y), 3)
+
+    lonely = np.array(["a"] * 20 + ["b"] * 20 + ["c"], dtype=object)
+    from classify.errors import ModelError
+    with pytest.raises(ModelError, match="svm cannot be fitted on fold2: a class has a single training row"):
+        fit_pipeline(make_pipeline("svm", seed=0, n_classes=3), X[:-1], lonely, {}, where="fold2")
+
+
+def test_a_library_failure_in_a_fit_is_one_named_error(tmp_path, capsys, monkeypatch):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    def broken_fit(self, X, y):
+        raise ArithmeticError("boom")
+
+    monkeypatch.setattr(KNeighborsClassifier, "fit", broken_fit)
+    table = make_table(tmp_path / "features")
+    status, _out, err = run_cli(capsys, str(table), "--out", str(tmp_path / "run"), "--models", "knn",
+                               "--jobs", "1")
+    assert status == 2
+    assert err.strip().splitlines()[-1] == ("error: knn could not be fitted on fold1: "
+                                            "ArithmeticError: boom")
+    assert "Traceback" not in err
