@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/bench/train"),
                         help="folder for the table and the run (default: %(default)s)")
-    parser.add_argument("--features", type=int, default=166,
-                        help="feature columns (default: %(default)s; 114 = exactly the default "
-                        "preset's columns, which also saves the model bundle)")
+    parser.add_argument("--features", type=int, default=len(feature_columns(FeatureParams())),
+                        help="feature columns (default: %(default)s, exactly the default preset's "
+                        "columns, so the model bundle is saved too)")
     parser.add_argument("--models", default="mlp,logreg,svm,rf,knn,hgb")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
