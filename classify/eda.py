@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from features.cli import int_at_least
+
 from . import html as H
 from . import plots
 
@@ -96,14 +98,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "optional: without it the page says how to make one")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
                         help="output folder (default: data/output/<dataset name>/eda)")
-    parser.add_argument("--examples", metavar="N", type=_positive_int, default=3,
+    parser.add_argument("--examples", metavar="N", type=int_at_least(1), default=3,
                         help="example clips per class (default: 3)")
     parser.add_argument("--layout", default=None,
                         choices=("urbansound8k", "gtzan", "folders", "manifest"),
                         help="dataset layout (default: detected)")
     parser.add_argument("--manifest", metavar="CSV", type=Path, default=None,
                         help="manifest CSV for --layout manifest")
-    parser.add_argument("--sample", metavar="N", type=_positive_int, default=INFO_SAMPLE,
+    parser.add_argument("--sample", metavar="N", type=int_at_least(1), default=INFO_SAMPLE,
                         help=f"clips whose headers are read for formats/durations (default: {INFO_SAMPLE})")
     parser.add_argument("--seed", type=int, default=0, help="seed for the samples and examples (default: 0)")
 
@@ -115,16 +117,6 @@ def run(args: argparse.Namespace) -> int:
                       info_sample=args.sample)
     print(f"EDA page written to {index}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 # ----------------------------------------------------------------------------- page

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.audio import is_audio_path
+from features.cli import int_at_least
 from features.datasets import ErrorRecord
 from features.errors import FeaturesError
 from features.extract import extract_files
@@ -208,9 +209,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="audio files or folders (searched recursively)")
     parser.add_argument("--out", metavar="FILE.csv", default=None,
                         help="also write the predictions to this CSV file")
-    parser.add_argument("--jobs", type=_non_negative_int, default=1, metavar="N",
+    parser.add_argument("--jobs", type=int_at_least(0, " (all cores)"), default=1, metavar="N",
                         help="worker processes for feature extraction (0 = all cores; default 1)")
-    parser.add_argument("--top", type=_positive_int, default=DEFAULT_TOP, metavar="K",
+    parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
                         help=f"how many ranked classes to show (default {DEFAULT_TOP})")
     return parser
 
@@ -253,27 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``python -m classify.predict``)."""
     parser = configure_parser(argparse.ArgumentParser(prog="python -m classify predict"))
     return run(parser.parse_args(argv))
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (all cores) or a positive integer")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
 if __name__ == "__main__":

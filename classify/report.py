@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.cli import int_at_least
+
 from . import html as H
 from . import plots
 from .errors import ClassifyError
@@ -72,7 +74,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", type=Path, default=None, help="output folder (default: RUN/report)")
     parser.add_argument("--models", metavar="NAMES", default=None,
                         help="comma-separated models to include (default: all in leaderboard.csv)")
-    parser.add_argument("--n-wrong", metavar="N", type=_non_negative_int, default=N_WRONG,
+    parser.add_argument("--n-wrong", metavar="N", type=int_at_least(0), default=N_WRONG,
                         help=f"confidently wrong predictions to show (default: {N_WRONG})")
     parser.add_argument("--audio-root", metavar="DIR", type=Path, default=None,
                         help="dataset root for the clips' audio (default: 'root' in features.json)")
@@ -85,16 +87,6 @@ def run(args: argparse.Namespace) -> int:
                          audio_root=args.audio_root)
     print(f"Report written to {index}")
     return 0
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 # ----------------------------------------------------------------------------- page
