@@ -472,6 +472,10 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
                   "know how to compute features for new clips")
     elif save_bundle is None:
         reason = "classify.bundle is not available yet"
+    elif not _columns_match_params(table):
+        reason = (f"the table's feature columns are not the ones the parameters in "
+                  f"{table.path.stem}.json produce (was the table edited?), so `predict` could "
+                  "not compute them for new clips")
     if reason:
         warn(f"no model bundle saved: {reason}")
         if (bundle_dir / "bundle.json").is_file():
@@ -745,6 +749,18 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[dist] = "not installed"
     return found
+
+
+def _columns_match_params(table: FeatureTable) -> bool:
+    from features.compute import feature_columns
+    from features.errors import FeaturesError
+    from features.params import FeatureParams
+
+    try:
+        params = FeatureParams.from_dict(dict(table.features_meta.get("params") or {}))
+    except (FeaturesError, TypeError, AttributeError):
+        return False
+    return feature_columns(params) == list(table.feature_columns)
 
 
 def _sha256(path: Path) -> str:

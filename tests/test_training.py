@@ -370,3 +370,15 @@ def test_a_library_failure_in_a_fit_is_one_named_error(tmp_path, capsys, monkeyp
     assert err.strip().splitlines()[-1] == ("error: knn could not be fitted on fold1: "
                                             "ArithmeticError: boom")
     assert "Traceback" not in err
+
+
+def test_features_json_that_does_not_match_the_columns_skips_the_bundle(tmp_path, capsys):
+    table = make_table(tmp_path / "features")
+    meta = json.loads((tmp_path / "features" / "features.json").read_text())
+    meta["params"]["n_mfcc"] = 13  # the table holds 20 MFCC means
+    (tmp_path / "features" / "features.json").write_text(json.dumps(meta))
+    status, _stdout, stderr = run_cli(capsys, str(table), "--models", "knn", "--jobs", "1", "--quiet")
+    assert status == 0
+    assert (tmp_path / "run" / "leaderboard.csv").is_file()
+    assert "no model bundle saved: the table's feature columns are not the ones" in stderr
+    assert not (tmp_path / "run" / "model").exists()
