@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import re
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -11,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from pagecheck import page_text, parse_page
 
 from classify import eda
 
@@ -21,56 +20,6 @@ N_CLASSES = 10
 def demo(demo_root) -> Path:
     """The 60-clip demo dataset shared by the suite (tests/conftest.py)."""
     return Path(demo_root)
-
-
-class _Page(HTMLParser):
-    """Collects what a page references: images (with alt), audio sources, links."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[tuple[str, str | None]] = []
-        self.audio: list[str] = []
-        self.ids: list[str] = []
-        self.stack: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append((a.get("src", ""), a.get("alt")))
-        if tag == "audio":
-            self.audio.append(a.get("src", ""))
-        if "id" in a:
-            self.ids.append(a["id"])
-        if tag not in ("img", "meta", "br", "source", "link"):
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
-        self.stack.pop()
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse_page(index: Path) -> _Page:
-    """Parse the page, check nesting, alt texts and that every referenced file exists."""
-    page = _Page()
-    html = index.read_text(encoding="utf-8")
-    assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html), "external resource or JS"
-    page.feed(html)
-    page.close()
-    assert page.stack == [], f"unclosed tags: {page.stack}"
-    for src, alt in page.images:
-        assert alt and alt.strip(), f"<img src={src!r}> has no alt text"
-    for src in [s for s, _ in page.images] + page.audio:
-        assert not src.startswith(("/", "http:", "https:", "file:")), f"{src!r} is not a relative path"
-        assert (index.parent / unquote(src)).is_file(), f"{src!r} referenced by {index} does not exist"
-    return page
-
-
-def _text(page: _Page) -> str:
-    return " ".join(" ".join(page.text).split())
 
 
 def _features_table(root: Path, out: Path) -> Path:
@@ -110,7 +59,7 @@ def test_eda_without_features_table_samples_headers_and_loads_only_examples(demo
 
     assert index == tmp_path / "eda" / "index.html"
     page = parse_page(index)
-    text = _text(page)
+    text = page_text(page)
     assert len(loads) == N_CLASSES, "only the example clips are decoded"
     assert len(infos) <= 20, "headers are read on the sample only"
     assert {"overview", "counts", "durations", "formats", "examples", "features"} <= set(page.ids)
@@ -130,7 +79,7 @@ def test_eda_with_features_table_draws_distributions_and_pca(demo, tmp_path):
     table_dir = _features_table(demo, tmp_path / "features")
     index = eda.build_eda(demo, features=table_dir, out=tmp_path / "eda", examples=2)
     page = parse_page(index)
-    text = _text(page)
+    text = page_text(page)
     images = {Path(unquote(src)).name for src, _ in page.images}
     assert {"feature_distributions.png", "pca.png", "mel.png", "stft.png", "waveforms.png"} <= images
     assert len(page.audio) == len(set(page.audio)) == 2 * N_CLASSES
@@ -152,7 +101,7 @@ def test_eda_reports_unreadable_clips_and_keeps_going(tmp_path):
                 sf.write(root / label / name, rng.normal(0, 0.1, 8000).astype("float32"), 16000, subtype="PCM_24")
     index = eda.build_eda(root, out=tmp_path / "eda", examples=2)
     page = parse_page(index)
-    text = _text(page)
+    text = page_text(page)
     assert "could not be opened by soundfile" in text and "broken.wav" in text
     assert "Fewer examples than asked for: dog" in text
     assert len(page.audio) == 3
@@ -217,7 +166,7 @@ def test_eda_with_a_gtzan_style_table_uses_its_columns(tmp_path, monkeypatch):
     table["label"] = [lab for _, lab in names]
     table.to_csv(tmp_path / "features.csv", index=False)
     index = eda.build_eda(root, features=tmp_path / "features.csv", out=tmp_path / "eda", examples=1)
-    text = _text(parse_page(index))
+    text = page_text(parse_page(index))
     assert drawn == ["spectral_centroid", "rolloff", "spectral_bandwidth", "zero_crossing_rate", "rmse",
                      "mfcc1", "mfcc2", "mfcc3", "mfcc4"]
     assert "file headers" in text, "no duration_s column: durations come from the header sample"
@@ -231,7 +180,7 @@ def test_eda_explains_an_unusable_features_table_and_keeps_the_rest(tmp_path):
         (root / label).mkdir(parents=True)
         sf.write(root / label / "a.wav", rng.normal(0, 0.1, 4000).astype("float32"), 8000)
     (tmp_path / "features.csv").write_text("path,label,zcr_mean\ncat/a.wav,cat,0.1\ndog/a.wav,dog,oops\n")
-    text = _text(parse_page(eda.build_eda(root, features=tmp_path / "features.csv", out=tmp_path / "eda",
+    text = page_text(parse_page(eda.build_eda(root, features=tmp_path / "features.csv", out=tmp_path / "eda",
                                           examples=1)))
     assert "could not be used" in text and "zcr_mean" in text
     assert "Clips per class" in text and "Example clips" in text

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -13,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from pagecheck import page_text, parse_page
 
 from classify import report
 
@@ -95,58 +94,12 @@ def make_run(run: Path, demo: Path, *, leaky: bool = False, features_json: str =
     return run
 
 
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images, self.audio, self.ids, self.text, self.stack = [], [], [], [], []
-        self.details_open: list[bool] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append((a.get("src", ""), a.get("alt")))
-        elif tag == "audio":
-            self.audio.append(a.get("src", ""))
-        elif tag == "details":
-            self.details_open.append("open" in a)
-        if "id" in a:
-            self.ids.append(a["id"])
-        if tag not in ("img", "meta", "br", "source", "link"):
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
-        self.stack.pop()
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse_page(index: Path) -> _Page:
-    page = _Page()
-    html = index.read_text(encoding="utf-8")
-    assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html), "external resource or JS"
-    page.feed(html)
-    page.close()
-    assert page.stack == [], f"unclosed tags: {page.stack}"
-    for src, alt in page.images:
-        assert alt and alt.strip(), f"<img src={src!r}> has no alt text"
-    for src in [s for s, _ in page.images] + page.audio:
-        assert not src.startswith(("/", "http:", "https:", "file:")), f"{src!r} is not a relative path"
-        assert (index.parent / unquote(src)).is_file(), f"{src!r} referenced by {index} does not exist"
-    return page
-
-
-def _text(page: _Page) -> str:
-    return " ".join(" ".join(page.text).split())
-
-
 def test_report_on_a_fold_run_has_every_part(demo, tmp_path):
     run = make_run(tmp_path / "run", demo)
     index = report.build_report(run)
     assert index == run / "report" / "index.html"
     page = parse_page(index)
-    text = _text(page)
+    text = page_text(page)
     assert {"summary", "protocol", "splits", "extraction", "models", "wrong", "details"} <= set(page.ids)
     assert "Leaky protocol" not in text
     assert "the table has a fold column" in text
@@ -175,7 +128,7 @@ def test_leaky_run_shows_the_warning_first(demo, tmp_path):
     index = report.build_report(run, n_wrong=2, models=["logreg"])
     html = index.read_text(encoding="utf-8")
     page = parse_page(index)
-    text = _text(page)
+    text = page_text(page)
     assert 'class="note danger"' in html
     assert html.index("Leaky protocol") < html.index('id="summary"')
     assert "these scores are optimistic" in text and "--cv auto" in text
@@ -188,7 +141,7 @@ def test_gtzan_style_filenames_are_found_by_name_and_missing_audio_is_said(demo,
     run = make_run(tmp_path / "run", demo, path_col="filename", features_json="none")
     page = parse_page(report.build_report(run, models=["svm"], n_wrong=3, audio_root=demo))
     assert len(page.audio) == 3
-    text = _text(parse_page(report.build_report(run, out=tmp_path / "r2", models=["svm"], n_wrong=3)))
+    text = page_text(parse_page(report.build_report(run, out=tmp_path / "r2", models=["svm"], n_wrong=3)))
     assert "dataset root is unknown" in text and "Audio not found" in text
     assert "No features.json was found" in text
     moved = tmp_path / "moved"
@@ -196,7 +149,7 @@ def test_gtzan_style_filenames_are_found_by_name_and_missing_audio_is_said(demo,
     for clip in list((moved / "audio").rglob("*.wav"))[:30]:
         clip.unlink()
     page = parse_page(report.build_report(run, out=tmp_path / "r3", models=["svm"], n_wrong=6, audio_root=moved))
-    assert 0 < len(page.audio) < 6 and "Audio not found" in _text(page)
+    assert 0 < len(page.audio) < 6 and "Audio not found" in page_text(page)
 
 
 def test_missing_or_broken_run_files_are_named(demo, tmp_path):
