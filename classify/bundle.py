@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -40,6 +39,7 @@ from sklearn.pipeline import Pipeline
 from features.compute import feature_columns as params_feature_columns
 from features.errors import FeaturesError
 from features.params import FeatureParams
+from features.table import file_sha256
 
 from .errors import BundleError
 
@@ -197,7 +197,7 @@ def save_bundle(
         else:
             sio.dump(estimator[:-1], tmp / SCALER_FILE)
             estimator[-1].model_.save(str(tmp / KERAS_FILE))
-        meta["files"] = {name: _sha256(tmp / name) for name in _FILES[kind]}
+        meta["files"] = {name: file_sha256(tmp / name) for name in _FILES[kind]}
         try:
             text = json.dumps(meta, indent=2)
         except (TypeError, ValueError) as exc:
@@ -394,7 +394,7 @@ def _check_file(directory: Path, name: str, meta: dict[str, Any]) -> None:
         raise BundleError(f"model bundle {directory} is incomplete: {name} is missing; "
                           "copy the whole model/ folder or retrain")
     expected = meta["files"].get(name)
-    if expected != _sha256(path):
+    if expected != file_sha256(path):
         raise BundleError(f"{path} does not match its checksum in {BUNDLE_JSON}: the file "
                           "was modified or is corrupt; copy the bundle again or retrain")
 
@@ -488,14 +488,6 @@ def _check_loaded(directory: Path, estimator: Any, meta: dict[str, Any]) -> None
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(distribution: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import importlib
 import importlib.metadata
 import platform
@@ -37,7 +36,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from features.table import atomic_path, write_csv, write_json
+from features.table import atomic_path, file_sha256, write_csv, write_json
 
 from . import evaluation
 from .errors import ClassifyError, ModelError, UsageError
@@ -603,7 +602,7 @@ def run_info(result: TrainResult) -> dict[str, Any]:
     models = {name: _json_safe(_step_params(result.options.pipeline(name))) for name in result.results}
     return {
         "table": str(t.path.resolve()),
-        "table_sha256": _sha256(t.path),
+        "table_sha256": file_sha256(t.path),
         "features_json": t.features_meta,
         "protocol": result.protocol.to_dict() | {"label": result.protocol.label},
         "params": {"options": _json_safe(dataclasses.asdict(result.options)),
@@ -761,14 +760,6 @@ def _columns_match_params(table: FeatureTable) -> bool:
     except (FeaturesError, TypeError, AttributeError):
         return False
     return feature_columns(params) == list(table.feature_columns)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stderr_warning(message: str) -> None:
