@@ -36,7 +36,8 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from features.table import atomic_path, file_sha256, write_csv, write_json
+from features.atomic import atomic_path
+from features.table import file_sha256, write_csv, write_json
 
 from . import evaluation
 from .errors import ClassifyError, ModelError, UsageError

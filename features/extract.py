@@ -366,10 +366,10 @@ class _Checkpoint:
         if batch.n_clips == 0:
             return
         first = min([*batch.indices.tolist(), *(i for i, _ in batch.errors)])
-        from . import table as _table
+        from .atomic import atomic_path
 
         target = self.dir / f"batch-{first:08d}.npz"
-        with _table.atomic_path(target) as tmp, open(tmp, "wb") as f:
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
             np.savez(
                 f,
                 indices=batch.indices,

@@ -13,20 +13,19 @@ numbers are never touched and Parquet keeps the raw text.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path, write_text
 from .errors import UsageError
 from .params import FeatureParams, Preset
 
@@ -414,54 +413,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place on success.
-
-    The temporary file lives in the same folder so :func:`os.replace` is an
-    atomic rename: readers see the old file or the complete new one, never
-    a half-written one. On an exception the temporary file is removed and
-    ``path`` is left as it was.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Final file name.
-
-    Yields
-    ------
-    Path
-        Where to write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp makes the file private (0600); give it the usual umask permissions.
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: Path) -> None:
-    # Without it a power cut right after the rename can leave an empty file.
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as UTF-8 CSV atomically, neutralising formula-like text.
 
@@ -497,10 +448,7 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
