@@ -15,20 +15,26 @@ cannot be analysed).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import stat
+import tempfile
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from . import storage
 from .errors import AudioReadError, BadAudioError
 from .params import FeatureParams
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "is_audio_path", "load_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "LongClip", "is_audio_path", "load_audio", "read_clip"]
 
 #: File extensions (lower case, with the dot) treated as audio. libsndfile
 #: decodes all but the last group; those need an audioread backend (ffmpeg)
@@ -77,13 +83,99 @@ def is_audio_path(path: str | os.PathLike[str]) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in AUDIO_EXTENSIONS
 
 
+#: Clips holding more source samples than this (frames x channels to read)
+#: are analysed block by block, so a worker's memory does not grow with the
+#: clip: 2**24 samples is 64 MB of float32, about 3 minutes of 48 kHz stereo.
+BLOCKWISE_ABOVE_SAMPLES = 1 << 24
+#: Source frames read per block of a long clip.
+BLOCK_FRAMES = 1 << 18
+
+
+@dataclasses.dataclass(frozen=True)
+class LongClip:
+    """A clip too long to load whole: its samples come as blocks, on demand.
+
+    Parameters
+    ----------
+    location : str
+        Path or URL of the file.
+    params : FeatureParams
+        ``sr``, ``offset``, ``duration`` and ``fixed_length`` apply as in
+        :func:`load_audio`.
+    info : AudioInfo
+        What the source looks like.
+
+    Notes
+    -----
+    :meth:`blocks` yields the samples :func:`load_audio` would return, in
+    consecutive pieces (the streaming resampler gives the same samples as
+    the one-shot one), and can be called again for another pass.
+    """
+
+    location: str
+    params: FeatureParams
+    info: AudioInfo
+    # Why libsndfile refused the file, when audioread decodes it instead.
+    refused: Exception | None = None
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Consecutive float32 mono blocks at ``params.sr``."""
+        p = self.params
+        with _open_source(self.location, self.refused) as source, _read_errors(self.location):
+            yield from _resampled(
+                _checked(source.blocks(p.offset, p.duration, BLOCK_FRAMES), self.location),
+                self.info.orig_sample_rate, p.sr,
+                None if p.fixed_length is None else round(p.fixed_length * p.sr),
+                self.location, p.offset, self.info,
+            )
+
+
+@contextlib.contextmanager
+def _read_errors(name: str) -> Iterator[None]:
+    """A decoding failure in the middle of a long clip, as an AudioReadError."""
+    try:
+        yield
+    except _SndfileRefused as refused:
+        message, reason = _undecodable(name, name, refused.error)
+        raise AudioReadError(message, reason=reason) from None
+
+
+def read_clip(
+    location: str | os.PathLike[str], params: FeatureParams
+) -> tuple[np.ndarray | LongClip, AudioInfo]:
+    """:func:`load_audio`, except that a long clip comes back as a :class:`LongClip`.
+
+    A clip is long when it holds more than :data:`BLOCKWISE_ABOVE_SAMPLES`
+    source samples to read; only its header is read here.
+
+    Raises
+    ------
+    AudioReadError, BadAudioError
+        As :func:`load_audio`.
+    """
+    name = os.fspath(location)
+    try:
+        return _read_clip(name, params, None)
+    except _SndfileRefused as refused:
+        # Same rule as librosa.load: what libsndfile rejects goes to audioread.
+        return _read_clip(name, params, refused.error)
+
+
+def _read_clip(name: str, params: FeatureParams, refused: Exception | None):
+    with _open_source(name, refused) as source:
+        info = source.info
+        if source.samples_to_read(params.offset, params.duration) > BLOCKWISE_ABOVE_SAMPLES:
+            return LongClip(name, params, info, refused), info
+        return _load(source, name, params), info
+
+
 def load_audio(path: str | os.PathLike[str], params: FeatureParams) -> tuple[np.ndarray, AudioInfo]:
     """Load one clip as mono float32 at ``params.sr``, exactly like ``librosa.load``.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The audio file.
+        The audio file: a local path or an fsspec URL (``s3://...``).
     params : FeatureParams
         Uses ``sr``, ``offset``, ``duration`` and ``fixed_length``.
 
@@ -98,8 +190,8 @@ def load_audio(path: str | os.PathLike[str], params: FeatureParams) -> tuple[np.
     Raises
     ------
     AudioReadError
-        The file is missing, empty, a directory, truncated, not audio or
-        cannot be decoded.
+        The file is missing, empty, a directory or another non-regular file
+        (a FIFO is never opened), truncated, not audio or cannot be decoded.
     BadAudioError
         The samples contain NaN or inf, or nothing is left after ``offset``.
 
@@ -112,68 +204,202 @@ def load_audio(path: str | os.PathLike[str], params: FeatureParams) -> tuple[np.
     >>> y.shape, y.dtype, info
     ((22050,), dtype('float32'), AudioInfo(orig_sample_rate=44100, orig_channels=2, duration_s=1.0))
     """
-    name = os.fspath(path)
-    try:
-        y, info = _read_soundfile(name, params.offset, params.duration)
-    except sf.SoundFileError as exc:
-        # Same rule as librosa.load: whatever libsndfile rejects goes to audioread.
-        y, info = _read_audioread(name, params.offset, params.duration, exc)
-    if y.size == 0:
-        raise BadAudioError(_no_samples_message(name, params.offset, info))
-    if not np.isfinite(y).all():
-        raise BadAudioError(
-            f"audio file {name!r} contains NaN or infinite sample values, which no "
-            f"feature can be computed from. {_ADVICE}"
-        )
-    y = _resample(y, info.orig_sample_rate, params.sr)
-    if params.fixed_length is not None:
-        y = _fix_length(y, round(params.fixed_length * params.sr))
+    y, info = read_clip(path, params)
+    if isinstance(y, LongClip):
+        y = np.concatenate(list(y.blocks()))
     return y, info
 
 
-def _read_soundfile(name: str, offset: float, duration: float | None) -> tuple[np.ndarray, AudioInfo]:
-    """Read only the wanted frames and mix them down; returns (mono float32, info)."""
-    with sf.SoundFile(name) as f:
+def _load(source: _Source, name: str, params: FeatureParams) -> np.ndarray:
+    y = source.read(params.offset, params.duration)
+    if y.size == 0:
+        message, reason = _no_samples(name, params.offset, source.info)
+        raise BadAudioError(message, reason=reason)
+    if not np.isfinite(y).all():
+        raise BadAudioError(_non_finite_message(name), reason=_NON_FINITE)
+    y = _resample(y, source.info.orig_sample_rate, params.sr)
+    if params.fixed_length is not None:
+        y = _fix_length(y, round(params.fixed_length * params.sr))
+    return y
+
+
+# ------------------------------------------------------------------ sources
+
+
+class _Source:
+    """An open audio file: its header, and its samples whole or in blocks."""
+
+    info: AudioInfo
+
+    def samples_to_read(self, offset: float, duration: float | None) -> float:
+        raise NotImplementedError
+
+    def blocks(self, offset: float, duration: float | None, frames: int) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def read(self, offset: float, duration: float | None) -> np.ndarray:
+        parts = list(self.blocks(offset, duration, -1))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+class _SoundFileSource(_Source):
+    """libsndfile: reads just the frames needed, as float32 (or int16) mixed to mono."""
+
+    def __init__(self, f: sf.SoundFile) -> None:
+        self.f = f
         sr, channels, frames = f.samplerate, f.channels, f.frames
-        info = AudioInfo(int(sr), int(channels), frames / sr)
+        self.info = AudioInfo(int(sr), int(channels), frames / sr)
+
+    def _span(self, offset: float, duration: float | None) -> tuple[int, int]:
+        sr, frames = self.f.samplerate, self.f.frames
         start = int(offset * sr) if offset else 0
-        if start and start >= frames:
-            # libsndfile refuses to seek past the end; the caller reports "no samples".
-            return np.empty(0, dtype=np.float32), info
+        n = frames - start if duration is None else min(int(duration * sr), frames - start)
+        return start, max(0, n)
+
+    def samples_to_read(self, offset: float, duration: float | None) -> float:
+        return self._span(offset, duration)[1] * self.f.channels
+
+    def blocks(self, offset: float, duration: float | None, frames: int) -> Iterator[np.ndarray]:
+        f = self.f
+        start, n = self._span(offset, duration)
+        if start and start >= f.frames:
+            return  # libsndfile refuses to seek past the end; the caller reports "no samples"
         if start:
             f.seek(start)
-        n = int(duration * sr) if duration is not None else -1
-        if f.subtype == "PCM_16":
-            return _pcm16_to_mono(f.read(frames=n, dtype="int16", always_2d=True)), info
-        return _to_mono(f.read(frames=n, dtype="float32", always_2d=True)), info
+        pcm16 = f.subtype == "PCM_16"
+        remaining = n if duration is not None else -1
+        while remaining != 0:
+            want = remaining if frames < 0 or 0 <= remaining < frames else frames
+            try:
+                x = f.read(frames=want, dtype="int16" if pcm16 else "float32", always_2d=True)
+            except sf.SoundFileError as exc:
+                raise _SndfileRefused(exc) from None
+            if len(x) == 0:
+                return
+            yield _pcm16_to_mono(x) if pcm16 else _to_mono(x)
+            if remaining > 0:
+                remaining -= len(x)
+            if frames < 0:
+                return
 
 
-def _read_audioread(
-    name: str, offset: float, duration: float | None, sf_error: Exception
-) -> tuple[np.ndarray, AudioInfo]:
-    """librosa's audioread fallback for formats libsndfile cannot decode."""
-    problem = _file_problem(name)
-    if problem is not None:
-        raise AudioReadError(problem) from None
+class _AudioreadSource(_Source):
+    """audioread (ffmpeg, GStreamer): for what libsndfile cannot decode."""
+
+    def __init__(self, name: str, backends: list) -> None:
+        self.name, self.backends = name, backends
+        with self._open() as f:
+            self.info = AudioInfo(int(f.samplerate), int(f.channels), float(f.duration))
+
+    def _open(self):
+        import audioread
+
+        return audioread.audio_open(self.name, backends=self.backends)
+
+    def samples_to_read(self, offset: float, duration: float | None) -> float:
+        left = max(0.0, self.info.duration_s - offset)
+        seconds = left if duration is None else min(duration, left)
+        return seconds * self.info.orig_sample_rate * self.info.orig_channels
+
+    def blocks(self, offset: float, duration: float | None, frames: int) -> Iterator[np.ndarray]:
+        with self._open() as f:
+            yield from _decode_audioread(f, offset, duration)
+
+
+class _SndfileRefused(Exception):
+    """libsndfile could not open or decode the file (the caller tries audioread)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@contextlib.contextmanager
+def _open_source(name: str, refused: Exception | None = None) -> Iterator[_Source]:
+    """Open ``name`` (path or URL) with libsndfile, or with audioread once libsndfile ``refused``.
+
+    A local path is checked with ``stat`` first: a missing file, a folder or
+    a FIFO, socket or device is reported without being opened (opening a
+    FIFO would wait forever for a writer).
+
+    Raises
+    ------
+    _SndfileRefused
+        libsndfile cannot open or decode the file (only without ``refused``).
+    """
+    remote = storage.is_url(name)
+    if not remote:
+        problem = _file_problem(name)
+        if problem is not None:
+            raise AudioReadError(problem[0], reason=problem[1])
+    with contextlib.ExitStack() as stack:
+        if refused is not None:
+            path = stack.enter_context(_local_copy(name)) if remote else name
+            yield _audioread_source(path, name, refused)
+            return
+        try:
+            handle = stack.enter_context(_open_remote(name)) if remote else name
+            f = stack.enter_context(sf.SoundFile(handle))
+        except sf.SoundFileError as exc:
+            raise _SndfileRefused(exc) from None
+        yield _SoundFileSource(f)
+
+
+@contextlib.contextmanager
+def _open_remote(name: str) -> Iterator[Any]:
+    try:
+        f = storage.open_binary(name)
+    except FileNotFoundError:
+        raise AudioReadError(
+            f"audio file {name!r} does not exist. Check the path in the metadata or restore the file.",
+            reason="file does not exist",
+        ) from None
+    except PermissionError as exc:
+        raise AudioReadError(f"audio file {name!r} cannot be opened: permission denied ({exc}). "
+                             f"Check the credentials.", reason="permission denied") from None
+    except OSError as exc:
+        raise AudioReadError(f"audio file {name!r} cannot be opened: {exc}",
+                             reason=f"cannot open: {type(exc).__name__}") from None
+    with f:
+        yield f
+
+
+@contextlib.contextmanager
+def _local_copy(name: str) -> Iterator[str]:
+    """A temporary local copy of a remote file, for decoders that need a path."""
+    suffix = os.path.splitext(name)[1]
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="features-")
+    try:
+        with os.fdopen(fd, "wb") as out, _open_remote(name) as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _audioread_source(path: str, shown: str, sf_error: Exception) -> _Source:
     backends = _external_decoders()
     if not backends:
-        ext = os.path.splitext(name)[1].lower()
+        ext = os.path.splitext(shown)[1].lower()
         if ext in _FFMPEG_ONLY_EXTENSIONS:
             raise AudioReadError(
-                f"cannot read audio file {name!r}: libsndfile cannot decode {ext} files and no "
+                f"cannot read audio file {shown!r}: libsndfile cannot decode {ext} files and no "
                 f"audioread backend (ffmpeg or GStreamer) is installed. Install ffmpeg, or "
-                f"convert the file to WAV or FLAC."
+                f"convert the file to WAV or FLAC.",
+                reason=f"cannot decode {ext} files: install ffmpeg",
             ) from None
-        raise AudioReadError(_undecodable_message(name, sf_error)) from None
-    import audioread
-
+        message, reason = _undecodable(path, shown, sf_error)
+        raise AudioReadError(message, reason=reason) from None
     try:
-        with audioread.audio_open(name, backends=backends) as f:
-            return _decode_audioread(f, offset, duration)
+        return _AudioreadSource(path, backends)
     except Exception:  # noqa: BLE001 - any backend failure means "cannot decode"
         # The libsndfile reason is the informative one; audioread only adds
         # "no backend could read it".
-        raise AudioReadError(_undecodable_message(name, sf_error)) from None
+        message, reason = _undecodable(path, shown, sf_error)
+        raise AudioReadError(message, reason=reason) from None
 
 
 def _external_decoders() -> list:
@@ -192,13 +418,13 @@ def _external_decoders() -> list:
         return [b for b in audioread.available_backends() if b is not rawread.RawAudioFile]
 
 
-def _decode_audioread(f, offset: float, duration: float | None) -> tuple[np.ndarray, AudioInfo]:
-    """Block-by-block decode, cropped exactly as librosa's ``__audioread_load``."""
+def _decode_audioread(f, offset: float, duration: float | None) -> Iterator[np.ndarray]:
+    """Decode block by block, cropped exactly as librosa's ``__audioread_load``; mono blocks."""
     sr, channels = int(f.samplerate), int(f.channels)
-    info = AudioInfo(sr, channels, float(f.duration))
     s_start = int(sr * offset) * channels
     s_end = math.inf if duration is None else s_start + int(sr * duration) * channels
-    blocks, n = [], 0
+    n = 0
+    carry = np.empty(0, dtype=np.float32)  # samples of a frame split between buffers
     for buf in f:
         # audioread yields 16-bit little-endian PCM; librosa.util.buf_to_float.
         block = (1.0 / 32768) * np.frombuffer(buf, "<i2").astype(np.float32)
@@ -211,9 +437,62 @@ def _decode_audioread(f, offset: float, duration: float | None) -> tuple[np.ndar
             block = block[: int(s_end - n_prev)]
         if n_prev <= s_start <= n:
             block = block[s_start - n_prev:]
-        blocks.append(block)
-    y = np.concatenate(blocks) if blocks else np.empty(0, dtype=np.float32)
-    return _to_mono(y.reshape((-1, channels))), info
+        if carry.size:
+            block = np.concatenate([carry, block])
+        whole = len(block) - len(block) % channels
+        carry = block[whole:]
+        if whole:
+            yield _to_mono(block[:whole].reshape((-1, channels)))
+
+
+def _checked(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise BadAudioError(_non_finite_message(name), reason=_NON_FINITE)
+        yield block
+
+
+def _resampled(
+    blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int, fixed: int | None,
+    name: str, offset: float, info: AudioInfo,
+) -> Iterator[np.ndarray]:
+    """Resample a stream of blocks to exactly the samples :func:`_resample` gives.
+
+    soxr's stream yields the one-shot samples; the last few are held back
+    until the end, where the total is cut or padded to librosa's length
+    (``ceil(n * target / orig)``, or ``fixed``).
+    """
+    stream = None
+    if orig_sr != target_sr:
+        stream = soxr.ResampleStream(orig_sr, target_sr, 1, dtype="float32", quality=_RES_TYPE)
+    held = np.empty(0, dtype=np.float32)
+    n_in = sent = 0
+    for block in blocks:
+        n_in += block.size
+        out = block if stream is None else stream.resample_chunk(block, last=False)
+        held = np.concatenate([held, out]) if held.size else np.asarray(out, dtype=np.float32)
+        ready = held.size - _HOLD_BACK
+        if fixed is not None:
+            ready = min(ready, fixed - sent)
+        if ready > 0:
+            yield held[:ready]
+            sent += ready
+            held = held[ready:]
+        if fixed is not None and sent >= fixed:
+            return
+    if n_in == 0:
+        message, reason = _no_samples(name, offset, info)
+        raise BadAudioError(message, reason=reason)
+    if stream is not None:
+        tail = stream.resample_chunk(np.empty(0, dtype=np.float32), last=True)
+        held = np.concatenate([held, tail])
+    total = fixed if fixed is not None else int(np.ceil(n_in * (float(target_sr) / orig_sr)))
+    yield _fix_length(held, max(0, total - sent))
+
+
+# Samples of resampler output kept back until the end (the final length is
+# only known then); far more than soxr's rounding of the length can differ.
+_HOLD_BACK = 256
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
@@ -273,35 +552,47 @@ def _fix_length(y: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _file_problem(name: str) -> str | None:
-    """A plain-words message if the path is not a readable non-empty file, else None."""
+def _file_problem(name: str) -> tuple[str, str] | None:
+    """(message, reason) if the path is not a readable non-empty file, else None."""
+    denied = (f"audio file {name!r} cannot be opened: permission denied. Fix its permissions.",
+              "permission denied")
     try:
         st = os.stat(name)
     except FileNotFoundError:
-        return f"audio file {name!r} does not exist. Check the path in the metadata or restore the file."
+        return ((f"audio file {name!r} does not exist. Check the path in the metadata or "
+                f"restore the file."), "file does not exist")
     except PermissionError:
-        return f"audio file {name!r} cannot be opened: permission denied. Fix its permissions."
+        return denied
     except OSError as exc:
-        return f"audio file {name!r} cannot be opened: {exc.strerror}."
+        return f"audio file {name!r} cannot be opened: {exc.strerror}.", f"cannot open: {exc.strerror}"
     if stat.S_ISDIR(st.st_mode):
-        return (
-            f"{name!r} is a directory, not an audio file. Rename or move it out of the dataset."
-        )
+        return ((f"{name!r} is a directory, not an audio file. Rename or move it out of the "
+                f"dataset."), "a folder, not a file")
     if not stat.S_ISREG(st.st_mode):
-        return f"{name!r} is not a regular file. Replace it with an audio file."
+        kind = _SPECIAL_FILES.get(stat.S_IFMT(st.st_mode), "a special file")
+        return ((f"{name!r} is {kind}, not a regular file, so it was not opened. Replace it "
+                f"with an audio file or remove it from the dataset."), f"{kind}, not a file")
     if st.st_size == 0:
-        return f"audio file {name!r} is empty (0 bytes). {_ADVICE}"
+        return f"audio file {name!r} is empty (0 bytes). {_ADVICE}", "empty file (0 bytes)"
     if not os.access(name, os.R_OK):
-        return f"audio file {name!r} cannot be opened: permission denied. Fix its permissions."
+        return denied
     return None
 
 
-def _undecodable_message(name: str, sf_error: Exception) -> str:
-    """Explain in plain words why libsndfile (and audioread) could not decode ``name``."""
+_SPECIAL_FILES = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _undecodable(path: str, shown: str, sf_error: Exception) -> tuple[str, str]:
+    """(message, reason): why libsndfile (and audioread) could not decode ``shown``."""
     detail = getattr(sf_error, "error_string", None) or str(sf_error)
     detail = detail.strip().rstrip(".")
     if "not recognised" in detail.lower():
-        if _looks_like_text(name):
+        if _looks_like_text(path):
             reason = "it contains text, not audio (is it a renamed text or HTML file?)"
         else:
             reason = "it is not in a recognised audio format, or its header is damaged"
@@ -309,7 +600,8 @@ def _undecodable_message(name: str, sf_error: Exception) -> str:
         reason = "its header is damaged or truncated"
     else:
         reason = "its audio data is damaged or truncated"
-    return f"cannot read audio file {name!r}: {reason} (decoder said: {detail}). {_ADVICE}"
+    message = f"cannot read audio file {shown!r}: {reason} (decoder said: {detail}). {_ADVICE}"
+    return message, reason.split(" (")[0]
 
 
 def _looks_like_text(name: str) -> bool:
@@ -325,10 +617,19 @@ def _looks_like_text(name: str) -> bool:
     return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
-def _no_samples_message(name: str, offset: float, info: AudioInfo) -> str:
+def _non_finite_message(name: str) -> str:
+    return (f"audio file {name!r} contains NaN or infinite sample values, which no "
+            f"feature can be computed from. {_ADVICE}")
+
+
+def _no_samples(name: str, offset: float, info: AudioInfo) -> tuple[str, str]:
     if offset:
         return (
-            f"audio file {name!r} has no samples after offset={offset} s (the file lasts "
-            f"{info.duration_s:.3f} s). Use a smaller offset or remove the clip."
+            (f"audio file {name!r} has no samples after offset={offset} s (the file lasts "
+            f"{info.duration_s:.3f} s). Use a smaller offset or remove the clip."),
+            "no samples after the offset",
         )
-    return f"audio file {name!r} contains no audio samples. {_ADVICE}"
+    return f"audio file {name!r} contains no audio samples. {_ADVICE}", "no audio samples"
+
+
+_NON_FINITE = "NaN or infinite samples"

@@ -1,8 +1,9 @@
 """Command line: ``python -m features extract|demo-data``.
 
 Exit codes: 0 outputs written; 2 usage error (bad option, no dataset);
-3 with ``--strict`` when any clip failed; 130 interrupted (resumable);
-1 other failures (e.g. the output folder is not writable).
+3 with ``--strict`` when any clip failed; 4 no clip could be analysed;
+5 the output folder is in use by another run; 130 interrupted (resumable);
+1 other failures (e.g. the output folder is not writable, the cluster is lost).
 Heavy modules are imported only when a command runs, so ``--help`` is fast.
 """
 from __future__ import annotations
@@ -33,7 +34,9 @@ Run '{PROG} COMMAND --help' for the options of a command.
 _EXTRACT_HELP = f"""\
 Compute one row of features per clip of the dataset in ROOT.
 
-ROOT can be laid out as (detected automatically, or pick with --layout):
+ROOT is a folder, or an fsspec URL (s3://bucket/prefix, gs://..., https://...)
+that every worker reads directly. It can be laid out as (detected
+automatically, or pick with --layout):
   urbansound8k  ROOT/metadata/UrbanSound8K.csv + ROOT/audio/fold1..fold10/
   gtzan         ROOT/genres/<genre>/*.wav (or genres_original/, the Kaggle copy)
   folders       ROOT/<label>/<clip>: one folder per class
@@ -48,15 +51,25 @@ Written to --out:
   features.json                    parameters, library versions, counts, timing
   errors.csv                       one row per clip that could not be used
                                    (always written; only a header when none)
+The files appear together: features.json, written last, holds the SHA-256
+of every other file.
 
-A clip that cannot be read never stops the run: it goes to errors.csv.
+A clip that cannot be read never stops the run: it goes to errors.csv. So
+does a clip that crashes its worker process twice (stage crash; the worker
+is replaced and the other clips are kept) or that takes longer than
+--clip-timeout (stage timeout). The summary counts failures by reason.
 Stopped with Ctrl-C (or killed)? Run the same command again: finished clips
 are kept in OUT/.checkpoint/ and only the rest is computed.
+
+Bigger than one machine? Run the batches on a Dask cluster:
+  --backend dask --scheduler tcp://HOST:8786   (dask scheduler / dask worker)
+  --backend dask --scheduler local:4           (4 local worker processes)
 In the CSV, text starting with = + - @ gets a leading ' so spreadsheets do
 not run it as a formula (the Parquet file keeps the raw text).
 
 exit codes: 0 table written, 2 usage error, 3 some clips failed (with --strict),
-130 interrupted, 1 other error.
+4 no clip could be analysed, 5 output folder in use by another run,
+130 interrupted, 1 other error (e.g. the cluster was lost; run again to resume).
 
 example:
   {PROG} extract data/demo --out data/output/demo/features --jobs 2
@@ -137,7 +150,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", metavar="NAME",
                    help=f"dataset layout, one of: {', '.join(LAYOUT_NAMES)} "
                         "(default: detect it)")
-    p.add_argument("--manifest", metavar="FILE", type=Path,
+    p.add_argument("--manifest", metavar="FILE",
                    help="CSV listing the clips (columns path,label and optional fold,group); "
                         "implies --layout manifest")
     p.add_argument("--preset", choices=("default", "gtzan"), default="default",
@@ -155,7 +168,17 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                    help="cut or pad (with silence) every clip to exactly this many seconds, "
                         "so all clips have equal length (default: keep their length)")
     p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=0,
-                   help="worker processes; 0 = one per CPU core (default: 0)")
+                   help="worker processes of the local backend; 0 = one per CPU core "
+                        "(default: 0)")
+    p.add_argument("--backend", choices=("local", "dask"), default="local",
+                   help="where batches run: 'local' worker processes, or a 'dask' cluster "
+                        "(with --scheduler) (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --backend dask: tcp://HOST:PORT of a running Dask scheduler, "
+                        "or local:N to start N worker processes on this machine")
+    p.add_argument("--clip-timeout", metavar="S", type=_seconds(False), default=None,
+                   help="a clip taking longer than S seconds plus 2 s per MB of file is "
+                        "stopped and reported (stage timeout) (default: 60)")
     p.add_argument("--format", metavar="LIST", type=_formats, default=("csv", "parquet"),
                    dest="formats",
                    help="table file format(s): csv, parquet or csv,parquet (default: both); "
@@ -190,17 +213,27 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 def default_out(root: str | Path) -> Path:
     """``data/output/<root folder name>/features`` (relative to the current folder)."""
-    return Path("data") / "output" / Path(root).resolve().name / "features"
+    from .storage import is_url
+
+    text = str(root)
+    name = text.rstrip("/").rsplit("/", 1)[-1] if is_url(text) else Path(root).resolve().name
+    return Path("data") / "output" / name / "features"
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .params import FeatureParams
+    from .storage import is_url
 
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UsageError(f"ROOT {str(root)!r} is not a folder; give the dataset folder")
-    if args.manifest is not None and not args.manifest.is_file():
-        raise UsageError(f"--manifest {str(args.manifest)!r} does not exist")
+    root = args.root
+    if not is_url(root) and not Path(root).is_dir():
+        raise UsageError(f"ROOT {root!r} is not a folder; give the dataset folder")
+    if (args.manifest is not None and not is_url(args.manifest)
+            and not Path(args.manifest).is_file()):
+        raise UsageError(f"--manifest {args.manifest!r} does not exist")
+    if args.scheduler is not None and args.backend != "dask":
+        raise UsageError("--scheduler needs --backend dask")
+    if args.backend == "dask" and not args.scheduler:
+        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT or local:N")
     layout = args.layout
     if layout is not None and layout not in LAYOUT_NAMES:
         raise UsageError(f"--layout {layout!r} is not one of: {', '.join(LAYOUT_NAMES)}")
@@ -211,16 +244,23 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     params = FeatureParams(preset=args.preset, sr=args.sr, offset=args.offset,
                            duration=args.duration, fixed_length=args.fixed_length)
     from .extract import ExtractionInterrupted, extract_dataset
+    from .outputs import OutputBusyError
 
     try:
         result = extract_dataset(
             root, args.out or default_out(root), params, layout=layout,
             manifest=args.manifest, jobs=args.jobs, formats=args.formats,
             strict=args.strict, quiet=args.quiet, batch_size=args.batch_size,
+            backend=args.backend, scheduler=args.scheduler, clip_timeout=args.clip_timeout,
         )
     except ExtractionInterrupted as exc:
         print(str(exc), file=sys.stderr)
         return 130
+    except OutputBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 5
+    for note in result.notes:
+        print(note, file=sys.stderr)
     if result.n_reused:
         print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
     print(result.summary())

@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import math
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -178,6 +179,31 @@ class FeatureComputer:
             self._tables = _tables(p.sr, p.n_fft, p.hop_length, p.n_mfcc)
         per_frame = _frame_features(y, self._tables)
         return _summarise(per_frame, self.params)
+
+    def compute_blocks(self, open_blocks: Callable[[], Iterable[np.ndarray]]) -> np.ndarray:
+        """Feature vector of a clip too long to hold in memory, read in blocks.
+
+        Two or three passes: the first finds the loudest mel bin (MFCC
+        ``top_db``) and the tuning (chroma), the last computes the frame
+        statistics. Results agree with :meth:`compute` on the whole clip
+        to about 1e-5 relative: float32 matrix products round differently
+        on other block shapes, and means and variances are merged block by
+        block.
+
+        Parameters
+        ----------
+        open_blocks : callable
+            Returns a fresh iterable of consecutive 1-D float32 blocks of
+            the clip's mono samples at ``params.sr``; called once per pass.
+
+        Returns
+        -------
+        np.ndarray [shape=(len(self.columns),), dtype=float64]
+        """
+        if self._tables is None:
+            p = self.params
+            self._tables = _tables(p.sr, p.n_fft, p.hop_length, p.n_mfcc)
+        return _stream_features(open_blocks, self._tables, self.params)
 
     def __getstate__(self) -> dict[str, Any]:
         # The tables are cheap to rebuild and cached per process; do not ship them.
@@ -445,34 +471,48 @@ def _frame_features(y: np.ndarray, t: _Tables) -> np.ndarray:
         Rows: MFCCs, chroma, centroid, bandwidth, rolloff, zcr, rms.
     """
     frames = _frames(y, t.n_fft, t.hop_length)
-    n_frames, n_bins = frames.shape[0], t.freqs.size
-    power = _scratch.get("power", (n_frames, n_bins), y.dtype)
-    mel = _scratch.get("mel", (n_frames, N_MELS), y.dtype)
+    n_frames = frames.shape[0]
     n_mfcc = t.dct.shape[1]
     out = _scratch.get("per_frame", (n_mfcc + N_CHROMA + _N_SCALARS, n_frames), np.float64)
-    # Long clips keep the magnitudes bin-major for the rolloff's running sum.
-    mag_t = None
-    if n_frames >= _ROW_SUM_FRAMES:
-        mag_t = _scratch.get("mag_t", (n_bins, n_frames), y.dtype)
-    peaks = []
-    for start in range(0, n_frames, _BLOCK):
-        block = slice(start, start + _BLOCK)
-        mag = _magnitude(frames[block], t.window, y.dtype)
-        block_power = np.multiply(mag, mag, out=power[block])
-        out[-5:-3, block] = _centroid_bandwidth(mag, t)
-        if mag_t is None:
-            out[-3, block] = t.freqs[_rolloff_bins(np.cumsum(mag, axis=1), axis=1)]
-        else:
-            mag_t[:, block] = mag.T
-        peaks.append(_pitch_peaks(block_power, t))
-    if mag_t is not None:
-        out[-3] = t.freqs[_rolloff_bins(_running_sum_by_rows(mag_t), axis=0)]
-    _mel_power(power, t, out=mel)
-    out[:n_mfcc] = _mfcc(mel, t).T
+    power, peaks = _spectra(frames, t, y.dtype, out[-5:-2])
+    mel = _mel_power(power, t)
+    out[:n_mfcc] = _mfcc(_db(mel), t).T
     out[n_mfcc : n_mfcc + N_CHROMA] = _chroma(power, t, _tuning(peaks)).T
     out[-2] = _zero_crossing_rate(y, t.n_fft, t.hop_length, n_frames)
     out[-1] = _rms(frames)
     return out
+
+
+def _spectra(
+    frames: np.ndarray, t: _Tables, dtype: np.dtype, shape_rows: np.ndarray
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Power spectrogram of ``frames`` and what is taken from the magnitudes on the way.
+
+    Writes centroid, bandwidth and rolloff into ``shape_rows``
+    [shape=(3, n_frames)] and returns the power spectrogram
+    [shape=(n_frames, n_bins)] (a scratch array) and the pitch peaks of
+    every block of frames.
+    """
+    n_frames, n_bins = frames.shape[0], t.freqs.size
+    power = _scratch.get("power", (n_frames, n_bins), dtype)
+    # Long clips keep the magnitudes bin-major for the rolloff's running sum.
+    mag_t = None
+    if n_frames >= _ROW_SUM_FRAMES:
+        mag_t = _scratch.get("mag_t", (n_bins, n_frames), dtype)
+    peaks = []
+    for start in range(0, n_frames, _BLOCK):
+        block = slice(start, start + _BLOCK)
+        mag = _magnitude(frames[block], t.window, dtype)
+        block_power = np.multiply(mag, mag, out=power[block])
+        shape_rows[0:2, block] = _centroid_bandwidth(mag, t)
+        if mag_t is None:
+            shape_rows[2, block] = t.freqs[_rolloff_bins(np.cumsum(mag, axis=1), axis=1)]
+        else:
+            mag_t[:, block] = mag.T
+        peaks.append(_pitch_peaks(block_power, t))
+    if mag_t is not None:
+        shape_rows[2] = t.freqs[_rolloff_bins(_running_sum_by_rows(mag_t), axis=0)]
+    return power, peaks
 
 
 def _frames(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
@@ -501,18 +541,28 @@ def _magnitude(frames: np.ndarray, window: np.ndarray, dtype: np.dtype) -> np.nd
     return np.abs(spectrum, out=_scratch.get("magnitude", spectrum.shape, dtype))
 
 
-def _mel_power(power: np.ndarray, t: _Tables, out: np.ndarray) -> None:
-    """Mel power spectrogram [shape=(T, 128)], written to ``out``."""
+def _mel_power(power: np.ndarray, t: _Tables) -> np.ndarray:
+    """Mel power spectrogram [shape=(T, 128)] (a scratch array)."""
+    out = _scratch.get("mel", (power.shape[0], N_MELS), power.dtype)
     for b0, b1, f0, f1, weights in t.mel_groups:
         np.matmul(power[:, f0:f1], weights, out=out[:, b0:b1])
+    return out
 
 
-def _mfcc(mel: np.ndarray, t: _Tables) -> np.ndarray:
-    """MFCCs [shape=(T, n_mfcc)] from the mel power spectrogram [shape=(T, 128)]."""
-    db = 10.0 * np.log10(np.maximum(AMIN, mel))
-    # top_db is relative to the loudest mel bin of the whole clip.
-    db = np.maximum(db, db.max() - TOP_DB)
-    return db @ t.dct
+def _db(mel: np.ndarray) -> np.ndarray:
+    """``power_to_db(mel, ref=1, amin=1e-10, top_db=None)``."""
+    return 10.0 * np.log10(np.maximum(AMIN, mel))
+
+
+def _mfcc(db: np.ndarray, t: _Tables, loudest: Any = None) -> np.ndarray:
+    """MFCCs [shape=(T, n_mfcc)] from the mel spectrogram in dB [shape=(T, 128)].
+
+    ``top_db`` clamps relative to the loudest mel bin of the whole clip:
+    ``db.max()`` unless the caller knows it from an earlier pass (``loudest``).
+    """
+    if loudest is None:
+        loudest = db.max()
+    return np.maximum(db, loudest - TOP_DB) @ t.dct
 
 
 def _chroma(power: np.ndarray, t: _Tables, tuning: float) -> np.ndarray:
@@ -664,13 +714,240 @@ def _rms(frames: np.ndarray) -> np.ndarray:
 def _summarise(per_frame: np.ndarray, params: FeatureParams) -> np.ndarray:
     """Frame statistics in :func:`feature_columns` order: [shape=(n_features,)] float64."""
     means = per_frame.mean(axis=1)
+    chroma = slice(params.n_mfcc, params.n_mfcc + N_CHROMA)
+    if params.preset is Preset.GTZAN:
+        return _vector(means, None, per_frame[chroma].mean(), params)
+    return _vector(means, per_frame.std(axis=1), None, params)
+
+
+def _vector(means: np.ndarray, stds: np.ndarray | None, chroma_mean: Any,
+            params: FeatureParams) -> np.ndarray:
+    """Lay out per-row means (and stds) in :func:`feature_columns` order."""
     n_mfcc = params.n_mfcc
     chroma = slice(n_mfcc, n_mfcc + N_CHROMA)
     if params.preset is Preset.GTZAN:
-        scalars = [per_frame[chroma].mean(), means[-1], *means[-5:-1]]
+        scalars = [chroma_mean, means[-1], *means[-5:-1]]
         return np.concatenate([scalars, means[:n_mfcc]])
-    stds = per_frame.std(axis=1)
     spectral = np.stack([means[-5:], stds[-5:]], axis=1).ravel()
     return np.concatenate(
         [means[:n_mfcc], stds[:n_mfcc], means[chroma], stds[chroma], spectral]
     )
+
+
+# ------------------------------------------------------------- long clips
+
+# Frames per chunk of a clip analysed block by block (about 4 MB of power
+# spectrogram at n_fft=2048).
+STREAM_FRAMES = 1024
+# Magnitudes of pitch peaks are binned by the top 16 bits of their float32
+# pattern (relative width 2**-7) to find their median without keeping them.
+_MAG_BINS = 1 << 16
+_TUNING_BINS = int(np.ceil(1.0 / TUNING_RESOLUTION))
+
+
+def _stream_features(open_blocks: Any, t: _Tables, params: FeatureParams) -> np.ndarray:
+    """Feature vector of a clip that arrives as blocks of samples: two passes.
+
+    The first pass finds the two whole-clip quantities, the loudest mel bin
+    (MFCC ``top_db``) and the tuning (chroma; sometimes a pass more, see
+    :class:`_TuningSummary`); the last computes every per-frame feature and
+    keeps only running means and variances. Memory is
+    bounded by the chunk size, whatever the clip's length.
+    """
+    loudest = None
+    tuning = _TuningSummary()
+    for frames, _ in _framed(open_blocks(), t):
+        rows = _scratch.get("shape_rows", (3, frames.shape[0]), np.float64)
+        power, peaks = _spectra(frames, t, np.dtype(np.float32), rows)
+        chunk_loudest = _db(_mel_power(power, t)).max()
+        loudest = chunk_loudest if loudest is None else max(loudest, chunk_loudest)
+        tuning.add(peaks)
+    if loudest is None:
+        raise BadAudioError("audio has no samples; check the file, offset and duration")
+    bins = tuning.settled()
+    if bins is None:
+        for frames, _ in _framed(open_blocks(), t):
+            rows = _scratch.get("shape_rows", (3, frames.shape[0]), np.float64)
+            tuning.add_fine(_spectra(frames, t, np.dtype(np.float32), rows)[1])
+        bins = tuning.refined()
+    n_mfcc = t.dct.shape[1]
+    moments = _RunningMoments(n_mfcc + N_CHROMA + _N_SCALARS)
+    for frames, zcr in _framed(open_blocks(), t):
+        rows = np.empty((n_mfcc + N_CHROMA + _N_SCALARS, frames.shape[0]))
+        power, _ = _spectra(frames, t, np.dtype(np.float32), rows[-5:-2])
+        rows[:n_mfcc] = _mfcc(_db(_mel_power(power, t)), t, loudest).T
+        rows[n_mfcc : n_mfcc + N_CHROMA] = _chroma(power, t, bins).T
+        rows[-2] = zcr
+        rows[-1] = _rms(frames)
+        moments.add(rows)
+    chroma = slice(n_mfcc, n_mfcc + N_CHROMA)
+    return _vector(moments.mean, moments.std(), moments.mean[chroma].mean(), params)
+
+
+def _framed(blocks: Any, t: _Tables) -> Any:
+    """Yield (frames, zero-crossing rates) chunks of a signal given in blocks.
+
+    Frame ``i`` holds samples ``[i*hop - n_fft//2, i*hop - n_fft//2 + n_fft)``
+    of the clip, zeros outside it (``center=True``), exactly the rows of
+    :func:`_frames` on the whole clip. Zero-crossing rates follow
+    :func:`_zero_crossing_rate` (edge padding) from a running count of
+    crossings, so no frame needs the whole clip.
+    """
+    n_fft, hop = t.n_fft, t.hop_length
+    pad = n_fft // 2
+    threshold = np.float32(-ZCR_THRESHOLD)
+    buf = np.empty(0, dtype=np.float32)  # samples [start, start + len(buf)) of the clip
+    counted = np.empty(0, dtype=np.int64)  # crossings at samples 1..i, for i in the buffer
+    start, seen, nxt = 0, 0, 0
+    last_negative = None
+
+    def emit(a: int, b: int, n_total: int | None) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = a * hop - pad, (b - 1) * hop - pad + n_fft
+        seg = np.zeros(hi - lo, dtype=np.float32)
+        s0, s1 = max(lo, start), min(hi, seen)
+        if s1 > s0:
+            seg[s0 - lo : s1 - lo] = buf[s0 - start : s1 - start]
+        frames = sliding_window_view(seg, n_fft)[::hop]
+        first = np.arange(a, b) * hop - pad
+        last = first + n_fft - 1
+        if n_total is not None:
+            last = np.minimum(last, n_total - 1)
+        first = np.clip(first, 0, None)
+        zcr = (counted[last - start] - counted[np.minimum(first, last) - start]) / n_fft
+        return frames, zcr
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)
+        if block.size == 0:
+            continue
+        negative = block < threshold
+        flips = np.empty(block.size, dtype=np.int64)
+        flips[0] = 0 if last_negative is None else int(negative[0] != last_negative)
+        flips[1:] = negative[1:] != negative[:-1]
+        carry = counted[-1] if counted.size else 0
+        last_negative = bool(negative[-1])
+        buf = np.concatenate([buf, block])
+        counted = np.concatenate([counted, carry + np.cumsum(flips)])
+        seen += block.size
+        # Frames whose samples are all known can go now.
+        ready = (seen + pad - n_fft) // hop + 1 if seen + pad >= n_fft else 0
+        while ready - nxt > 0:
+            b = min(ready, nxt + STREAM_FRAMES)
+            yield emit(nxt, b, None)
+            nxt = b
+        keep = max(0, nxt * hop - pad)
+        if keep > start:
+            buf, counted = buf[keep - start :], counted[keep - start :]
+            start = keep
+    if seen == 0:
+        return
+    n_frames = 1 + (seen + 2 * pad - n_fft) // hop
+    while nxt < n_frames:
+        b = min(n_frames, nxt + STREAM_FRAMES)
+        yield emit(nxt, b, seen)
+        nxt = b
+
+
+class _TuningSummary:
+    """Pitch peaks of a whole clip, summarised in fixed-size histograms.
+
+    librosa's ``estimate_tuning`` keeps the peaks at least as loud as their
+    median, then takes the most common deviation from A440. Here peaks are
+    counted by (magnitude bin, deviation bin), the magnitude bin being the
+    top 16 bits of the float32 pattern. That settles the answer unless the
+    peaks sharing the median's magnitude bin could change which deviation
+    wins; then one more pass (:meth:`add_fine`) counts that bin's peaks by
+    their low 16 bits, which orders them exactly.
+    """
+
+    def __init__(self) -> None:
+        self.coarse = np.zeros((_MAG_BINS, _TUNING_BINS), dtype=np.int64)
+        self.fine: np.ndarray | None = None
+        self.edges = np.linspace(-0.5, 0.5, _TUNING_BINS + 1)
+
+    def _keys(self, peaks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """(magnitude key, deviation bin) of the voiced peaks, as librosa bins them."""
+        pitches = np.concatenate([p for p, _ in peaks])
+        mags = np.concatenate([m for _, m in peaks]).astype(np.float32)
+        voiced = pitches > 0
+        pitches, mags = pitches[voiced], mags[voiced]
+        residual = np.mod(N_CHROMA * np.log2(pitches / (440.0 / 16)), 1.0)
+        residual[residual >= 0.5] -= 1.0
+        dev = np.searchsorted(self.edges, residual.astype(np.float64), side="right") - 1
+        bits = mags.view(np.uint32)
+        # Order-preserving key of a float32: flip negatives, set the sign bit of positives.
+        key = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+        return key, np.clip(dev, 0, _TUNING_BINS - 1)
+
+    def add(self, peaks: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        key, dev = self._keys(peaks)
+        np.add.at(self.coarse, ((key >> 16).astype(np.intp), dev), 1)
+
+    def _median_bin(self) -> tuple[int, int]:
+        """(coarse bin holding the median, how many of its peaks rank below it)."""
+        per_mag = self.coarse.sum(axis=1)
+        rank = int(per_mag.sum()) // 2  # peaks from this rank up are >= the median
+        cumulative = np.cumsum(per_mag)
+        b = int(np.searchsorted(cumulative, rank, side="right"))
+        return b, rank - int(cumulative[b] - per_mag[b])
+
+    def settled(self) -> float | None:
+        """The tuning if the coarse counts decide it, else None (call :meth:`add_fine`)."""
+        if not self.coarse.any():
+            return 0.0
+        b, below = self._median_bin()
+        surely = self.coarse[b + 1 :].sum(axis=0)
+        maybe = self.coarse[b]
+        if below == 0:
+            return self._winner(surely + maybe)
+        if np.count_nonzero(maybe) <= 1 and below < maybe.sum():
+            # All of the bin's kept peaks share one deviation bin.
+            kept = surely.copy()
+            kept[np.argmax(maybe)] += maybe.sum() - below
+            return self._winner(kept)
+        w = int(np.argmax(surely))
+        rivals = np.delete(surely + maybe, w)
+        if surely[w] > rivals.max():
+            return self._winner(surely)
+        return None
+
+    def add_fine(self, peaks: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Count the peaks of the median's magnitude bin by their low 16 bits."""
+        if self.fine is None:
+            self.fine = np.zeros((_MAG_BINS, _TUNING_BINS), dtype=np.int64)
+        b, _ = self._median_bin()
+        key, dev = self._keys(peaks)
+        inside = (key >> 16) == b
+        np.add.at(self.fine, ((key[inside] & 0xFFFF).astype(np.intp), dev[inside]), 1)
+
+    def refined(self) -> float:
+        """The exact tuning, once :meth:`add_fine` has seen every peak again."""
+        b, below = self._median_bin()
+        per_key = self.fine.sum(axis=1)
+        k = int(np.searchsorted(np.cumsum(per_key), below, side="right"))
+        return self._winner(self.coarse[b + 1 :].sum(axis=0) + self.fine[k:].sum(axis=0))
+
+    def _winner(self, counts: np.ndarray) -> float:
+        return float(self.edges[np.argmax(counts)])
+
+
+class _RunningMoments:
+    """Running mean and variance of each row over columns (Chan et al.'s merge)."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(n_rows)
+        self.m2 = np.zeros(n_rows)
+
+    def add(self, rows: np.ndarray) -> None:
+        k = rows.shape[1]
+        mean = rows.mean(axis=1)
+        m2 = np.square(rows - mean[:, None]).sum(axis=1)
+        delta = mean - self.mean
+        n = self.n + k
+        self.mean = self.mean + delta * (k / n)
+        self.m2 = self.m2 + m2 + np.square(delta) * (self.n * k / n)
+        self.n = n
+
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / self.n)

@@ -19,18 +19,22 @@ import posixpath
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import storage
 from .audio import is_audio_path
 from .errors import DatasetLayoutError, UsageError
 
 __all__ = ["LAYOUTS", "STAGES", "Dataset", "ErrorRecord", "discover"]
 
 LAYOUTS = ("urbansound8k", "gtzan", "folders", "manifest")
-#: Where an error happened: reading metadata, loading audio, computing features.
-STAGES = ("metadata", "load", "features")
+#: Where an error happened: reading metadata, loading audio, computing
+#: features, or the clip's worker process died (``crash``) or overran its
+#: time limit (``timeout``).
+STAGES = ("metadata", "load", "features", "crash", "timeout")
 
 ID_COLUMNS = ("path", "label", "fold", "group")
 _US8K_CSV = "metadata/UrbanSound8K.csv"
@@ -57,11 +61,14 @@ class ErrorRecord:
     row : int or None
         1-based data row of the metadata CSV (header not counted), or None.
     stage : str
-        ``"metadata"``, ``"load"`` or ``"features"``.
+        One of :data:`STAGES`.
     error_type : str
         Class name of the exception, e.g. ``"AudioReadError"``.
     message : str
         What went wrong and what to do about it.
+    reason : str
+        The cause in a few words, without the file name, so that failures
+        can be counted by cause (``"file does not exist"``).
     """
 
     path: str
@@ -69,6 +76,7 @@ class ErrorRecord:
     stage: str
     error_type: str
     message: str
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -85,7 +93,8 @@ class ErrorRecord:
         >>> ErrorRecord.from_exception(OSError("gone"), path="a.wav").error_type
         'OSError'
         """
-        return cls(path, row, stage, type(exc).__name__, str(exc))
+        reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
+        return cls(path, row, stage, type(exc).__name__, str(exc) or repr(exc), reason)
 
 
 @dataclasses.dataclass
@@ -94,8 +103,9 @@ class Dataset:
 
     Parameters
     ----------
-    root : Path
-        Absolute dataset root; every ``clips.path`` is relative to it.
+    root : Path or str
+        Absolute dataset root (a str when it is a URL); every ``clips.path``
+        is relative to it.
     layout : str
         One of :data:`LAYOUTS`.
     clips : pd.DataFrame
@@ -104,20 +114,32 @@ class Dataset:
         other metadata columns, unchanged strings.
     errors : list of ErrorRecord
         Metadata rows that did not become clips (stage ``"metadata"``).
-    manifest : Path or None
-        Absolute path of the manifest CSV actually read (layout manifest only).
+    manifest : Path or str or None
+        The manifest CSV actually read (layout manifest only).
+    tree : LocalTree or RemoteTree
+        How the root is read (see :mod:`features.storage`).
     """
 
-    root: Path
+    root: Path | str
     layout: str
     clips: pd.DataFrame
     errors: list[ErrorRecord] = dataclasses.field(default_factory=list)
-    manifest: Path | None = None
+    manifest: Path | str | None = None
+    tree: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def extra_columns(self) -> list[str]:
         """Names of the source's own metadata columns (after ``group``)."""
         return list(self.clips.columns[len(ID_COLUMNS):])
+
+    def location(self, rel: str) -> str:
+        """Where a worker opens the clip at ``rel``: a local path or a URL."""
+        return storage.join(str(self.root), rel)
+
+    def stamps(self) -> list[tuple[int, str]]:
+        """(size in bytes, change stamp) of every clip, in table order."""
+        tree = self.tree or storage.tree_for(self.root)
+        return [tree.stamp(rel) for rel in self.clips["path"].tolist()]
 
 
 def discover(
@@ -131,7 +153,7 @@ def discover(
     Parameters
     ----------
     root : str or os.PathLike
-        The dataset folder.
+        The dataset folder, or an fsspec URL (``s3://bucket/prefix``).
     layout : str or None
         One of :data:`LAYOUTS`; None detects it: a given ``manifest`` wins, then
         ``metadata/UrbanSound8K.csv`` (urbansound8k), then ``genres/`` or
@@ -170,46 +192,48 @@ def discover(
         )
     if layout == "manifest" and manifest is None:
         raise UsageError("layout 'manifest' needs a manifest CSV file (--manifest FILE.csv)")
-    root_path = Path(os.path.abspath(os.fspath(root)))
-    if not root_path.is_dir():
-        what = "does not exist" if not root_path.exists() else "is not a directory"
+    tree = storage.tree_for(root)
+    root_path: Path | str = tree.root if storage.is_url(tree.root) else Path(tree.root)
+    if not tree.is_dir():
+        what = "does not exist" if not tree.exists() else "is not a directory"
         raise DatasetLayoutError(f"dataset root {root_path} {what}; pass the dataset folder")
 
     if manifest is not None:
-        csv = _find_manifest(root_path, manifest)
-        clips, errors = _read_manifest(csv, os.fspath(manifest))
-        return Dataset(root_path, "manifest", clips, errors, manifest=Path(os.path.abspath(csv)))
+        found = _find_manifest(tree, manifest)
+        clips, errors = _read_manifest(found, os.fspath(manifest))
+        where = found.name if storage.is_url(found.name) else Path(found.name)
+        return Dataset(root_path, "manifest", clips, errors, manifest=where, tree=tree)
     if layout is None:
-        layout = _detect(root_path)
-    clips, errors = _READERS[layout](root_path)
-    return Dataset(root_path, layout, clips, errors)
+        layout = _detect(tree)
+    clips, errors = _READERS[layout](tree)
+    return Dataset(root_path, layout, clips, errors, tree=tree)
 
 
-def _detect(root: Path) -> str:
-    if (root / _US8K_CSV).is_file():
+def _detect(tree) -> str:
+    if tree.is_file(_US8K_CSV):
         return "urbansound8k"
-    if any((root / d).is_dir() for d in _GTZAN_DIRS):
+    if any(tree.is_dir(d) for d in _GTZAN_DIRS):
         return "gtzan"
-    if _has_class_folders_with_audio(root):
+    if _has_class_folders_with_audio(tree):
         return "folders"
-    raise DatasetLayoutError(f"no dataset found in {root}: expected {_EXPECTED}")
+    raise DatasetLayoutError(f"no dataset found in {tree.root}: expected {_EXPECTED}")
 
 
 # --------------------------------------------------------------- urbansound8k
-def _read_urbansound8k(root: Path) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    csv = root / _US8K_CSV
-    if not csv.is_file():
+def _read_urbansound8k(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    csv = _CsvFile(tree, _US8K_CSV)
+    if not tree.is_file(_US8K_CSV):
         raise DatasetLayoutError(
-            f"layout 'urbansound8k' expects {csv}, which does not exist; "
+            f"layout 'urbansound8k' expects {csv.name}, which does not exist; "
             f"point ROOT at the UrbanSound8K folder (it holds metadata/ and audio/)"
         )
-    if not (root / "audio").is_dir():
+    if not tree.is_dir("audio"):
         raise DatasetLayoutError(
-            f"layout 'urbansound8k' expects the clips under {root / 'audio'}/fold<N>/, "
+            f"layout 'urbansound8k' expects the clips under {tree.location('audio')}/fold<N>/, "
             f"which does not exist; point ROOT at the UrbanSound8K folder"
         )
     df, rows, errors = _read_csv(csv, _US8K_CSV)
-    _require_columns(df, _US8K_REQUIRED, csv, "layout 'urbansound8k'")
+    _require_columns(df, _US8K_REQUIRED, csv.name, "layout 'urbansound8k'")
     problems = _Problems(len(df))
     name = df["slice_file_name"].str.strip()
     problems.add(name == "", "slice_file_name is empty")
@@ -233,9 +257,9 @@ def _read_urbansound8k(root: Path) -> tuple[pd.DataFrame, list[ErrorRecord]]:
 
 
 # ------------------------------------------------------------------ manifest
-def _read_manifest(csv: Path, shown: str) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+def _read_manifest(csv: _CsvFile, shown: str) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     df, rows, errors = _read_csv(csv, shown)
-    _require_columns(df, _MANIFEST_REQUIRED, csv, "manifest")
+    _require_columns(df, _MANIFEST_REQUIRED, csv.name, "manifest")
     problems = _Problems(len(df))
     raw = df["path"].str.strip().str.replace("\\", "/", regex=False)
     problems.add(raw == "", "path is empty")
@@ -260,96 +284,113 @@ def _read_manifest(csv: Path, shown: str) -> tuple[pd.DataFrame, list[ErrorRecor
     return _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras)
 
 
-def _find_manifest(root: Path, manifest: str | os.PathLike[str]) -> Path:
-    given = Path(manifest)
+class _CsvFile:
+    """A metadata CSV in a tree (local or remote), named as the user would write it."""
+
+    def __init__(self, tree, rel: str) -> None:
+        self.tree, self.rel = tree, rel
+        self.name = tree.location(rel)
+
+    def open(self):
+        return self.tree.open(self.rel)
+
+
+def _find_manifest(tree, manifest: str | os.PathLike[str]) -> _CsvFile:
+    text = os.fspath(manifest)
+    if storage.is_url(text):
+        parent, _, name = text.rstrip("/").rpartition("/")
+        remote = storage.RemoteTree(parent)
+        if remote.is_file(name):
+            return _CsvFile(remote, name)
+        raise DatasetLayoutError(f"manifest {text!r} not found; pass the URL of an existing CSV file")
+    given = Path(storage.local_path(text))
     if given.is_file():
-        return given
-    if not given.is_absolute() and (root / given).is_file():
-        return root / given
-    places = str(given) if given.is_absolute() else f"{Path.cwd() / given} or {root / given}"
-    raise DatasetLayoutError(f"manifest {os.fspath(manifest)!r} not found (looked for {places}); "
+        return _CsvFile(storage.LocalTree(str(given.parent)), given.name)
+    rel = given.as_posix()
+    if not given.is_absolute() and tree.is_file(rel):
+        return _CsvFile(tree, rel)
+    places = str(given) if given.is_absolute() else f"{Path.cwd() / given} or {tree.location(rel)}"
+    raise DatasetLayoutError(f"manifest {text!r} not found (looked for {places}); "
                              f"pass the path of an existing CSV file")
 
 
 # ------------------------------------------------------------ folder layouts
-def _read_gtzan(root: Path) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    bases = [d for d in _GTZAN_DIRS if (root / d).is_dir()]
+def _read_gtzan(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    bases = [d for d in _GTZAN_DIRS if tree.is_dir(d)]
     if not bases:
         raise DatasetLayoutError(
-            f"layout 'gtzan' expects {root / 'genres'}/<label>/ or {root / 'genres_original'}/<label>/; "
-            f"neither folder exists"
+            f"layout 'gtzan' expects {tree.location('genres')}/<label>/ or "
+            f"{tree.location('genres_original')}/<label>/; neither folder exists"
         )
     for base in bases:
-        found, errors = _scan_classes(root / base, base + "/", recursive=False)
+        found, errors = _scan_classes(tree, base + "/", recursive=False)
         if found:
             return _folder_clips(found), errors
     raise DatasetLayoutError(
         f"layout 'gtzan': no audio files in the genre subfolders of "
-        f"{' or '.join(str(root / b) for b in bases)}; expected e.g. genres/blues/blues.00000.wav"
+        f"{' or '.join(tree.location(b) for b in bases)}; expected e.g. genres/blues/blues.00000.wav"
     )
 
 
-def _read_folders(root: Path) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    found, errors = _scan_classes(root, "", recursive=True)
+def _read_folders(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    found, errors = _scan_classes(tree, "", recursive=True)
     if not found:
         raise DatasetLayoutError(
-            f"layout 'folders' expects {root}/<label>/<audio files>, but no class subfolder "
+            f"layout 'folders' expects {tree.root}/<label>/<audio files>, but no class subfolder "
             f"holds an audio file"
         )
     return _folder_clips(found), errors
 
 
-def _has_class_folders_with_audio(root: Path) -> bool:
+def _has_class_folders_with_audio(tree) -> bool:
     """Stop at the first audio file, so detection stays cheap on huge trees."""
-    for label_dir in _subdirs(root, []):
-        for _ in _walk_audio(label_dir.path, "", True, [], stop_after_first=True):
+    for label in _subdirs(tree, "", []):
+        for _ in _walk_audio(tree, f"{label}/", True, [], stop_after_first=True):
             return True
     return False
 
 
-def _scan_classes(base: Path, prefix: str, *, recursive: bool) -> tuple[list[tuple[str, str]], list[ErrorRecord]]:
-    """(label, path) of every audio entry below ``base/<label>/``, plus listing errors."""
+def _scan_classes(tree, prefix: str, *, recursive: bool) -> tuple[list[tuple[str, str]], list[ErrorRecord]]:
+    """(label, path) of every audio entry below ``<prefix><label>/``, plus listing errors."""
     errors: list[ErrorRecord] = []
     found: list[tuple[str, str]] = []
-    for entry in _subdirs(base, errors, prefix):
-        rel = f"{prefix}{entry.name}/"
-        found.extend((entry.name, p) for p in _walk_audio(entry.path, rel, recursive, errors))
+    for label in _subdirs(tree, prefix, errors):
+        rel = f"{prefix}{label}/"
+        found.extend((label, p) for p in _walk_audio(tree, rel, recursive, errors))
     found.sort()
     return found, errors
 
 
-def _subdirs(base: Path, errors: list[ErrorRecord], prefix: str = "") -> list[os.DirEntry]:
-    """Visible subfolders of ``base``; stray audio files at this level become errors."""
+def _subdirs(tree, prefix: str, errors: list[ErrorRecord]) -> list[str]:
+    """Names of the visible subfolders of ``prefix``; stray audio files there become errors."""
     dirs = []
-    for entry in _scan(os.fspath(base), prefix, errors):
+    for entry in _scan(tree, prefix, errors):
         if entry.name.startswith("."):
             continue
         if is_audio_path(entry.name):
             errors.append(ErrorRecord(
                 prefix + entry.name, None, "metadata", _ROW_ERROR,
                 f"{prefix + entry.name!r} is not inside a class folder, so it has no label; "
-                f"move it into a <label>/ subfolder",
+                f"move it into a <label>/ subfolder", "audio file outside the class folders",
             ))
-        elif _is_dir(entry):
-            dirs.append(entry)
+        elif entry.is_dir:
+            dirs.append(entry.name)
     return dirs
 
 
-def _walk_audio(top: str, rel: str, recursive: bool, errors: list[ErrorRecord], *, stop_after_first: bool = False):
-    """Yield ``rel``-prefixed paths of audio entries under ``top``, skipping hidden ones.
+def _walk_audio(tree, top: str, recursive: bool, errors: list[ErrorRecord], *, stop_after_first: bool = False):
+    """Yield the paths of audio entries under folder ``top`` (ending in /), skipping hidden ones.
 
     Entries named like audio are yielded even if they are directories, so the
-    loader reports them instead of the dataset silently shrinking.
+    loader reports them instead of the dataset silently shrinking. A folder
+    reached twice through symlinks is walked once (no endless loops).
     """
-    stack = [(top, rel)]
-    try:
-        st = os.stat(top)
-        seen = {(st.st_dev, st.st_ino)}
-    except OSError:
-        seen = set()
+    stack = [top]
+    first = tree.identity(top.rstrip("/"))
+    seen = {first} if first is not None else set()
     while stack:
-        folder, prefix = stack.pop()
-        for entry in _scan(folder, prefix, errors):
+        prefix = stack.pop()
+        for entry in _scan(tree, prefix, errors):
             name = entry.name
             if name.startswith("."):
                 continue
@@ -357,42 +398,23 @@ def _walk_audio(top: str, rel: str, recursive: bool, errors: list[ErrorRecord], 
                 yield prefix + name
                 if stop_after_first:
                     return
-            elif recursive and _is_dir(entry) and _first_visit(entry, seen):
-                stack.append((entry.path, f"{prefix}{name}/"))
+            elif recursive and entry.is_dir and entry.identity not in seen:
+                if entry.identity is not None:
+                    seen.add(entry.identity)
+                stack.append(f"{prefix}{name}/")
 
 
-def _scan(folder: str, prefix: str, errors: list[ErrorRecord]) -> list[os.DirEntry]:
+def _scan(tree, prefix: str, errors: list[ErrorRecord]) -> list:
+    folder = prefix.rstrip("/")
     try:
-        with os.scandir(folder) as it:
-            return list(it)
+        return tree.scan(folder)
     except OSError as exc:
         errors.append(ErrorRecord(
-            prefix.rstrip("/"), None, "metadata", type(exc).__name__,
-            f"cannot list folder {folder}: {exc.strerror}; its clips were skipped. Fix its permissions.",
+            folder, None, "metadata", type(exc).__name__,
+            f"cannot list folder {tree.location(folder)}: {exc.strerror or exc}; its clips were "
+            f"skipped. Fix its permissions.", "cannot list a folder",
         ))
         return []
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def _first_visit(entry: os.DirEntry, seen: set[tuple[int, int]]) -> bool:
-    """False for a folder reached twice through symlinks (avoids endless loops)."""
-    if not entry.is_symlink():
-        return True
-    try:
-        st = entry.stat()
-    except OSError:
-        return False
-    key = (st.st_dev, st.st_ino)
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
 
 
 def _folder_clips(found: list[tuple[str, str]]) -> pd.DataFrame:
@@ -421,30 +443,31 @@ class _Problems:
         self.reasons.setdefault(i, []).append(reason)
 
 
-def _read_csv(csv: Path, shown: str) -> tuple[pd.DataFrame, np.ndarray, list[ErrorRecord]]:
+def _read_csv(csv: _CsvFile, shown: str) -> tuple[pd.DataFrame, np.ndarray, list[ErrorRecord]]:
     """Read every cell as an unchanged string; return (frame, 1-based row numbers, errors)."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, csv.open() as f:
             warnings.simplefilter("always")
             df = pd.read_csv(
-                csv, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                f, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                 skip_blank_lines=False, on_bad_lines="warn",
             )
     except UnicodeDecodeError:
-        raise DatasetLayoutError(f"{csv} is not UTF-8 text; re-save it as a UTF-8 CSV file") from None
+        raise DatasetLayoutError(f"{csv.name} is not UTF-8 text; re-save it as a UTF-8 CSV file") from None
     except pd.errors.EmptyDataError:
-        raise DatasetLayoutError(f"{csv} is empty; it needs a header row and one row per clip") from None
+        raise DatasetLayoutError(f"{csv.name} is empty; it needs a header row and one row per clip") from None
     except pd.errors.ParserError as exc:
-        raise DatasetLayoutError(f"{csv} is not a readable CSV file ({exc}); fix the file") from None
+        raise DatasetLayoutError(f"{csv.name} is not a readable CSV file ({exc}); fix the file") from None
     except OSError as exc:
-        raise DatasetLayoutError(f"cannot read {csv}: {exc.strerror or exc}") from None
+        raise DatasetLayoutError(f"cannot read {csv.name}: {exc.strerror or exc}") from None
     skipped = _skipped_lines(caught)
     df.columns = [str(c).strip() for c in df.columns]
     df = df.fillna("")
     rows = _row_numbers(len(df), [row for row, _ in skipped])
     errors = [
         ErrorRecord("", row, "metadata", _ROW_ERROR,
-                    f"{shown} row {row}: {reason}; quote fields that contain commas, or fix the row")
+                    f"{shown} row {row}: {reason}; quote fields that contain commas, or fix the row",
+                    "malformed metadata row")
         for row, reason in skipped
     ]
     # Blank lines keep their row number but are no clip and no error.
@@ -452,7 +475,7 @@ def _read_csv(csv: Path, shown: str) -> tuple[pd.DataFrame, np.ndarray, list[Err
     if blank.any():
         df, rows = df[~blank].reset_index(drop=True), rows[~blank]
     if len(df) == 0 and not errors:
-        raise DatasetLayoutError(f"{csv} has a header but no data rows; add one row per clip")
+        raise DatasetLayoutError(f"{csv.name} has a header but no data rows; add one row per clip")
     return df, rows, errors
 
 
@@ -479,7 +502,7 @@ def _row_numbers(n_kept: int, skipped: list[int]) -> np.ndarray:
     return np.flatnonzero(keep) + 1
 
 
-def _require_columns(df: pd.DataFrame, required: tuple[str, ...], csv: Path, what: str) -> None:
+def _require_columns(df: pd.DataFrame, required: tuple[str, ...], csv: str, what: str) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise DatasetLayoutError(
@@ -512,7 +535,8 @@ def _finish(df, rows, errors, problems, shown, path, error_path, label, fold, gr
     for i in sorted(problems.reasons):
         reason = "; ".join(problems.reasons[i])
         errors.append(ErrorRecord(error_path.iat[i], int(rows[i]), "metadata", _ROW_ERROR,
-                                  f"{shown} row {rows[i]}: {reason}. Fix or remove the row."))
+                                  f"{shown} row {rows[i]}: {reason}. Fix or remove the row.",
+                                  "unusable metadata row"))
     errors.sort(key=lambda e: e.row or 0)
     keep = ~problems.bad
     group_col = group[keep] if isinstance(group, pd.Series) else [group] * int(keep.sum())

@@ -32,7 +32,7 @@ from .params import FeatureParams, Preset
 IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
 AUDIO_COLUMNS = ("duration_s", "orig_sample_rate", "orig_channels")
 SCHEMA_COLUMNS = ("column", "role", "dtype", "unit", "description")
-ERROR_COLUMNS = ("path", "row", "stage", "error_type", "message")
+ERROR_COLUMNS = ("path", "row", "stage", "reason", "error_type", "message")
 FORMATS = ("csv", "parquet")
 
 # Leading characters that make Excel/LibreOffice/Sheets evaluate a cell (OWASP
@@ -111,17 +111,26 @@ def build_table(
     return pd.concat([ids, audio, feats], axis=1)
 
 
+def empty_audio() -> pd.DataFrame:
+    """The audio columns of a table with no rows, with their dtypes."""
+    return pd.DataFrame({
+        "duration_s": np.empty(0, np.float64),
+        "orig_sample_rate": np.empty(0, np.int64),
+        "orig_channels": np.empty(0, np.int64),
+    })
+
+
 def errors_frame(errors: Sequence[Any]) -> pd.DataFrame:
-    """Errors as a DataFrame with columns ``path,row,stage,error_type,message``.
+    """Errors as a DataFrame with columns ``path,row,stage,reason,error_type,message``.
 
     Parameters
     ----------
     errors : sequence of ErrorRecord
-        Anything with those five attributes; ``row`` may be None.
+        Anything with those six attributes; ``row`` may be None.
 
     Returns
     -------
-    pd.DataFrame [shape=(len(errors), 5)]
+    pd.DataFrame [shape=(len(errors), 6)]
         ``row`` is a nullable integer (empty in the CSV when unknown).
     """
     df = pd.DataFrame(
@@ -129,7 +138,7 @@ def errors_frame(errors: Sequence[Any]) -> pd.DataFrame:
         columns=list(ERROR_COLUMNS),
     )
     df["row"] = pd.array(df["row"].tolist(), dtype="Int64")
-    for name in ("path", "stage", "error_type", "message"):
+    for name in ("path", "stage", "reason", "error_type", "message"):
         df[name] = df[name].astype(str)
     return df
 
@@ -423,13 +432,14 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     safe = neutralise_formulas(df)
     # With "\n" line ends the csv module leaves a bare CR inside a cell unquoted,
     # which readers take for a line break; quote all text then (rare: odd paths).
-    quoting = csv.QUOTE_NONNUMERIC if _has_cr(safe) else csv.QUOTE_MINIMAL
+    quoting = csv.QUOTE_NONNUMERIC if has_carriage_return(safe) else csv.QUOTE_MINIMAL
     with atomic_path(path) as tmp:
         safe.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", quoting=quoting)
     return path
 
 
-def _has_cr(df: pd.DataFrame) -> bool:
+def has_carriage_return(df: pd.DataFrame) -> bool:
+    """True if a text cell holds a carriage return (then CSV writers quote all text)."""
     return any(
         isinstance(v, str) and "\r" in v
         for name in df.columns

@@ -125,7 +125,7 @@ def test_audioread_fallback_matches_librosa(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise sf.LibsndfileError(1, prefix=f"Error opening {str(path)!r}: ")
 
-    monkeypatch.setattr(audio, "_read_soundfile", refuse)
+    monkeypatch.setattr(audio.sf, "SoundFile", refuse)
     monkeypatch.setattr(audio, "_external_decoders", lambda: [audioread.rawread.RawAudioFile])
     y, info = load_audio(path, params)
     with warnings.catch_warnings():

@@ -94,9 +94,10 @@ def test_exit_0_then_3_with_strict_and_default_out(tmp_path, write_wav):
     proc = _run("extract", "ds", "--jobs", "1", "--format", "csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = Path("data") / "output" / "ds" / "features"
-    assert proc.stdout.strip().splitlines()[-1] == (
-        f"3 clips ok, 1 failed; table: {out / 'features.csv'}; errors: {out / 'errors.csv'}"
-    )
+    assert proc.stdout.strip().splitlines()[-2:] == [
+        f"3 clips ok, 1 failed; table: {out / 'features.csv'}; errors: {out / 'errors.csv'}",
+        "  1 clip: it contains text, not audio (stage load)",
+    ]
     assert (tmp_path / out / "features.csv").is_file()
     assert proc.stderr == ""  # no progress bar when stderr is not a terminal
 
@@ -109,7 +110,8 @@ def test_exit_0_then_3_with_strict_and_default_out(tmp_path, write_wav):
     clean = _run("extract", str(root), "--out", str(tmp_path / "o"), "--jobs", "1", "--strict",
                  "--preset", "gtzan", "--duration", "0.25", "--quiet")
     assert clean.returncode == 0, clean.stderr
-    assert (tmp_path / "o" / "errors.csv").read_text() == "path,row,stage,error_type,message\n"
+    assert (tmp_path / "o" / "errors.csv").read_text() == (
+        "path,row,stage,reason,error_type,message\n")
     meta = json.loads((tmp_path / "o" / "features.json").read_text())
     assert meta["params"]["preset"] == "gtzan" and meta["params"]["duration"] == 0.25
 

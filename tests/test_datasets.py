@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.datasets import LAYOUTS, Dataset, ErrorRecord, discover
-from features.errors import DatasetLayoutError, UsageError
+from features.errors import AudioReadError, DatasetLayoutError, UsageError
 
 US8K_HEADER = "slice_file_name,fsID,start,end,salience,fold,classID,class"
 US8K_EXTRAS = ["slice_file_name", "fsID", "start", "end", "salience", "classID"]
@@ -313,6 +313,8 @@ def test_explicit_urbansound8k_that_does_not_fit(tmp_path):
 # -------------------------------------------------------------- ErrorRecord
 def test_error_record_from_exception_and_stage_check():
     record = ErrorRecord.from_exception(OSError("gone"), path="a.wav", stage="load")
-    assert record == ErrorRecord("a.wav", None, "load", "OSError", "gone")
+    assert record == ErrorRecord("a.wav", None, "load", "OSError", "gone", "unexpected OSError")
+    reasoned = ErrorRecord.from_exception(AudioReadError("x.wav: gone", reason="file does not exist"))
+    assert reasoned.reason == "file does not exist" and reasoned.message == "x.wav: gone"
     with pytest.raises(UsageError, match="stage='decode'"):
         ErrorRecord("a.wav", None, "decode", "OSError", "x")

@@ -13,10 +13,14 @@ import pandas as pd
 import pytest
 
 from features import extract as X
+from features import outputs
+from features.checkpoint import Checkpoint
 from features.compute import feature_columns
 from features.datasets import discover
 from features.errors import UsageError
 from features.params import FeatureParams
+from features.runner import Driver
+from features.work import FAULTS_ENV
 
 GTZAN_HEADER = (
     "filename,chroma_stft,rmse,spectral_centroid,spectral_bandwidth,rolloff,"
@@ -85,11 +89,12 @@ def test_urbansound8k_demo_table(demo_root, tmp_path):
     assert "Freesound id" in schema.set_index("column").loc["fsID", "description"]
 
     # errors.csv: header only
-    assert res.errors_csv.read_text() == "path,row,stage,error_type,message\n"
+    assert res.errors_csv.read_text() == "path,row,stage,reason,error_type,message\n"
     assert not (out / ".checkpoint").exists()
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "errors.csv", "features.csv", "features.json", "features.parquet", "features.schema.csv",
     ]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".lock"]
 
 
 def test_features_json_contents(demo_root, tmp_path):
@@ -100,7 +105,8 @@ def test_features_json_contents(demo_root, tmp_path):
     assert meta["param_key"] == params.key()
     assert meta["root"] == str(Path(demo_root).resolve())
     assert meta["layout"] == "urbansound8k"
-    for lib in ("python", "numpy", "librosa", "soundfile", "soxr", "pandas", "pyarrow", "features"):
+    for lib in ("python", "numpy", "librosa", "soundfile", "soxr", "pandas", "pyarrow",
+                "soundfeatures"):
         assert meta["versions"][lib] and meta["versions"][lib] != "not installed", lib
     assert meta["clips"]["total"] == 60 and meta["clips"]["ok"] == 60
     assert meta["clips"]["failed"] == 0 and meta["clips"]["reused_from_checkpoint"] == 0
@@ -218,7 +224,7 @@ def test_bad_files_each_become_one_error_row(tmp_path, write_wav):
     table = _csv(res.tables["csv"])
     assert [r["path"] for r in table] == ["good0.wav", "good1.wav", "good2.wav"]
     errors = _csv(res.errors_csv)
-    assert list(errors[0]) == ["path", "row", "stage", "error_type", "message"]
+    assert list(errors[0]) == ["path", "row", "stage", "reason", "error_type", "message"]
     by_path = {e["path"]: e for e in errors if e["stage"] != "metadata"}
     assert set(by_path) == {
         "missing.wav", "empty.wav", "truncated.wav", "text.wav", "folder.wav", "nan.wav",
@@ -235,10 +241,15 @@ def test_bad_files_each_become_one_error_row(tmp_path, write_wav):
     assert res.n_ok == 3 and res.exit_code == 0
     meta = json.loads(res.metadata.read_text())["clips"]
     assert meta["ok"] == 3 and meta["failed"] == 8 and meta["total"] == 11
-    assert meta["failed_by_stage"] == {"metadata": 2, "load": 6, "features": 0}
-    assert res.summary() == (
-        f"3 clips ok, 8 failed; table: {res.tables['csv']}; errors: {res.errors_csv}"
-    )
+    assert meta["failed_by_stage"] == {"metadata": 2, "load": 6, "features": 0, "crash": 0,
+                                       "timeout": 0}
+    assert meta["failed_by_reason"]["unusable metadata row"] == 2
+    assert meta["failed_by_reason"]["file does not exist"] == 1
+    assert meta["failed_by_reason"]["NaN or infinite samples"] == 1
+    lines = res.summary().splitlines()
+    assert lines[0] == f"3 clips ok, 8 failed; table: {res.tables['csv']}; errors: {res.errors_csv}"
+    assert "  2 clips: unusable metadata row (stage metadata)" in lines
+    assert "  1 clip: a folder, not a file (stage load)" in lines
 
 
 def test_strict_sets_exit_code_but_still_writes(tmp_path, write_wav):
@@ -250,25 +261,13 @@ def test_strict_sets_exit_code_but_still_writes(tmp_path, write_wav):
 
 def test_unexpected_exception_in_one_clip_is_recorded(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav)
-    real = X._computer
-
-    class Flaky:
-        def __init__(self, inner):
-            self.inner, self.columns, self.calls = inner, inner.columns, 0
-
-        def compute(self, y):
-            self.calls += 1
-            if self.calls == 2:
-                raise ZeroDivisionError("boom")
-            return self.inner.compute(y)
-
-    flaky = Flaky(real(FeatureParams()))
-    monkeypatch.setattr(X, "_computer", lambda params: flaky)
+    monkeypatch.setenv(FAULTS_ENV, json.dumps({"raise": ["cat1.wav"]}))
     res = X.extract_dataset(root, tmp_path / "out", **FAST)
     assert res.n_ok == 3
     [err] = _csv(res.errors_csv)
     assert err["path"] == "cat/cat1.wav" and err["stage"] == "features"
     assert err["error_type"] == "ZeroDivisionError" and err["message"] == "boom"
+    assert err["reason"] == "unexpected ZeroDivisionError"
 
 
 def test_extract_files(tmp_path, write_wav):
@@ -297,27 +296,27 @@ def test_identical_bytes_for_one_and_two_jobs(tmp_path, write_wav):
 def test_interrupted_run_resumes_from_the_checkpoint(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav, per_label=5, labels=("a", "b"))
     clean = X.extract_dataset(root, tmp_path / "clean", batch_size=2, **FAST)
-    real = X._run_batch
+    real = Driver._finished
     calls = []
 
-    def interrupt_third(params, items):
-        calls.append(len(items))
+    def interrupt_third(self, result):
+        calls.append(result.n_clips)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(params, items)
+        return real(self, result)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(X, "_run_batch", interrupt_third)
+    monkeypatch.setattr(Driver, "_finished", interrupt_third)
     with pytest.raises(X.ExtractionInterrupted, match="interrupted: 4 of 10 clips done; run the "
                                                       "same command again to resume"):
         X.extract_dataset(root, out, batch_size=2, **FAST)
     assert not (out / "features.csv").exists()
     [ckpt] = (out / ".checkpoint").iterdir()
     assert len(list(ckpt.glob("batch-*.npz"))) == 2
-    monkeypatch.setattr(X, "_run_batch", real)
+    monkeypatch.setattr(Driver, "_finished", real)
 
     # resumed with a different batch size and job count: only the 6 missing clips run
-    res = X.extract_dataset(root, out, batch_size=3, jobs=1, quiet=True)
+    res = X.extract_dataset(root, out, batch_size=3, jobs=2, quiet=True)
     assert res.n_reused == 4
     assert res.tables["csv"].read_bytes() == clean.tables["csv"].read_bytes()
     assert res.tables["parquet"].read_bytes() == clean.tables["parquet"].read_bytes()
@@ -328,7 +327,7 @@ def test_interrupted_run_resumes_from_the_checkpoint(tmp_path, write_wav, monkey
 def test_checkpoint_is_keyed_by_params_and_clip_list(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav)
     out = tmp_path / "out"
-    monkeypatch.setattr(X._Checkpoint, "remove", lambda self: None)  # keep it around
+    monkeypatch.setattr(Checkpoint, "remove", lambda self: None)  # keep it around
 
     first = X.extract_dataset(root, out, **FAST)
     assert first.n_reused == 0
@@ -349,7 +348,7 @@ def test_checkpoint_is_keyed_by_params_and_clip_list(tmp_path, write_wav, monkey
 def test_corrupt_checkpoint_file_is_recomputed(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav)
     out = tmp_path / "out"
-    monkeypatch.setattr(X._Checkpoint, "remove", lambda self: None)
+    monkeypatch.setattr(Checkpoint, "remove", lambda self: None)
     clean = X.extract_dataset(root, out, batch_size=2, **FAST)
     [ckpt] = (out / ".checkpoint").iterdir()
     first = min(ckpt.glob("batch-*.npz"))
@@ -359,21 +358,22 @@ def test_corrupt_checkpoint_file_is_recomputed(tmp_path, write_wav, monkeypatch)
     assert res.tables["csv"].read_bytes() == clean.tables["csv"].read_bytes()
 
 
-def test_failed_final_write_keeps_old_table_and_checkpoint(tmp_path, write_wav, monkeypatch):
+def test_failed_final_write_keeps_old_outputs_and_checkpoint(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav)
     out = tmp_path / "out"
     first = X.extract_dataset(root, out, **FAST)
-    old = {fmt: p.read_bytes() for fmt, p in first.tables.items()}
-    from features import table as T
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
-    def fail(df, path):
+    def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(T, "write_parquet", fail)
+    monkeypatch.setattr(outputs, "_write_tables", fail)
     with pytest.raises(OSError, match="disk full"):
         X.extract_dataset(root, out, FeatureParams(sr=16000), **FAST)
-    assert out.joinpath("features.parquet").read_bytes() == old["parquet"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old
+    assert outputs.verify_outputs(first.table)["param_key"] == FeatureParams().key()
     assert list(out.glob(".checkpoint/*/batch-*.npz"))  # kept: the rerun will be quick
+    assert not list(out.glob(".staging-*"))
     monkeypatch.undo()
     again = X.extract_dataset(root, out, FeatureParams(sr=16000), **FAST)
     assert again.n_reused == 4

@@ -153,11 +153,12 @@ def test_neutralise_leaves_input_and_numbers_alone():
 
 def test_errors_frame_header_only_when_empty(tmp_path):
     path = T.write_csv(T.errors_frame([]), tmp_path / "errors.csv")
-    assert path.read_text() == "path,row,stage,error_type,message\n"
-    rec = ErrorRecord("x.wav", None, "load", "AudioReadError", "x.wav: gone, comma")
+    assert path.read_text() == "path,row,stage,reason,error_type,message\n"
+    rec = ErrorRecord("x.wav", None, "load", "AudioReadError", "x.wav: gone, comma",
+                      "file does not exist")
     path = T.write_csv(T.errors_frame([rec, ErrorRecord("", 4, "metadata", "E", "-bad")]), path)
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
-    assert rows[0] == {"path": "x.wav", "row": "", "stage": "load",
+    assert rows[0] == {"path": "x.wav", "row": "", "stage": "load", "reason": "file does not exist",
                        "error_type": "AudioReadError", "message": "x.wav: gone, comma"}
     assert rows[1]["row"] == "4" and rows[1]["message"] == "'-bad"
 

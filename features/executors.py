@@ -1,0 +1,527 @@
+"""Executors: where batches run. Local worker processes (loky) or a Dask cluster.
+
+An executor only runs tasks; the driver (:mod:`features.runner`) owns every
+policy. Both executors have the same small interface:
+
+- :meth:`~Executor.slots`: how many tasks may run at once now;
+- :meth:`~Executor.submit`: start a task;
+- :meth:`~Executor.wait`: the tasks that finished, each with its result or
+  the news that its worker died;
+- :meth:`~Executor.current`: which clip a running task is on, since when;
+- :meth:`~Executor.replace`: stop the processes running overdue tasks and
+  give back the other tasks lost on the way;
+- :meth:`~Executor.close`.
+
+:class:`LocalExecutor` keeps loky's reusable pool of worker processes. A
+dead worker breaks the whole pool: every task in flight is reported dead,
+and the next task starts a fresh pool. :class:`DaskExecutor` talks to a
+``distributed`` scheduler with its futures API (never through joblib's dask
+backend, which hangs when a worker dies mid-task): Dask reruns the tasks of
+a lost worker itself and reports a task dead (``KilledWorker``) once
+workers died running it more than ``allowed-failures`` times.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import FeaturesError, UsageError
+from .params import FeatureParams
+from .work import (
+    BatchResult,
+    DaskProgress,
+    FileProgress,
+    Item,
+    injected_faults,
+    run_batch,
+    warm_up,
+)
+
+__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "Outcome", "Task", "open_executor"]
+
+#: Environment of every worker process, set before it starts: one BLAS
+#: thread (workers already use every core), and glibc returning freed
+#: memory to the system instead of keeping it in long-lived workers.
+WORKER_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+#: A local Dask cluster (``local:N``) gives up on a task after this many
+#: worker deaths beyond the first (Dask's default is 3).
+LOCAL_ALLOWED_FAILURES = 1
+#: How long the driver waits for a Dask cluster that has no worker at all.
+NO_WORKERS_TIMEOUT = 120.0
+
+
+class ClusterError(FeaturesError, RuntimeError):
+    """The Dask cluster cannot be reached or cannot run the work."""
+
+    default_reason = "cluster error"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One unit of work for an executor.
+
+    Attributes
+    ----------
+    key : str
+        Unique and deterministic (Dask's task key).
+    items : tuple of Item
+        The clips.
+    single : bool
+        True for a clip retried on its own after its batch's worker died.
+    limit : float
+        Seconds it may take before it is considered hung.
+    """
+
+    key: str
+    items: tuple[Item, ...]
+    single: bool
+    limit: float
+
+    @property
+    def first(self) -> int:
+        return self.items[0].index
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A task that ended: its result, or why it has none (``died``)."""
+
+    task: Task
+    result: BatchResult | None = None
+    died: str | None = None
+
+
+class Executor:
+    """Interface shared by the executors (see the module docstring)."""
+
+    name = "executor"
+
+    def slots(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, task: Task) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        raise NotImplementedError
+
+    def current(self, task: Task) -> tuple[int, float] | None:
+        """(clip index, wall-clock start) of the clip ``task`` is analysing, if known."""
+        raise NotImplementedError
+
+    def replace(self, overdue: list[Task]) -> list[Task]:
+        raise NotImplementedError
+
+    def forget(self, task: Task) -> None:
+        """Drop what is known of a task that ended."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+
+# ------------------------------------------------------------------------- local
+
+
+def _init_worker(parent: int) -> None:
+    """Set up a loky worker process when it starts (before any batch).
+
+    Ctrl-C is left to the parent, which stops the workers itself. And since
+    loky keeps an orphaned worker alive, idle, for minutes after its parent
+    dies (``kill -9``), a watcher thread ends the worker as soon as that
+    happens. ``parent`` is passed in, not read here: the parent may already
+    be gone when a slow-starting worker gets this far.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    warm_up()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are spawned.
+
+    A worker inherits the ignored signal, so a Ctrl-C while it is still
+    starting up cannot make it print a traceback; the parent alone handles
+    Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class LocalExecutor(Executor):
+    """Worker processes on this machine (loky's reusable pool).
+
+    Parameters
+    ----------
+    params : FeatureParams
+    workers : int
+        Worker processes.
+    progress_dir : str
+        Folder for the workers' progress files (see :class:`FileProgress`).
+    """
+
+    name = "local"
+
+    def __init__(self, params: FeatureParams, workers: int, progress_dir: str) -> None:
+        self.params = params
+        self.workers = workers
+        os.makedirs(progress_dir, exist_ok=True)
+        self.progress = FileProgress(progress_dir)
+        self.faults = injected_faults()
+        self._futures: dict[concurrent.futures.Future, Task] = {}
+        self._pool = None
+        self._start()
+
+    def _start(self) -> None:
+        self._pool = _pool(self.workers)
+
+    def slots(self) -> int:
+        return self.workers
+
+    def submit(self, task: Task) -> None:
+        from joblib.externals.loky.process_executor import ShutdownExecutorError
+
+        if self._pool._flags.broken or self._pool._flags.shutdown:
+            self._start()
+        args = (run_batch, self.params, task.items, task.key, self.progress, self.faults)
+        try:
+            future = self._pool.submit(*args)
+        except (RuntimeError, ShutdownExecutorError):
+            self._start()  # broken by a dead worker, or shut down to stop a hung one
+            future = self._pool.submit(*args)
+        self._futures[future] = task
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        if not self._futures:
+            time.sleep(min(timeout, 0.05))
+            return []
+        done, _ = concurrent.futures.wait(
+            self._futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+        outcomes = []
+        for future in done:
+            task = self._futures.pop(future)
+            try:
+                outcomes.append(Outcome(task, result=future.result()))
+            except concurrent.futures.CancelledError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a dead worker or a broken pool
+                outcomes.append(Outcome(task, died=_death_of(exc)))
+        if any(o.died for o in outcomes):
+            self._start()  # the pool is broken; the next task gets a fresh one
+        return outcomes
+
+    def current(self, task: Task) -> tuple[int, float] | None:
+        return self.progress.read(task.key)
+
+    def forget(self, task: Task) -> None:
+        self.progress.forget(task.key)
+
+    def replace(self, overdue: list[Task]) -> list[Task]:
+        # loky cannot stop one task: end every worker, give back the other tasks.
+        lost = [t for t in self._futures.values() if t not in overdue]
+        self._futures.clear()
+        _discard(self._pool)
+        self._start()
+        return lost
+
+    def close(self) -> None:
+        if self._futures:
+            self._futures.clear()
+            _discard(self._pool)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "workers": self.workers}
+
+
+# One pool of worker processes per process, kept between runs (starting
+# workers costs about a second). Not loky's reusable singleton: joblib's own
+# Parallel shares that one and expects it to be its own kind of executor.
+_POOL: dict[str, Any] = {}
+
+
+def _pool(workers: int):
+    """A live pool of ``workers`` processes: the kept one, or a fresh one."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    pool = _POOL.get("pool")
+    if pool is not None and (pool._flags.broken or pool._flags.shutdown
+                             or pool._max_workers != workers):
+        _discard(pool)
+        pool = None
+    if pool is None:
+        with _sigint_ignored():
+            # Workers inherit the ignored SIGINT; the first tasks spawn them now.
+            pool = ProcessPoolExecutor(
+                max_workers=workers, timeout=300, initializer=_init_worker,
+                initargs=(os.getpid(),), env=WORKER_ENV,
+            )
+            for _ in range(workers):
+                pool.submit(warm_up)
+        _POOL["pool"] = pool
+    return pool
+
+
+def _discard(pool: Any) -> None:
+    """End a pool and every one of its worker processes now."""
+    if _POOL.get("pool") is pool:
+        del _POOL["pool"]
+    with contextlib.suppress(Exception):
+        pool.shutdown(wait=True, kill_workers=True)
+
+
+def _death_of(exc: BaseException) -> str:
+    """How a worker died, in words, from loky's error ("exit codes ... {SIGSEGV(-11)}")."""
+    text = str(exc)
+    codes = re.search(r"exit codes of the workers are \{([^}]*)\}", text)
+    for code in (codes.group(1).split(",") if codes else []):
+        found = re.match(r"\s*(\w+)\((-?\d+)\)", code)
+        if not found:
+            continue
+        number = int(found.group(2))
+        if number < 0:
+            return f"its worker process was killed by signal {_signal_name(-number)}"
+        return f"its worker process exited with code {number}"
+    first = text.splitlines()[0] if text else ""
+    return f"its worker process died ({type(exc).__name__}: {first})"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+# -------------------------------------------------------------------------- dask
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask ``distributed`` cluster, through its futures API.
+
+    Parameters
+    ----------
+    params : FeatureParams
+    scheduler : str
+        ``tcp://host:port`` of a running scheduler, or ``local:N`` for a
+        cluster of N single-threaded worker processes on this machine,
+        started and stopped with the run.
+    """
+
+    name = "dask"
+
+    def __init__(self, params: FeatureParams, scheduler: str) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        self.params = params
+        self.scheduler = scheduler
+        self._futures: dict[Any, Task] = {}
+        self._current: dict[str, tuple[int, float]] = {}
+        self.progress = DaskProgress(f"soundfeatures-progress-{os.getpid()}-{id(self):x}")
+        self.faults = injected_faults()
+        self._cluster = None
+        self._slots, self._slots_at, self._empty_since = 0, 0.0, None
+        local = re.fullmatch(r"local:(\d+)", scheduler)
+        try:
+            if local:
+                n = int(local.group(1))
+                if n < 1:
+                    raise UsageError(f"--scheduler {scheduler!r}: local:N needs N >= 1 workers")
+                with _worker_environment(), dask.config.set({
+                    "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
+                    "distributed.worker.daemon": False,
+                }), _sigint_ignored():
+                    self._cluster = LocalCluster(
+                        n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=None, silence_logs=50,
+                    )
+                self.client = Client(self._cluster, set_as_default=False)
+            else:
+                self.client = Client(scheduler, timeout=30, set_as_default=False)
+        except OSError as exc:
+            self.close()
+            raise ClusterError(
+                f"cannot connect to the Dask scheduler at {scheduler}: {exc}. Start one "
+                f"('dask scheduler') and give its address, e.g. --scheduler tcp://host:8786"
+            ) from None
+        self._check_workers()
+        self.client.subscribe_topic(self.progress.topic, self._on_progress)
+
+    def _on_progress(self, event: tuple[float, Any]) -> None:
+        key, index = event[1]
+        self._current[key] = (int(index), time.time())
+
+    def _check_workers(self) -> None:
+        """Every worker must run the same code and libraries as this process."""
+        from .runner import library_versions
+
+        mine = library_versions()
+        try:
+            theirs = self.client.run(_worker_versions, on_error="return")
+        except Exception as exc:  # noqa: BLE001
+            raise ClusterError(f"cannot run on the Dask workers of {self.scheduler}: {exc}") from None
+        for address, versions in theirs.items():
+            if isinstance(versions, BaseException):
+                raise ClusterError(
+                    f"Dask worker {address} cannot run the extractor ({versions!r}); install "
+                    f"this project and its dependencies on every worker (pip install .)"
+                )
+            differ = {k: (mine.get(k), v) for k, v in versions.items() if mine.get(k) != v}
+            if differ:
+                raise ClusterError(
+                    f"Dask worker {address} has other library versions than this machine "
+                    f"({', '.join(f'{k} {a} here, {b} there' for k, (a, b) in differ.items())}); "
+                    f"the numbers would differ: install the same versions everywhere"
+                )
+
+    def slots(self) -> int:
+        now = time.monotonic()
+        if now - self._slots_at > 2.0:
+            info = self.client.scheduler_info(n_workers=-1)
+            self._slots = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values())
+            self._slots_at = now
+            if self._slots:
+                self._empty_since = None
+            elif self._empty_since is None:
+                self._empty_since = now
+            elif now - self._empty_since > NO_WORKERS_TIMEOUT:
+                raise ClusterError(
+                    f"the Dask scheduler at {self.scheduler} has had no worker for "
+                    f"{NO_WORKERS_TIMEOUT:.0f} s; start workers ('dask worker {self.scheduler}'), "
+                    f"then run the same command again to resume"
+                )
+        return self._slots
+
+    def submit(self, task: Task) -> None:
+        future = self.client.submit(run_batch, self.params, task.items, task.key, self.progress,
+                                    self.faults, key=task.key, pure=False, retries=0)
+        self._futures[future] = task
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        from distributed import wait as dask_wait
+
+        if not self._futures:
+            time.sleep(min(timeout, 0.05))
+            return []
+        try:
+            done, _ = dask_wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return []
+        outcomes = []
+        for future in done:
+            task = self._futures.pop(future)
+            outcomes.append(self._outcome(future, task))
+            future.release()
+        return outcomes
+
+    def current(self, task: Task) -> tuple[int, float] | None:
+        return self._current.get(task.key)
+
+    def forget(self, task: Task) -> None:
+        self._current.pop(task.key, None)
+
+    def _outcome(self, future: Any, task: Task) -> Outcome:
+        from distributed import KilledWorker
+
+        if future.status == "finished":
+            return Outcome(task, result=future.result())
+        if future.status == "cancelled":
+            raise ClusterError(
+                f"lost the connection to the Dask scheduler at {self.scheduler}; the finished "
+                f"clips are saved: run the same command again to resume"
+            )
+        exc = future.exception()
+        if isinstance(exc, KilledWorker):
+            return Outcome(task, died=f"its Dask worker died each of the {exc.allowed_failures + 1} "
+                                      f"times it ran it (last: {exc.last_worker.address})")
+        return Outcome(task, died=f"it failed on its Dask worker ({type(exc).__name__}: {exc})")
+
+    def replace(self, overdue: list[Task]) -> list[Task]:
+        keys = {t.key for t in overdue}
+        stuck = [f for f, t in self._futures.items() if t.key in keys]
+        where = {w for w, ks in self.client.processing().items() if keys & {str(k) for k in ks}}
+        for future in stuck:
+            del self._futures[future]
+        self.client.cancel(stuck, force=True)
+        if where:
+            # A thread cannot be stopped: the worker's nanny replaces its process.
+            self.client.restart_workers(sorted(where), raise_for_error=False)
+        return []  # Dask reruns the other tasks of those workers itself
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._futures:
+                self.client.cancel(list(self._futures), force=True)
+            self._futures.clear()
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=10)
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close(timeout=10)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "scheduler": self.scheduler, "threads": self._slots}
+
+
+def _worker_versions() -> dict[str, str]:
+    from .runner import library_versions
+
+    return library_versions()
+
+
+@contextlib.contextmanager
+def _worker_environment() -> Iterator[None]:
+    """:data:`WORKER_ENV` in this process's environment while local workers are spawned."""
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def open_executor(params: FeatureParams, backend: str, jobs: int,
+                  scheduler: str | None, progress_dir: str) -> Executor:
+    """The executor for ``--backend`` (``local`` or ``dask``)."""
+    if backend == "local":
+        if scheduler is not None:
+            raise UsageError("--scheduler needs --backend dask")
+        return LocalExecutor(params, jobs, progress_dir)
+    if backend == "dask":
+        if not scheduler:
+            raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (a running Dask "
+                             "scheduler) or local:N (N worker processes on this machine)")
+        return DaskExecutor(params, scheduler)
+    raise UsageError(f"--backend {backend!r} is not one of: local, dask")

@@ -1,0 +1,225 @@
+"""Where clips live: local folders, or object stores and web servers through fsspec.
+
+A dataset root or manifest may be a local path or an fsspec URL
+(``s3://bucket/prefix``, ``gs://...``, ``https://...``; ``file://`` is a
+local path). Workers open each clip themselves from its location, so the
+data never passes through the process that drives the run. Credentials come
+from the usual environment of each library (``AWS_ACCESS_KEY_ID``,
+``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS``, ...).
+
+:class:`LocalTree` and :class:`RemoteTree` answer the few questions dataset
+discovery asks (is this a file, a folder, what is in this folder) with one
+interface; a remote tree is listed once, recursively, because object stores
+answer one big listing faster than many small ones.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterator
+from typing import IO, Any
+
+from .errors import DatasetLayoutError
+
+__all__ = ["Entry", "LocalTree", "RemoteTree", "is_url", "open_binary", "tree_for"]
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """True for an fsspec URL other than ``file://``.
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/x.wav"), is_url("/data/x.wav"), is_url("file:///data/x.wav")
+    (True, False, False)
+    """
+    match = _SCHEME.match(os.fspath(location))
+    return bool(match) and match.group(1).lower() != "file"
+
+
+def local_path(location: str | os.PathLike[str]) -> str:
+    """``file:///x`` as ``/x``; other local paths unchanged."""
+    text = os.fspath(location)
+    if text.lower().startswith("file://"):
+        return text[len("file://"):] or "/"
+    return text
+
+
+def join(root: str, rel: str) -> str:
+    """Location of ``rel`` (forward slashes) under ``root`` (a path or URL)."""
+    if is_url(root):
+        return root.rstrip("/") + "/" + rel
+    return os.path.join(root, rel)
+
+
+def open_binary(location: str) -> IO[bytes]:
+    """Open a URL for reading (seekable, read-ahead cached); the caller closes it.
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError, OSError
+        As the file system reports them.
+    """
+    import fsspec
+
+    return fsspec.open(location, "rb").open()
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One item of a folder listing."""
+
+    name: str
+    is_dir: bool
+    # Identity of a folder reached through a symlink (to stop loops), else None.
+    identity: tuple[int, int] | None = None
+
+
+class LocalTree:
+    """A dataset root on a local (or mounted) file system."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(local_path(root))
+
+    def location(self, rel: str) -> str:
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def exists(self) -> bool:
+        return os.path.exists(self.root)
+
+    def is_file(self, rel: str) -> bool:
+        return os.path.isfile(self.location(rel))
+
+    def is_dir(self, rel: str = "") -> bool:
+        return os.path.isdir(self.location(rel))
+
+    def scan(self, rel: str) -> list[Entry]:
+        """Entries of folder ``rel``; raises OSError when it cannot be listed."""
+        entries = []
+        with os.scandir(self.location(rel)) as it:
+            for e in it:
+                entries.append(Entry(e.name, _is_dir(e), _identity(e)))
+        return entries
+
+    def identity(self, rel: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.location(rel))
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    @contextlib.contextmanager
+    def open(self, rel: str) -> Iterator[IO[bytes]]:
+        with open(self.location(rel), "rb") as f:
+            yield f
+
+    def stamp(self, rel: str) -> tuple[int, str]:
+        """(size in bytes, change stamp) of a file; (-1, "missing") if it cannot be seen."""
+        try:
+            st = os.stat(self.location(rel))
+        except OSError:
+            return -1, "missing"
+        if not stat.S_ISREG(st.st_mode):
+            return 0, "not-a-file"
+        return st.st_size, str(st.st_mtime_ns)
+
+
+class RemoteTree:
+    """A dataset root behind an fsspec URL, listed once."""
+
+    def __init__(self, root: str) -> None:
+        import fsspec
+
+        self.root = root.rstrip("/")
+        try:
+            self.fs, base = fsspec.core.url_to_fs(self.root)
+        except (ImportError, ValueError) as exc:
+            raise DatasetLayoutError(
+                f"cannot read {root}: {exc}. Install the fsspec driver for this scheme "
+                f"(s3fs for s3://, gcsfs for gs://, aiohttp for https://)."
+            ) from None
+        self.base = base.rstrip("/")
+        self._files: dict[str, dict[str, Any]] = {}
+        self._children: dict[str, dict[str, bool]] = {"": {}}
+        try:
+            listing = self.fs.find(self.base, withdirs=True, detail=True)
+        except FileNotFoundError:
+            listing = {}
+        except OSError as exc:
+            raise DatasetLayoutError(f"cannot list {root}: {exc}") from None
+        for path, info in listing.items():
+            rel = posixpath.relpath(path.rstrip("/"), self.base) if path.rstrip("/") != self.base else ""
+            if not rel or rel.startswith(".."):
+                continue
+            is_dir = info.get("type") == "directory"
+            if not is_dir:
+                self._files[rel] = info
+            self._add(rel, is_dir)
+
+    def _add(self, rel: str, is_dir: bool) -> None:
+        parent, _, name = rel.rpartition("/")
+        self._children.setdefault(rel, {}) if is_dir else None
+        siblings = self._children.setdefault(parent, {})
+        siblings[name] = siblings.get(name, False) or is_dir
+        if parent:
+            self._add(parent, True)
+
+    def location(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def exists(self) -> bool:
+        return bool(self._files) or self.fs.exists(self.base)
+
+    def is_file(self, rel: str) -> bool:
+        return rel in self._files
+
+    def is_dir(self, rel: str = "") -> bool:
+        return rel in self._children and (bool(rel) or bool(self._files))
+
+    def scan(self, rel: str) -> list[Entry]:
+        return [Entry(name, is_dir) for name, is_dir in sorted(self._children.get(rel, {}).items())]
+
+    def identity(self, rel: str) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def open(self, rel: str) -> Iterator[IO[bytes]]:
+        with self.fs.open(f"{self.base}/{rel}", "rb") as f:
+            yield f
+
+    def stamp(self, rel: str) -> tuple[int, str]:
+        info = self._files.get(rel)
+        if info is None:
+            return -1, "missing"
+        change = (info.get("ETag") or info.get("etag") or info.get("md5Hash")
+                  or info.get("LastModified") or info.get("mtime") or info.get("updated") or "")
+        return int(info.get("size") or 0), str(change)
+
+
+def tree_for(root: str | os.PathLike[str]) -> LocalTree | RemoteTree:
+    """The tree of a dataset root given as a path or URL."""
+    text = os.fspath(root)
+    return RemoteTree(text) if is_url(text) else LocalTree(text)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _identity(entry: os.DirEntry) -> tuple[int, int] | None:
+    """(device, inode) of a folder reached through a symlink, to stop loops."""
+    try:
+        if not entry.is_symlink():
+            return None
+        st = entry.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)

@@ -1,0 +1,250 @@
+"""The unit of work: a batch of clips in, feature rows and error records out.
+
+:func:`run_batch` is what every executor runs, in a worker process, on any
+backend. It takes only small picklable arguments (the parameters and the
+clips' locations), never touches the checkpoint, and never raises for a bad
+clip: the clip becomes an error record and the batch goes on. A clip that
+kills its process or never returns is the driver's business
+(:mod:`features.runner`).
+
+Tests can make chosen clips misbehave through the environment variable
+:data:`FAULTS_ENV` (JSON) of the process that drives the run, which hands
+it to every task; nothing else sets it::
+
+    {"crash": ["bad.wav"],    # the worker dies of SIGSEGV on clips whose path contains it
+     "kill": ["oom.wav"],     # ... of SIGKILL (as from the out-of-memory killer)
+     "stall": ["slow.wav"],   # the clip never returns
+     "raise": ["odd.wav"],    # computing its features raises ZeroDivisionError
+     "delay": 0.05,           # every clip takes this much longer (to stop a run midway)
+     "commit_crash_after": 2} # the driver dies after moving 2 output files into place
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import BadAudioError
+from .params import FeatureParams
+
+__all__ = ["FAULTS_ENV", "BatchResult", "DaskProgress", "FileProgress", "Item", "run_batch"]
+
+FAULTS_ENV = "SOUNDFEATURES_TEST_FAULTS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One clip to analyse.
+
+    Attributes
+    ----------
+    index : int
+        Position of the clip in the dataset (the table is sorted by it).
+    location : str
+        Where the worker opens it: a local path or a URL.
+    shown : str
+        How errors name it (the path relative to the dataset root).
+    size : int
+        File size in bytes (sets the clip's time limit); -1 if unknown.
+    """
+
+    index: int
+    location: str
+    shown: str
+    size: int = -1
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """Results of one batch: features of the good clips, errors of the bad ones.
+
+    Errors travel as plain tuples ``(index, (path, row, stage, error_type,
+    message, reason))`` so that workers never import the dataset code.
+    """
+
+    indices: np.ndarray  # int64 [shape=(n_ok,)], clip indices in dataset order
+    features: np.ndarray  # float64 [shape=(n_ok, n_features)]
+    duration_s: np.ndarray  # float64 [shape=(n_ok,)]
+    orig_sample_rate: np.ndarray  # int64 [shape=(n_ok,)]
+    orig_channels: np.ndarray  # int64 [shape=(n_ok,)]
+    errors: list[tuple[int, tuple]]
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.indices) + len(self.errors)
+
+    def all_indices(self) -> list[int]:
+        """Every clip index of the batch, good or bad."""
+        return [*self.indices.tolist(), *(i for i, _ in self.errors)]
+
+    @classmethod
+    def of_errors(cls, errors: list[tuple[int, tuple]], n_features: int) -> BatchResult:
+        """A result holding only error records (a crash or a timeout)."""
+        return _pack([], errors, n_features)
+
+
+_COMPUTERS: dict[str, Any] = {}
+
+
+def _computer(params: FeatureParams) -> Any:
+    """This process's FeatureComputer for ``params`` (filter banks built once)."""
+    key = params.key()
+    if key not in _COMPUTERS:
+        from .compute import FeatureComputer
+
+        _COMPUTERS[key] = FeatureComputer(params)
+    return _COMPUTERS[key]
+
+
+class FileProgress:
+    """Progress of local workers: one small file per running task, rewritten per clip.
+
+    The file holds the index of the clip being analysed and when it began
+    (this machine's clock), so the driver can time every clip.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    @contextlib.contextmanager
+    def reporter(self, key: str):
+        fd = os.open(os.path.join(self.folder, key), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            yield lambda index: os.pwrite(fd, f"{index:20d} {time.time():20.3f}".encode(), 0)
+        finally:
+            os.close(fd)
+
+    def read(self, key: str) -> tuple[int, float] | None:
+        """(clip index, start time) last reported by task ``key``, if any."""
+        try:
+            with open(os.path.join(self.folder, key), "rb") as f:
+                index, started = f.read(41).split()
+            return int(index), float(started)
+        except (OSError, ValueError):
+            return None
+
+    def forget(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.folder, key))
+
+
+class DaskProgress:
+    """Progress of Dask workers: an event per clip on a topic the driver subscribes to."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    @contextlib.contextmanager
+    def reporter(self, key: str):
+        from distributed import get_worker
+
+        worker = get_worker()
+        yield lambda index: worker.log_event(self.topic, [key, int(index)])
+
+
+@contextlib.contextmanager
+def _no_reporter(key: str):
+    yield lambda index: None
+
+
+def run_batch(params: FeatureParams, items: Sequence[Item], key: str = "",
+              progress: FileProgress | DaskProgress | None = None,
+              faults: dict[str, Any] | None = None) -> BatchResult:
+    """Load and analyse a batch of clips; a bad clip becomes an error, never an exception.
+
+    Parameters
+    ----------
+    params : FeatureParams
+    items : sequence of Item
+    key : str
+        The task's key, under which progress is reported.
+    progress : FileProgress or DaskProgress, optional
+        Where to say which clip is being analysed (the driver times clips).
+    faults : dict, optional
+        Misbehaviour that tests ask for (see :data:`FAULTS_ENV`).
+
+    Returns
+    -------
+    BatchResult
+    """
+    from .audio import LongClip, read_clip
+
+    computer = _computer(params)
+    ok: list[tuple[int, np.ndarray, Any]] = []
+    errors: list[tuple[int, tuple]] = []
+    report_to = progress.reporter if progress is not None else _no_reporter
+    with _single_thread(), report_to(key) as report:
+        for item in items:
+            report(item.index)
+            stage = "load"
+            try:
+                if faults:
+                    _inject(faults, item.shown)
+                y, info = read_clip(item.location, params)
+                stage = "features"
+                if faults and any(part in item.shown for part in faults.get("raise", ())):
+                    raise ZeroDivisionError("boom")
+                vec = computer.compute_blocks(y.blocks) if isinstance(y, LongClip) else computer.compute(y)
+                vec = np.asarray(vec, dtype=np.float64)
+                if not np.all(np.isfinite(vec)):
+                    raise BadAudioError(f"{item.shown}: features are not finite (NaN or inf)",
+                                        reason="features are not finite")
+            except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
+                reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
+                message = str(exc) or repr(exc)
+                errors.append((item.index, (item.shown, None, stage, type(exc).__name__,
+                                            message, reason)))
+                continue
+            ok.append((item.index, vec, info))
+    return _pack(ok, errors, len(computer.columns))
+
+
+def _pack(ok: list[tuple[int, np.ndarray, Any]], errors: list, n_features: int) -> BatchResult:
+    return BatchResult(
+        indices=np.array([i for i, _, _ in ok], dtype=np.int64),
+        features=(np.vstack([v for _, v, _ in ok]) if ok else np.empty((0, n_features))),
+        duration_s=np.array([a.duration_s for _, _, a in ok], dtype=np.float64),
+        orig_sample_rate=np.array([a.orig_sample_rate for _, _, a in ok], dtype=np.int64),
+        orig_channels=np.array([a.orig_channels for _, _, a in ok], dtype=np.int64),
+        errors=errors,
+    )
+
+
+def _single_thread() -> contextlib.AbstractContextManager:
+    # One BLAS/OpenMP thread per worker: the workers already use every core,
+    # more threads only fight for them (and the numbers stay identical
+    # whatever the number of workers).
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def warm_up() -> None:
+    """Import what a batch needs, so the first batch does not pay for it."""
+    from . import audio, compute  # noqa: F401
+
+
+def injected_faults() -> dict[str, Any] | None:
+    """The faults tests asked for in :data:`FAULTS_ENV`, or None (always, outside tests)."""
+    text = os.environ.get(FAULTS_ENV, "")
+    return json.loads(text) if text else None
+
+
+def _inject(faults: dict[str, Any], shown: str) -> None:
+    """Misbehave on purpose, as :data:`FAULTS_ENV` asks (tests only)."""
+    if faults.get("delay"):
+        time.sleep(float(faults["delay"]))
+    if any(part in shown for part in faults.get("crash", ())):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if any(part in shown for part in faults.get("kill", ())):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if any(part in shown for part in faults.get("stall", ())):
+        while True:
+            time.sleep(3600)
