@@ -15,6 +15,8 @@ TABLE ?= $(OUT)/features.parquet
 RUN ?= data/output/$(NAME)/run
 EDA ?= data/output/$(NAME)/eda
 JOBS ?= 0
+SCHEDULER ?=
+CLIP_TIMEOUT ?=
 PRESET ?= default
 LAYOUT ?=
 MANIFEST ?=
@@ -26,7 +28,9 @@ MODEL ?= $(RUN)/model
 FILE ?=
 
 FEATURE_ARGS := --out $(OUT) --preset $(PRESET) --jobs $(JOBS) \
-	$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(MANIFEST),--manifest $(MANIFEST))
+	$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(MANIFEST),--manifest $(MANIFEST)) \
+	$(if $(SCHEDULER),--backend dask --scheduler $(SCHEDULER)) \
+	$(if $(CLIP_TIMEOUT),--clip-timeout $(CLIP_TIMEOUT))
 
 .PHONY: help install demo-data features train predict eda report demo test test-browser lint bench clean
 
@@ -37,6 +41,7 @@ help: ## List the targets and the variables they take
 	@echo
 	@echo "Variables: DATASET=$(DATASET) OUT=$(OUT) RUN=$(RUN) EDA=$(EDA)"
 	@echo "           JOBS=$(JOBS) (0 = all cores) PRESET=$(PRESET) LAYOUT=$(LAYOUT) MANIFEST=$(MANIFEST)"
+	@echo "           SCHEDULER=$(SCHEDULER) (tcp://host:8786 or local:N: run on Dask) CLIP_TIMEOUT=$(CLIP_TIMEOUT)"
 	@echo "           MODELS=$(MODELS) CV=$(CV) SEED=$(SEED) DEMO_CLIPS=$(DEMO_CLIPS) MODEL=$(MODEL) FILE=$(FILE)"
 
 install: $(STAMP) ## Create .venv/ and install the project (editable, with dev tools)
@@ -52,7 +57,7 @@ demo-data: data/demo/metadata/UrbanSound8K.csv ## Generate the synthetic UrbanSo
 data/demo/metadata/UrbanSound8K.csv: | $(STAMP)
 	$(PY) -m features demo-data data/demo --clips $(DEMO_CLIPS) --seed $(SEED)
 
-features: $(STAMP) ## Extract one row of features per clip: DATASET=dir OUT=dir [PRESET LAYOUT MANIFEST JOBS]
+features: $(STAMP) ## Extract one row of features per clip: DATASET=dir|URL OUT=dir [PRESET LAYOUT MANIFEST JOBS SCHEDULER CLIP_TIMEOUT]
 	@if [ "$(DATASET)" = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
 	$(PY) -m features extract $(DATASET) $(FEATURE_ARGS)
 

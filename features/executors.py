@@ -26,6 +26,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import queue
 import re
 import signal
 import threading
@@ -344,6 +345,7 @@ class DaskExecutor(Executor):
         self.params = params
         self.scheduler = scheduler
         self._futures: dict[Any, Task] = {}
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._current: dict[str, tuple[int, float]] = {}
         self.progress = DaskProgress(f"soundfeatures-progress-{os.getpid()}-{id(self):x}")
         self.faults = injected_faults()
@@ -424,20 +426,24 @@ class DaskExecutor(Executor):
         future = self.client.submit(run_batch, self.params, task.items, task.key, self.progress,
                                     self.faults, key=task.key, pure=False, retries=0)
         self._futures[future] = task
+        future.add_done_callback(self._finished.put)
 
     def wait(self, timeout: float) -> list[Outcome]:
-        from distributed import wait as dask_wait
-
         if not self._futures:
             time.sleep(min(timeout, 0.05))
             return []
+        done = []
         try:
-            done, _ = dask_wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            return []
+            done.append(self._finished.get(timeout=timeout))
+            while True:
+                done.append(self._finished.get_nowait())
+        except queue.Empty:
+            pass
         outcomes = []
         for future in done:
-            task = self._futures.pop(future)
+            task = self._futures.pop(future, None)
+            if task is None:
+                continue  # cancelled after a timeout
             outcomes.append(self._outcome(future, task))
             future.release()
         return outcomes

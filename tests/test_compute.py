@@ -91,9 +91,9 @@ def _feature_of(column: str) -> str:
     return column.removesuffix("_mean").removesuffix("_std")
 
 
-def assert_matches_librosa(y: np.ndarray, params: FeatureParams) -> None:
+def assert_matches_librosa(y: np.ndarray, params: FeatureParams, got: np.ndarray | None = None) -> None:
     ref = _reference(y, params)
-    got = FeatureComputer(params).compute(y)
+    got = FeatureComputer(params).compute(y) if got is None else got
     columns = feature_columns(params)
     assert got.dtype == np.float64
     assert got.shape == ref.shape == (len(columns),)
@@ -155,6 +155,33 @@ def test_parity_long_clip():
     y = np.concatenate([_music(SR, 4.5, seed=3), _synthetic("chirp"), _synthetic("white_noise")])
     assert 1 + y.size // 512 >= 256
     assert_matches_librosa(y.astype(np.float32), FeatureParams())
+
+
+@pytest.mark.parametrize("params", [FeatureParams(), FeatureParams(preset="gtzan", offset=1.25,
+                                                                   duration=30.0)],
+                         ids=["default", "gtzan_offset_duration"])
+def test_long_file_analysed_in_blocks_matches_librosa(tmp_path, monkeypatch, params):
+    from features import audio
+    from features.work import Item, run_batch
+
+    # 40 s of 48 kHz stereo: analysed in ~30 blocks once the threshold is lowered.
+    monkeypatch.setattr(audio, "BLOCKWISE_ABOVE_SAMPLES", 1 << 20)
+    monkeypatch.setattr(audio, "BLOCK_FRAMES", 1 << 16)
+    sr = 48000
+    y = np.stack([_music(sr, 40.0, seed=5), _music(sr, 40.0, seed=6)], axis=1)
+    path = tmp_path / "long.flac"
+    sf.write(path, y, sr, subtype="PCM_24")
+    clip, info = audio.read_clip(path, params)
+    assert isinstance(clip, audio.LongClip) and info.orig_channels == 2
+    blocks = list(clip.blocks())
+    assert len(blocks) > 20
+    whole, _ = librosa.load(path, sr=SR, offset=params.offset, duration=params.duration)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)  # streaming soxr: same samples
+    got = FeatureComputer(params).compute_blocks(clip.blocks)
+    assert_matches_librosa(whole, params, got)
+    np.testing.assert_allclose(got, FeatureComputer(params).compute(whole), rtol=1e-5, atol=1e-7)
+    batch = run_batch(params, [Item(0, str(path), "long.flac")])
+    np.testing.assert_array_equal(batch.features[0], got)
 
 
 def test_rolloff_paths_agree_exactly(monkeypatch):

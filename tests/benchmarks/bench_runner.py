@@ -1,0 +1,258 @@
+"""Benchmark: the runner at scale (run by ``make bench``).
+
+Measured in one run, on the same clips:
+
+1. the Dask backend on a 2-worker LocalCluster vs the local backend with 2
+   processes (goal: ratio >= 0.85), and both tables byte-identical;
+2. ``--jobs 1`` throughput of this checkout vs the extractor before the
+   fault-isolated runner (``--baseline``, default the last commit before it;
+   goal: within 5%);
+3. the Dask scheduler's overhead per task, from a run of no-op tasks, and
+   from it the cluster size at which the scheduler would be the bottleneck
+   for this workload;
+4. the parent's peak memory over 100,000 short clips vs 10,000 (hard links
+   of a few files; goal: within 1.5x);
+5. a worker's peak memory analysing one 10-hour 48 kHz stereo file (goal:
+   under 1 GB).
+
+Options: ``--clips`` (default 500) for (1) and (2), ``--many`` (default
+100000) for (4), ``--hours`` (default 10) for (5), ``--skip`` to leave parts
+out (e.g. ``--skip memory,long``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_features import BENCH, CLIPS, REPO, ensure_clips, write_manifest
+
+BASELINE = "b3fb73c"  # main before the fault-isolated runner
+PARTS = ("backends", "jobs1", "overhead", "memory", "long")
+
+
+def _extract(args: list[str], *, env: dict | None = None, pythonpath: str | None = None
+             ) -> tuple[float, int]:
+    """Run ``python -m features extract ARGS``; (seconds, peak RSS of that process in kB)."""
+    environ = {**os.environ, **(env or {})}
+    if pythonpath:
+        environ["PYTHONPATH"] = pythonpath
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "features", "extract", *args, "--quiet"],
+                            cwd=REPO, env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _hwm(proc.pid))
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    _out, err = proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"extract failed ({proc.returncode}):\n{err}")
+    return elapsed, peak
+
+
+def _hwm(pid: int) -> int:
+    """Peak resident memory (VmHWM, kB) of a live process, 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def backends(n: int) -> dict:
+    paths = ensure_clips(n)
+    manifest = write_manifest(paths)
+    common = [str(CLIPS), "--manifest", str(manifest), "--format", "csv"]
+    out_local, out_dask = BENCH / "runner_local", BENCH / "runner_dask"
+    for out in (out_local, out_dask):
+        shutil.rmtree(out, ignore_errors=True)
+    t_local, _ = _extract([*common, "--out", str(out_local), "--jobs", "2"])
+    t_dask, _ = _extract([*common, "--out", str(out_dask), "--backend", "dask",
+                          "--scheduler", "local:2"])
+    same = (out_local / "features.csv").read_bytes() == (out_dask / "features.csv").read_bytes()
+    ratio = t_local / t_dask
+    print(f"  local, 2 processes      {n / t_local:7.1f} clips/s ({t_local:.1f} s)")
+    print(f"  dask, local:2 cluster   {n / t_dask:7.1f} clips/s ({t_dask:.1f} s)")
+    print(f"  dask / local = {ratio:.2f} (goal >= 0.85: {'PASS' if ratio >= 0.85 else 'FAIL'}); "
+          f"tables byte-identical: {'PASS' if same else 'FAIL'}")
+    return {"local_clips_per_s": n / t_local, "dask_clips_per_s": n / t_dask, "ratio": ratio,
+            "identical": same, "ok": ratio >= 0.85 and same}
+
+
+def jobs1(n: int, baseline: str) -> dict:
+    paths = ensure_clips(n)
+    manifest = write_manifest(paths)
+    common = [str(CLIPS), "--manifest", str(manifest), "--format", "csv", "--jobs", "1"]
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "archive", baseline, "features"], cwd=REPO,
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(old, filter="data")
+        times = {"before": [], "now": []}
+        for _ in range(2):  # interleaved, so that machine noise hits both alike
+            for label, pythonpath in (("before", old), ("now", None)):
+                out = BENCH / f"jobs1_{label}"
+                shutil.rmtree(out, ignore_errors=True)
+                times[label].append(_extract([*common, "--out", str(out)],
+                                             pythonpath=pythonpath)[0])
+    before, now = min(times["before"]), min(times["now"])
+    ratio = before / now
+    print(f"  --jobs 1 before ({baseline})  {n / before:7.1f} clips/s")
+    print(f"  --jobs 1 now                {n / now:7.1f} clips/s")
+    print(f"  now / before = {ratio:.3f} (goal >= 0.95: {'PASS' if ratio >= 0.95 else 'FAIL'})")
+    return {"before_clips_per_s": n / before, "now_clips_per_s": n / now, "ratio": ratio,
+            "ok": ratio >= 0.95}
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def overhead(n_tasks: int = 4000) -> dict:
+    import dask
+    from distributed import Client, LocalCluster, wait
+
+    with dask.config.set({"distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None, silence_logs=50) as cluster, \
+            Client(cluster) as client:
+        wait(client.map(_noop, range(100), pure=False))  # warm up
+        start = time.perf_counter()
+        futures = client.map(_noop, range(n_tasks), pure=False)
+        wait(futures)
+        elapsed = time.perf_counter() - start
+    per_task = elapsed / n_tasks
+    # A task is a batch of up to 64 clips; at --jobs 1 speed (~6 ms a clip here)
+    # that is ~0.4 s of work, so the scheduler keeps up with this many threads:
+    batch_seconds = 64 * 0.006
+    threads = batch_seconds / per_task
+    print(f"  {n_tasks} no-op tasks on 2 workers: {per_task * 1e3:.2f} ms per task "
+          f"(scheduler, network and client together)")
+    print(f"  with 64-clip batches of ~{batch_seconds:.2f} s the scheduler saturates at about "
+          f"{threads:,.0f} worker threads")
+    return {"ms_per_task": per_task * 1e3, "saturating_threads": threads}
+
+
+def memory(many: int) -> dict:
+    import soundfile as sf
+
+    root = BENCH / "many"
+    base = root / "_base"
+    if not (root / ".ready").is_file() or json.loads((root / ".ready").read_text()) != many:
+        shutil.rmtree(root, ignore_errors=True)
+        base.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        sources = []
+        for i in range(20):
+            p = base / f"s{i}.wav"
+            sf.write(p, 0.1 * rng.standard_normal(2000), 8000, subtype="PCM_16")
+            sources.append(p)
+        print(f"  linking {many} clips in {root} ...", flush=True)
+        for i in range(many):
+            folder = root / "data" / f"c{i % 10}"
+            if i < 10:
+                folder.mkdir(parents=True)
+            os.link(sources[i % 20], folder / f"{i:06d}.wav")
+        (root / ".ready").write_text(json.dumps(many))
+    few = root / "few"
+    if not few.is_dir():
+        for i in range(many // 10):
+            folder = few / f"c{i % 10}"
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(root / "data" / f"c{i % 10}" / f"{i:06d}.wav", folder / f"{i:06d}.wav")
+    results = {}
+    for label, data, n in (("small", few, many // 10), ("large", root / "data", many)):
+        out = BENCH / f"memory_{label}"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak = _extract([str(data), "--out", str(out), "--jobs", "2",
+                                  "--format", "csv,parquet"])
+        results[label] = peak
+        print(f"  {n:>7} clips: parent peak {peak / 1024:7.1f} MB, {n / seconds:6.0f} clips/s")
+    ratio = results["large"] / results["small"]
+    print(f"  parent peak, {many} vs {many // 10} clips: {ratio:.2f}x "
+          f"(goal <= 1.5x: {'PASS' if ratio <= 1.5 else 'FAIL'})")
+    return {"small_mb": results["small"] / 1024, "large_mb": results["large"] / 1024,
+            "ratio": ratio, "ok": ratio <= 1.5}
+
+
+def long_file(hours: float) -> dict:
+    import soundfile as sf
+
+    path = BENCH / f"long_{hours:g}h.wav"
+    sr = 48000
+    if not path.is_file():
+        print(f"  writing a {hours:g}-hour 48 kHz stereo file ({path}) ...", flush=True)
+        rng = np.random.default_rng(1)
+        tmp = path.with_suffix(".partial.wav")
+        block = sr * 60
+        t = np.arange(block) / sr
+        with sf.SoundFile(tmp, "w", sr, 2, subtype="PCM_16", format="RF64") as f:
+            for minute in range(int(hours * 60)):
+                tone = 0.2 * np.sin(2 * np.pi * (220 + minute % 200) * t)
+                noise = 0.02 * rng.standard_normal((block, 2))
+                f.write(tone[:, None] + noise)
+        os.replace(tmp, path)
+    code = ("import resource, sys, time\n"
+            "from features.params import FeatureParams\n"
+            "from features.work import Item, run_batch\n"
+            "t = time.perf_counter()\n"
+            f"r = run_batch(FeatureParams(), [Item(0, {str(path)!r}, 'long', 0)])\n"
+            "assert not r.errors, r.errors\n"
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"long-file run failed:\n{proc.stderr}")
+    seconds, peak_kb = proc.stdout.split()
+    peak_mb = int(peak_kb) / 1024
+    size_gb = path.stat().st_size / 1e9
+    print(f"  {hours:g} h of 48 kHz stereo ({size_gb:.1f} GB): worker peak {peak_mb:.0f} MB, "
+          f"{float(seconds):.0f} s (goal < 1024 MB: {'PASS' if peak_mb < 1024 else 'FAIL'})")
+    return {"hours": hours, "peak_mb": peak_mb, "seconds": float(seconds), "ok": peak_mb < 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=500)
+    parser.add_argument("--many", type=int, default=100_000)
+    parser.add_argument("--hours", type=float, default=10.0)
+    parser.add_argument("--baseline", default=BASELINE)
+    parser.add_argument("--skip", default="", help=f"comma-separated parts of {PARTS} to skip")
+    args = parser.parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    results = {}
+    if "backends" not in skip:
+        print("(1) Dask vs local backend")
+        results["backends"] = backends(args.clips)
+    if "jobs1" not in skip:
+        print("(2) --jobs 1 before and after the fault-isolated runner")
+        results["jobs1"] = jobs1(args.clips, args.baseline)
+    if "overhead" not in skip:
+        print("(3) Dask scheduler overhead")
+        results["overhead"] = overhead()
+    if "memory" not in skip:
+        print("(4) parent memory vs clip count")
+        results["memory"] = memory(args.many)
+    if "long" not in skip:
+        print("(5) worker memory on one long file")
+        results["long"] = long_file(args.hours)
+    (BENCH / "runner.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r.get("ok", True) for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
