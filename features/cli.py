@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import DatasetLayoutError, FeaturesError, UsageError
+from .layouts import LAYOUTS, help_lines
+from .params import Preset
 
 PROG = "python -m features"
-LAYOUT_NAMES = ("urbansound8k", "gtzan", "folders", "manifest")
 
 _MAIN_HELP = f"""\
 Turn a folder of labelled sound clips into a table with one row of audio
@@ -37,11 +38,7 @@ Compute one row of features per clip of the dataset in ROOT.
 ROOT is a folder, or an fsspec URL (s3://bucket/prefix, gs://..., https://...)
 that every worker reads directly. It can be laid out as (detected
 automatically, or pick with --layout):
-  urbansound8k  ROOT/metadata/UrbanSound8K.csv + ROOT/audio/fold1..fold10/
-  gtzan         ROOT/genres/<genre>/*.wav (or genres_original/, the Kaggle copy)
-  folders       ROOT/<label>/<clip>: one folder per class
-  manifest      a CSV (--manifest) with columns path,label[,fold,group,...];
-                paths are relative to ROOT, other columns are copied to the table
+{help_lines()}
 
 Written to --out:
   features.csv / features.parquet  the table: path, label, fold, group, other
@@ -148,12 +145,12 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="output folder (default: data/output/<ROOT's folder name>/features)")
     p.add_argument("--layout", metavar="NAME",
-                   help=f"dataset layout, one of: {', '.join(LAYOUT_NAMES)} "
+                   help=f"dataset layout, one of: {', '.join(LAYOUTS)} "
                         "(default: detect it)")
     p.add_argument("--manifest", metavar="FILE",
                    help="CSV listing the clips (columns path,label and optional fold,group); "
                         "implies --layout manifest")
-    p.add_argument("--preset", choices=("default", "gtzan"), default="default",
+    p.add_argument("--preset", choices=[p.value for p in Preset], default=Preset.DEFAULT.value,
                    help="feature set: 'default' = means and stds of 40 MFCCs, 12 chroma bins, "
                         "spectral centroid/bandwidth/roll-off, zero-crossing rate and RMS; "
                         "'gtzan' = the GTZAN tutorial's table (filename, 26 means, label) "
@@ -235,8 +232,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if args.backend == "dask" and not args.scheduler:
         raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT or local:N")
     layout = args.layout
-    if layout is not None and layout not in LAYOUT_NAMES:
-        raise UsageError(f"--layout {layout!r} is not one of: {', '.join(LAYOUT_NAMES)}")
+    if layout is not None and layout not in LAYOUTS:
+        raise UsageError(f"--layout {layout!r} is not one of: {', '.join(LAYOUTS)}")
     if args.manifest is not None and layout not in (None, "manifest"):
         raise UsageError(f"--manifest only works with --layout manifest, not {layout!r}")
     if args.manifest is not None:

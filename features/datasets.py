@@ -27,10 +27,10 @@ import pandas as pd
 from . import storage
 from .audio import is_audio_path
 from .errors import DatasetLayoutError, UsageError
+from .layouts import LAYOUTS
 
 __all__ = ["LAYOUTS", "STAGES", "Dataset", "ErrorRecord", "discover"]
 
-LAYOUTS = ("urbansound8k", "gtzan", "folders", "manifest")
 #: Where an error happened: reading metadata, loading audio, computing
 #: features, or the clip's worker process died (``crash``) or overran its
 #: time limit (``timeout``).
@@ -43,11 +43,7 @@ _GTZAN_DIRS = ("genres", "genres_original")
 _MANIFEST_REQUIRED = ("path", "label")
 _ROW_ERROR = DatasetLayoutError.__name__
 _INT_RE = r"[+-]?\d{1,18}(?:\.0*)?"  # "3" or "3.0" (spreadsheets write integers as floats)
-_EXPECTED = (
-    "metadata/UrbanSound8K.csv (layout urbansound8k), genres/<label>/ or "
-    "genres_original/<label>/ (layout gtzan), <label>/ subfolders holding audio files "
-    "(layout folders), or a manifest CSV with path,label columns (--manifest)"
-)
+_EXPECTED = "; ".join(f"{layout.shape} (layout {name})" for name, layout in LAYOUTS.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,12 +206,9 @@ def discover(
 
 
 def _detect(tree) -> str:
-    if tree.is_file(_US8K_CSV):
-        return "urbansound8k"
-    if any(tree.is_dir(d) for d in _GTZAN_DIRS):
-        return "gtzan"
-    if _has_class_folders_with_audio(tree):
-        return "folders"
+    for name, layout in LAYOUTS.items():
+        if layout.detected and _DETECTORS[name](tree):
+            return name
     raise DatasetLayoutError(f"no dataset found in {tree.root}: expected {_EXPECTED}")
 
 
@@ -581,6 +574,13 @@ def _str_column(values) -> pd.Series:
     return pd.Series(values, dtype=str)
 
 
+# name -> (does the tree look like it, read it); the manifest layout is read by
+# _read_manifest, since it needs the manifest's location.
+_DETECTORS = {
+    "urbansound8k": lambda tree: tree.is_file(_US8K_CSV),
+    "gtzan": lambda tree: any(tree.is_dir(d) for d in _GTZAN_DIRS),
+    "folders": _has_class_folders_with_audio,
+}
 _READERS = {
     "urbansound8k": _read_urbansound8k,
     "gtzan": _read_gtzan,

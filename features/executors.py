@@ -294,8 +294,31 @@ def _discard(pool: Any) -> None:
     """End a pool and every one of its worker processes now."""
     if _POOL.get("pool") is pool:
         del _POOL["pool"]
+    _quiet_feeder_threads()
     with contextlib.suppress(Exception):
         pool.shutdown(wait=True, kill_workers=True)
+
+
+def _quiet_feeder_threads() -> None:
+    """Do not print the broken pipe of a queue feeder whose workers we just killed.
+
+    Killing a pool (Ctrl-C, a hung clip) can catch its feeder thread writing
+    a task into a pipe whose reader is gone; that is expected, and its
+    traceback would only alarm the user. Other thread errors still print.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "_features_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = getattr(args.thread, "name", "") or ""
+        if name.startswith("QueueFeederThread") and issubclass(
+                args.exc_type, (BrokenPipeError, EOFError, OSError, ValueError)):
+            return
+        previous(args)
+
+    hook._features_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _death_of(exc: BaseException) -> str:

@@ -359,7 +359,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
             raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
 
     errors = [*dataset.errors, *(ErrorRecord(*fields) for _, fields in checkpoint.errors())]
-    clips = dataset.clips
+    clips = _table.typed_metadata(dataset.clips)
     empty = _table.build_table(
         clips.iloc[:0], _table.empty_audio(), np.empty((0, len(names))), names, params.preset)
 

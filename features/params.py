@@ -10,6 +10,8 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
+import numbers
 from typing import Any
 
 from .errors import UsageError
@@ -63,20 +65,26 @@ class FeatureParams:
     n_mfcc: int | None = None
 
     def __post_init__(self) -> None:
+        # Values are normalised here (3 and 3.0 are one duration, numpy ints
+        # are ints), so equal parameters have one key.
         object.__setattr__(self, "preset", _preset(self.preset))
         if self.n_mfcc is None:
             default = 40 if self.preset is Preset.DEFAULT else 20
             object.__setattr__(self, "n_mfcc", default)
-        _positive_int("sr", self.sr)
-        _positive_int("n_fft", self.n_fft)
-        _positive_int("hop_length", self.hop_length)
-        _positive_int("n_mfcc", self.n_mfcc)
-        if self.offset < 0:
+        for name in ("sr", "n_fft", "hop_length", "n_mfcc"):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        offset = _seconds("offset", self.offset)
+        if offset < 0:
             raise UsageError(f"offset={self.offset} must be >= 0 seconds")
+        object.__setattr__(self, "offset", offset)
         for name in ("duration", "fixed_length"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UsageError(f"{name}={value} must be a positive number of seconds")
+            if value is None:
+                continue
+            value = _seconds(name, value)
+            if not value > 0:
+                raise UsageError(f"{name}={getattr(self, name)} must be a positive number of seconds")
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (the preset as its string value)."""
@@ -94,7 +102,13 @@ class FeatureParams:
         return cls(**d)
 
     def key(self) -> str:
-        """Short stable hash of the parameters (keys checkpoints and caches)."""
+        """Short stable hash of the parameters (keys checkpoints, tables and models).
+
+        Equal parameters have equal keys however they were written:
+
+        >>> FeatureParams(duration=3).key() == FeatureParams(duration=3.0).key()
+        True
+        """
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -107,6 +121,16 @@ def _preset(value: Any) -> Preset:
         raise UsageError(f"preset={value!r} is not one of: {choices}") from None
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise UsageError(f"{name}={value!r} must be a positive integer")
+    return int(value)
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{name}={value!r} must be a number of seconds")
+    if not math.isfinite(value):
+        raise UsageError(f"{name}={value!r} must be a finite number of seconds "
+                         f"(leave it unset to read whole clips)")
+    return float(value)

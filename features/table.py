@@ -27,6 +27,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .errors import UsageError
+from .layouts import LAYOUTS
 from .params import FeatureParams, Preset
 
 IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
@@ -111,6 +112,42 @@ def build_table(
     return pd.concat([ids, audio, feats], axis=1)
 
 
+# A number as every CSV reader parses one; a leading zero ("007") keeps the value text.
+_INTEGER = re.compile(r"[+-]?(?:0|[1-9]\d{0,17})")
+_DECIMAL = re.compile(r"[+-]?(?:0|[1-9]\d*)(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)|[+-]?\.\d+")
+
+
+def typed_metadata(clips: pd.DataFrame) -> pd.DataFrame:
+    """The clips' text columns, typed as the CSV will be read back.
+
+    Spreadsheets, DuckDB and pandas turn a CSV column of numbers into
+    numbers; so that ``features.parquet`` and the data dictionary say the
+    same, a text column (``label``, ``group`` and the source's metadata;
+    never ``path``) whose every non-empty value is an integer becomes a
+    nullable integer, and one of decimals a float. Empty cells are missing
+    values. Values with a leading zero stay text, so nothing is lost.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"path": ["1"], "fsID": ["17"], "start": ["0.5"], "id": ["007"]})
+    >>> typed_metadata(df).dtypes.astype(str).tolist()
+    ['str', 'Int64', 'float64', 'str']
+    """
+    out = clips.copy()
+    for name in clips.columns:
+        if name in ("path", "fold") or pd.api.types.is_numeric_dtype(clips[name]):
+            continue
+        text = clips[name].astype(str).str.strip()
+        filled = text[text != ""]
+        if filled.empty:
+            continue
+        if filled.str.fullmatch(_INTEGER).all():
+            out[name] = pd.array(pd.to_numeric(text.where(text != "")), dtype="Int64")
+        elif (filled.str.fullmatch(_INTEGER) | filled.str.fullmatch(_DECIMAL)).all():
+            out[name] = pd.to_numeric(text.where(text != "")).astype("float64")
+    return out
+
+
 def empty_audio() -> pd.DataFrame:
     """The audio columns of a table with no rows, with their dtypes."""
     return pd.DataFrame({
@@ -160,13 +197,6 @@ _IDENTIFIER_TEXT = {
     ),
 }
 
-_LABEL_SOURCE = {
-    "urbansound8k": "the 'class' column of UrbanSound8K.csv",
-    "gtzan": "the genre folder name",
-    "folders": "the name of the folder holding the clip",
-    "manifest": "the manifest's 'label' column",
-}
-
 _US8K_TEXT = {
     "slice_file_name": ("", "file name of the slice as listed in UrbanSound8K.csv"),
     "fsID": (
@@ -212,12 +242,21 @@ def build_schema(
     >>> build_schema(t, FeatureParams()).loc[1, "unit"]
     'amplitude (full scale = 1)'
     """
-    rows = [
-        (name, role, _dtype_words(table[name]), unit, text)
-        for name in table.columns
-        for role, unit, text in [_describe(name, params, layout)]
-    ]
+    rows = []
+    for name in table.columns:
+        role, unit, text = _describe(name, params, layout)
+        dtype = _dtype_words(table[name])
+        if dtype == "text":
+            text = f"{text}. {_FORMULA_NOTE}"
+        rows.append((name, role, dtype, unit, text))
     return pd.DataFrame(rows, columns=list(SCHEMA_COLUMNS))
+
+
+_FORMULA_NOTE = (
+    "In features.csv a value that starts with =, +, -, @, a tab or a carriage return is "
+    "written with a leading ' so that spreadsheets show it instead of running it as a "
+    "formula; features.parquet keeps the value as it is"
+)
 
 
 def _dtype_words(s: pd.Series) -> str:
@@ -235,7 +274,7 @@ def _dtype_words(s: pd.Series) -> str:
 def _describe(name: str, params: FeatureParams, layout: str | None) -> tuple[str, str, str]:
     """(role, unit, description) of one column."""
     if name == "label":
-        source = _LABEL_SOURCE.get(layout or "", "the dataset")
+        source = LAYOUTS[layout].label_source if layout in LAYOUTS else "the dataset"
         return "identifier", "", f"class label of the clip, taken from {source}"
     if name in _IDENTIFIER_TEXT:
         unit, text = _IDENTIFIER_TEXT[name]
@@ -247,8 +286,9 @@ def _describe(name: str, params: FeatureParams, layout: str | None) -> tuple[str
         return ("feature", *feature)
     if layout == "urbansound8k" and name in _US8K_TEXT:
         unit, text = _US8K_TEXT[name]
-        return "metadata", unit, f"{text} (kept as written in the metadata CSV)"
-    return "metadata", "", "carried through from the source metadata, unchanged (text)"
+        return "metadata", unit, f"{text} (from the metadata CSV)"
+    return "metadata", "", ("carried through from the source metadata; a column whose every "
+                            "value is a number is stored as numbers, any other as text")
 
 
 def _audio_text(name: str, params: FeatureParams) -> tuple[str, str]:

@@ -286,7 +286,7 @@ def test_manifest_problems_are_named(tmp_path):
 def test_unknown_layout_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="layout='kaggle' is not one of: urbansound8k, gtzan, folders, manifest"):
         discover(tmp_path, layout="kaggle")
-    assert LAYOUTS == ("urbansound8k", "gtzan", "folders", "manifest")
+    assert tuple(LAYOUTS) == ("urbansound8k", "gtzan", "folders", "manifest")
 
 
 def test_manifest_and_layout_must_agree(tmp_path):

@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 
 from features.errors import FeaturesError, UsageError
 from features.params import FeatureParams, Preset
+
+GOLDEN_KEY = "84a0482a2acf1352"
 
 
 def test_defaults_follow_librosa_and_preset():
@@ -9,6 +12,17 @@ def test_defaults_follow_librosa_and_preset():
     assert (p.sr, p.n_fft, p.hop_length, p.n_mfcc) == (22050, 2048, 512, 40)
     assert FeatureParams(preset="gtzan").n_mfcc == 20
     assert FeatureParams(preset="gtzan").preset is Preset.GTZAN
+
+
+def test_equal_parameters_have_one_golden_key():
+    # Pinned: a change here invalidates every checkpoint, table and model key.
+    assert FeatureParams().key() == GOLDEN_KEY
+    assert FeatureParams(duration=3).key() == FeatureParams(duration=3.0).key()
+    assert FeatureParams(offset=0).key() == FeatureParams().key()
+    assert FeatureParams(sr=np.int64(22050)).key() == FeatureParams().key()
+    assert FeatureParams(n_mfcc=40).key() == FeatureParams().key()  # the preset's default
+    assert FeatureParams(preset=Preset.GTZAN).key() == FeatureParams(preset="gtzan").key()
+    assert FeatureParams(duration=3).duration == 3.0 and type(FeatureParams(duration=3).duration) is float
 
 
 def test_round_trip_and_key_stability():
@@ -27,6 +41,10 @@ def test_round_trip_and_key_stability():
         ({"preset": "mel"}, "preset='mel' is not one of: default, gtzan"),
         ({"offset": -1.0}, "offset=-1.0 must be >= 0"),
         ({"duration": 0}, "duration=0 must be a positive number"),
+        ({"duration": float("inf")}, "duration=inf must be a finite number"),
+        ({"offset": float("nan")}, "offset=nan must be a finite number"),
+        ({"fixed_length": "3"}, "fixed_length='3' must be a number of seconds"),
+        ({"sr": True}, "sr=True must be a positive integer"),
     ],
 )
 def test_bad_values_are_named(kwargs, match):
