@@ -14,8 +14,12 @@ from typing import Any
 from .errors import (
     AudioReadError,
     BadAudioError,
+    ClusterError,
     DatasetLayoutError,
+    ExtractionInterrupted,
     FeaturesError,
+    OutputBusyError,
+    OutputMismatchError,
     UsageError,
 )
 from .params import FeatureParams, Preset
@@ -25,11 +29,11 @@ _LAZY = {
     "extract_dataset": "extract",
     "extract_files": "extract",
     "ExtractResult": "extract",
-    "ExtractionInterrupted": "extract",
     "discover": "datasets",
     "Dataset": "datasets",
     "ErrorRecord": "datasets",
     "load_audio": "audio",
+    "verify_outputs": "outputs",
     "AudioInfo": "audio",
     "FeatureComputer": "compute",
     "feature_columns": "compute",
@@ -40,6 +44,7 @@ __all__ = [
     "AudioInfo",
     "AudioReadError",
     "BadAudioError",
+    "ClusterError",
     "Dataset",
     "DatasetLayoutError",
     "ErrorRecord",
@@ -48,6 +53,8 @@ __all__ = [
     "FeatureComputer",
     "FeatureParams",
     "FeaturesError",
+    "OutputBusyError",
+    "OutputMismatchError",
     "Preset",
     "UsageError",
     "discover",
@@ -56,6 +63,7 @@ __all__ = [
     "feature_columns",
     "load_audio",
     "make_demo_dataset",
+    "verify_outputs",
 ]
 
 

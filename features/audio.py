@@ -31,7 +31,7 @@ import soundfile as sf
 import soxr
 
 from . import storage
-from .errors import AudioReadError, BadAudioError
+from .errors import AudioReadError, BadAudioError, DecoderRefusedError
 from .params import FeatureParams
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "LongClip", "is_audio_path", "load_audio", "read_clip"]
@@ -135,7 +135,7 @@ def _read_errors(name: str) -> Iterator[None]:
     """A decoding failure in the middle of a long clip, as an AudioReadError."""
     try:
         yield
-    except _SndfileRefused as refused:
+    except DecoderRefusedError as refused:
         message, reason = _undecodable(name, name, refused.error)
         raise AudioReadError(message, reason=reason) from None
 
@@ -156,7 +156,7 @@ def read_clip(
     name = os.fspath(location)
     try:
         return _read_clip(name, params, None)
-    except _SndfileRefused as refused:
+    except DecoderRefusedError as refused:
         # Same rule as librosa.load: what libsndfile rejects goes to audioread.
         return _read_clip(name, params, refused.error)
 
@@ -275,7 +275,7 @@ class _SoundFileSource(_Source):
             try:
                 x = f.read(frames=want, dtype="int16" if pcm16 else "float32", always_2d=True)
             except sf.SoundFileError as exc:
-                raise _SndfileRefused(exc) from None
+                raise DecoderRefusedError(exc) from None
             if len(x) == 0:
                 return
             yield _pcm16_to_mono(x) if pcm16 else _to_mono(x)
@@ -308,14 +308,6 @@ class _AudioreadSource(_Source):
             yield from _decode_audioread(f, offset, duration)
 
 
-class _SndfileRefused(Exception):
-    """libsndfile could not open or decode the file (the caller tries audioread)."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 @contextlib.contextmanager
 def _open_source(name: str, refused: Exception | None = None) -> Iterator[_Source]:
     """Open ``name`` (path or URL) with libsndfile, or with audioread once libsndfile ``refused``.
@@ -326,7 +318,7 @@ def _open_source(name: str, refused: Exception | None = None) -> Iterator[_Sourc
 
     Raises
     ------
-    _SndfileRefused
+    DecoderRefusedError
         libsndfile cannot open or decode the file (only without ``refused``).
     """
     remote = storage.is_url(name)
@@ -343,7 +335,7 @@ def _open_source(name: str, refused: Exception | None = None) -> Iterator[_Sourc
             handle = stack.enter_context(_open_remote(name)) if remote else name
             f = stack.enter_context(sf.SoundFile(handle))
         except sf.SoundFileError as exc:
-            raise _SndfileRefused(exc) from None
+            raise DecoderRefusedError(exc) from None
         yield _SoundFileSource(f)
 
 

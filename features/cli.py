@@ -240,8 +240,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         layout = "manifest"
     params = FeatureParams(preset=args.preset, sr=args.sr, offset=args.offset,
                            duration=args.duration, fixed_length=args.fixed_length)
-    from .extract import ExtractionInterrupted, extract_dataset
-    from .outputs import OutputBusyError
+    from .errors import ExtractionInterrupted, OutputBusyError
+    from .extract import extract_dataset
 
     try:
         result = extract_dataset(

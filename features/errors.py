@@ -43,7 +43,58 @@ class AudioReadError(FeaturesError, OSError):
         return str(self.args[0]) if self.args else ""
 
 
+class DecoderRefusedError(AudioReadError):
+    """libsndfile could not open or decode a clip; the loader then tries audioread.
+
+    It never reaches the user: either audioread decodes the clip, or the
+    loader raises a plain :class:`AudioReadError` that says why.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error), reason="libsndfile cannot decode it")
+        self.error = error
+
+
 class BadAudioError(FeaturesError, ValueError):
     """A clip decoded but its samples cannot be analysed (e.g. NaN or inf)."""
 
     default_reason = "samples cannot be analysed"
+
+
+class ClusterError(FeaturesError, RuntimeError):
+    """The Dask cluster cannot be reached or cannot run the work."""
+
+    default_reason = "cluster error"
+
+
+class OutputBusyError(FeaturesError, RuntimeError):
+    """Another live run holds the output folder."""
+
+    default_reason = "output folder in use"
+
+
+class OutputMismatchError(FeaturesError, ValueError):
+    """The files in an output folder are not the set ``features.json`` describes."""
+
+    default_reason = "outputs do not match features.json"
+
+
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during extraction; finished batches stay in the checkpoint.
+
+    Subclasses :class:`KeyboardInterrupt` (not :class:`FeaturesError`) so
+    that plain ``except KeyboardInterrupt`` still catches it.
+
+    Attributes
+    ----------
+    done, total : int
+        Clips finished (saved in the checkpoint) and clips in the dataset.
+    """
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done = done
+        self.total = total
+        super().__init__(
+            f"interrupted: {done} of {total} clips done; "
+            "run the same command again to resume"
+        )

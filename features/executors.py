@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import FeaturesError, UsageError
+from .errors import ClusterError, UsageError
 from .params import FeatureParams
 from .work import (
     BatchResult,
@@ -62,12 +62,6 @@ WORKER_ENV = {
 LOCAL_ALLOWED_FAILURES = 1
 #: How long the driver waits for a Dask cluster that has no worker at all.
 NO_WORKERS_TIMEOUT = 120.0
-
-
-class ClusterError(FeaturesError, RuntimeError):
-    """The Dask cluster cannot be reached or cannot run the work."""
-
-    default_reason = "cluster error"
 
 
 @dataclasses.dataclass(frozen=True)

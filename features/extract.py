@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import ExtractionInterrupted, UsageError
 from .params import FeatureParams
 
 # pandas and the table writers are imported inside the functions that run in
@@ -45,27 +45,6 @@ BACKENDS = ("local", "dask")
 #: Exit status when not a single clip could be analysed: something systemic
 #: (a missing codec, a wrong option, an unreachable store), not bad luck.
 EXIT_NO_CLIPS = 4
-
-class ExtractionInterrupted(KeyboardInterrupt):
-    """Ctrl-C during extraction; finished batches stay in the checkpoint.
-
-    Subclasses :class:`KeyboardInterrupt` so plain ``except KeyboardInterrupt``
-    still catches it.
-
-    Attributes
-    ----------
-    done, total : int
-        Clips finished (saved in the checkpoint) and clips in the dataset.
-    """
-
-    def __init__(self, done: int, total: int) -> None:
-        self.done = done
-        self.total = total
-        super().__init__(
-            f"interrupted: {done} of {total} clips done; "
-            "run the same command again to resume"
-        )
-
 
 @dataclasses.dataclass(frozen=True)
 class ExtractResult:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import table as T
 from .atomic import fsync_dir
-from .errors import FeaturesError
+from .errors import OutputBusyError, OutputMismatchError
 
 __all__ = ["OutputBusyError", "OutputLock", "OutputMismatchError", "verify_outputs",
            "write_outputs"]
@@ -46,18 +46,6 @@ METADATA = "features.json"
 CHUNK_ROWS = 10_000
 _STAGING = ".staging-"
 _COMMITTING = ".committing-"
-
-
-class OutputBusyError(FeaturesError, RuntimeError):
-    """Another live run holds the output folder."""
-
-    default_reason = "output folder in use"
-
-
-class OutputMismatchError(FeaturesError, ValueError):
-    """The files in an output folder are not the set ``features.json`` describes."""
-
-    default_reason = "outputs do not match features.json"
 
 
 # ------------------------------------------------------------------------- lock
