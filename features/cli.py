@@ -180,6 +180,10 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                    dest="formats",
                    help="table file format(s): csv, parquet or csv,parquet (default: both); "
                         "a table of the other format left in DIR by an earlier run is removed")
+    p.add_argument("--force", action="store_true",
+                   help="compute everything again, even if --out already holds the features "
+                        "of these parameters on this unchanged dataset (then the run only "
+                        "checks that and ends)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 3 if any clip failed (the outputs are still written)")
     p.add_argument("--quiet", action="store_true",
@@ -249,6 +253,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             manifest=args.manifest, jobs=args.jobs, formats=args.formats,
             strict=args.strict, quiet=args.quiet, batch_size=args.batch_size,
             backend=args.backend, scheduler=args.scheduler, clip_timeout=args.clip_timeout,
+            force=args.force,
         )
     except ExtractionInterrupted as exc:
         print(str(exc), file=sys.stderr)
@@ -258,7 +263,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         return 5
     for note in result.notes:
         print(note, file=sys.stderr)
-    if result.n_reused:
+    if result.n_reused and not result.up_to_date:
         print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
     print(result.summary())
     return result.exit_code

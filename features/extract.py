@@ -70,6 +70,8 @@ class ExtractResult:
         Whether any failure should fail the run (see :attr:`exit_code`).
     notes : list of str
         Things the user should know (a stale lock taken over).
+    up_to_date : bool
+        True when ``out`` already held these outputs and nothing was computed.
     """
 
     out: Path
@@ -85,6 +87,7 @@ class ExtractResult:
     wall_seconds: float
     strict: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
+    up_to_date: bool = False
 
     @property
     def table(self) -> Path:
@@ -212,6 +215,7 @@ def extract_dataset(
     backend: str = "local",
     scheduler: str | None = None,
     clip_timeout: float | None = None,
+    force: bool = False,
 ) -> ExtractResult:
     """Extract one row of features per clip of a dataset and write the outputs.
 
@@ -251,6 +255,10 @@ def extract_dataset(
     clip_timeout : float, optional
         Seconds a clip may take, plus 2 s per MB of file, before it counts
         as hung (default 60).
+    force : bool
+        Compute everything again even when ``out`` already holds the
+        outputs of these parameters on this very dataset (otherwise they
+        are kept, and the call takes a second).
 
     Returns
     -------
@@ -299,14 +307,15 @@ def extract_dataset(
             outputs.clean_leftovers(out)
             return _extract(dataset, out, params, executor, start=start, jobs=jobs,
                             formats=formats, strict=strict, quiet=quiet, batch_size=batch_size,
-                            clip_timeout=clip_timeout, notes=[m for m in [lock.message()] if m])
+                            clip_timeout=clip_timeout, force=force,
+                            notes=[m for m in [lock.message()] if m])
     finally:
         executor.close()
         shutil.rmtree(progress_dir, ignore_errors=True)
 
 
 def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: float, jobs: int,
-             formats, strict: bool, quiet: bool, batch_size, clip_timeout,
+             formats, strict: bool, quiet: bool, batch_size, clip_timeout, force: bool,
              notes: list[str]) -> ExtractResult:
     from . import outputs
     from . import table as _table
@@ -323,6 +332,11 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
     items = [Item(i, dataset.location(p), p, size)
              for i, (p, (size, _)) in enumerate(zip(paths, stamps, strict=True))]
     ckey = clips_key(paths, stamps)
+    dkey = _dataset_key(dataset, ckey)
+    if not force:
+        current = _up_to_date(out, params, dkey, formats, start, strict, notes)
+        if current is not None:
+            return current
     checkpoint = Checkpoint(out, params.key(), ckey, len(names))
     n_reused = checkpoint.open(len(items))
     finished = checkpoint.finished()
@@ -368,6 +382,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
             "failed_by_reason": dict(collections.Counter(e.reason for e in errors).most_common()),
         },
         "n_features": len(names),
+        "dataset_key": dkey,
         "wall_seconds": round(wall, 3),
         "clips_per_second": round(n_new / wall, 2) if wall > 0 else None,
         "jobs": jobs,
@@ -387,6 +402,53 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         n_total=meta["clips"]["total"], n_ok=n_ok, n_failed=len(errors),
         n_reused=n_reused, errors=errors, wall_seconds=time.perf_counter() - start,
         strict=strict, notes=notes,
+    )
+
+
+def _dataset_key(dataset: Any, clips_key: str) -> str:
+    """Hash of everything the outputs are made of but the parameters: the clip
+    table (paths, labels, folds, metadata), its metadata errors, and each file's
+    size and change stamp (``clips_key``)."""
+    import hashlib
+
+    h = hashlib.sha256(clips_key.encode())
+    h.update(dataset.clips.to_csv(index=False).encode("utf-8", "surrogateescape"))
+    h.update(repr([dataclasses.astuple(e) for e in dataset.errors]).encode("utf-8", "surrogateescape"))
+    h.update(f"{dataset.layout}\n{dataset.root}".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+def _up_to_date(out: Path, params: FeatureParams, dataset_key: str, formats: Sequence[str],
+                start: float, strict: bool, notes: list[str]) -> ExtractResult | None:
+    """The result of the run that already wrote ``out``, if it is this very run."""
+    import pandas as pd
+
+    from . import outputs
+    from .datasets import ErrorRecord
+    from .errors import OutputMismatchError
+
+    try:
+        meta = outputs.verify_outputs(out)
+    except OutputMismatchError:
+        return None
+    same = (meta.get("param_key") == params.key() and meta.get("dataset_key") == dataset_key
+            and list(meta.get("outputs", {})) == list(formats)
+            and meta.get("versions", {}).get("soundfeatures") == _versions()["soundfeatures"])
+    if not same:
+        return None
+    rows = pd.read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
+    errors = [ErrorRecord(r["path"], int(r["row"]) if r["row"] else None, r["stage"],
+                          r["error_type"], r["message"], r["reason"])
+              for r in rows.to_dict("records")]
+    clips = meta["clips"]
+    return ExtractResult(
+        out=out, tables={f: out / name for f, name in meta["outputs"].items()},
+        schema=out / "features.schema.csv", metadata=out / outputs.METADATA,
+        errors_csv=out / "errors.csv", n_total=clips["total"], n_ok=clips["ok"],
+        n_failed=clips["failed"], n_reused=clips["total"], errors=errors,
+        wall_seconds=time.perf_counter() - start, strict=strict,
+        notes=[*notes, (f"up to date: {out} already holds these features of this dataset "
+                       f"(--force computes them again)")], up_to_date=True,
     )
 
 

@@ -324,6 +324,28 @@ def test_interrupted_run_resumes_from_the_checkpoint(tmp_path, write_wav, monkey
     assert not (out / ".checkpoint").exists()
 
 
+def test_unchanged_run_keeps_its_outputs_unless_forced(tmp_path, write_wav):
+    root = _folders(tmp_path / "f", write_wav)
+    out = tmp_path / "out"
+    first = X.extract_dataset(root, out, **FAST)
+    stamp = out.joinpath("features.csv").stat().st_mtime_ns
+    again = X.extract_dataset(root, out, **FAST)
+    assert again.up_to_date and again.n_ok == first.n_ok == 4
+    assert out.joinpath("features.csv").stat().st_mtime_ns == stamp  # not rewritten
+    assert "up to date" in again.notes[-1]
+    forced = X.extract_dataset(root, out, force=True, **FAST)
+    assert not forced.up_to_date and out.joinpath("features.csv").stat().st_mtime_ns != stamp
+    # any change to what the outputs are made of runs again
+    (root / "cat" / "cat0.wav").rename(root / "cat" / "cat9.wav")
+    assert not X.extract_dataset(root, out, **FAST).up_to_date
+    assert not X.extract_dataset(root, out, FeatureParams(n_mfcc=13), **FAST).up_to_date
+    assert not X.extract_dataset(root, out, FeatureParams(n_mfcc=13), formats="csv",
+                                 **FAST).up_to_date
+    out.joinpath("features.csv").write_text("edited\n")
+    assert not X.extract_dataset(root, out, FeatureParams(n_mfcc=13), formats="csv",
+                                 **FAST).up_to_date
+
+
 def test_checkpoint_is_keyed_by_params_and_clip_list(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav)
     out = tmp_path / "out"
@@ -331,8 +353,8 @@ def test_checkpoint_is_keyed_by_params_and_clip_list(tmp_path, write_wav, monkey
 
     first = X.extract_dataset(root, out, **FAST)
     assert first.n_reused == 0
-    same = X.extract_dataset(root, out, **FAST)
-    assert same.n_reused == 4  # nothing recomputed
+    same = X.extract_dataset(root, out, force=True, **FAST)
+    assert same.n_reused == 4 and not same.up_to_date  # nothing recomputed
 
     other = X.extract_dataset(root, out, FeatureParams(sr=16000), **FAST)
     assert other.n_reused == 0  # a changed parameter invalidates
@@ -353,7 +375,7 @@ def test_corrupt_checkpoint_file_is_recomputed(tmp_path, write_wav, monkeypatch)
     [ckpt] = (out / ".checkpoint").iterdir()
     first = min(ckpt.glob("batch-*.npz"))
     first.write_bytes(b"garbage")
-    res = X.extract_dataset(root, out, batch_size=2, **FAST)
+    res = X.extract_dataset(root, out, batch_size=2, force=True, **FAST)
     assert res.n_reused == 2
     assert res.tables["csv"].read_bytes() == clean.tables["csv"].read_bytes()
 

@@ -140,7 +140,8 @@ def test_clip_that_crashes_its_worker_is_one_error_row(tmp_path, dataset, monkey
     assert "warning: b/b07.wav:" in capfd.readouterr().err
 
     # Resumed, the culprit is remembered: it is not run (nor crashes) again.
-    again = X.extract_dataset(dataset, tmp_path / "out", quiet=True, batch_size=4, **backend)
+    again = X.extract_dataset(dataset, tmp_path / "out", quiet=True, batch_size=4, force=True,
+                              **backend)
     assert again.n_reused == 24 and again.n_ok == 23
     assert "warning" not in capfd.readouterr().err
 
