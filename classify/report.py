@@ -22,9 +22,9 @@ from features.cli import int_at_least
 
 from . import html as H
 from . import plots
-from .errors import ClassifyError
+from .errors import RunDirError
 
-__all__ = ["RunDirError", "build_report", "configure_parser", "run"]
+__all__ = ["build_report", "configure_parser", "run"]
 
 #: Out-of-fold predictions listed as "most confidently wrong".
 N_WRONG = 12
@@ -44,10 +44,6 @@ _PROTOCOLS = {
                   "groups, so clips of one recording could be split if the dataset has such clips.",
     "random": "a shuffled hold-out split as in the tutorials; clips of one recording can sit on both sides.",
 }
-
-
-class RunDirError(ClassifyError, ValueError):
-    """The run directory is missing a file or a file lacks what the report needs."""
 
 
 @dataclass

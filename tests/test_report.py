@@ -14,6 +14,7 @@ import soundfile as sf
 from pagecheck import page_text, parse_page
 
 from classify import report
+from classify.errors import RunDirError
 
 MODELS = ("svm", "logreg")  # leaderboard order: best first
 
@@ -153,16 +154,16 @@ def test_gtzan_style_filenames_are_found_by_name_and_missing_audio_is_said(demo,
 
 
 def test_missing_or_broken_run_files_are_named(demo, tmp_path):
-    with pytest.raises(report.RunDirError, match="does not exist"):
+    with pytest.raises(RunDirError, match="does not exist"):
         report.build_report(tmp_path / "nope")
     run = make_run(tmp_path / "run", demo)
     (run / "confusion" / "logreg_normalized.csv").unlink()
-    with pytest.raises(report.RunDirError, match="logreg_normalized.csv"):
+    with pytest.raises(RunDirError, match="logreg_normalized.csv"):
         report.build_report(run, n_wrong=0)
-    with pytest.raises(report.RunDirError, match="--models knn"):
+    with pytest.raises(RunDirError, match="--models knn"):
         report.build_report(run, models=["knn"])
     pd.read_csv(run / "folds.csv").drop(columns="accuracy").to_csv(run / "folds.csv", index=False)
-    with pytest.raises(report.RunDirError, match=r"folds.csv lacks column\(s\) \['accuracy'\]"):
+    with pytest.raises(RunDirError, match=r"folds.csv lacks column\(s\) \['accuracy'\]"):
         report.build_report(run)
 
 
