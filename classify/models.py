@@ -30,14 +30,6 @@ from .errors import UsageError
 from .mlp import KerasMLPClassifier
 
 MODEL_NAMES = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
-MODEL_TITLES = {
-    "mlp": "Keras multilayer perceptron",
-    "logreg": "logistic regression",
-    "svm": "support vector machine (RBF kernel)",
-    "rf": "random forest",
-    "knn": "k-nearest neighbours",
-    "hgb": "histogram gradient boosting",
-}
 DEFAULT_MLP_LAYERS = (100, 200, 100)
 CLASS_WEIGHTS = (None, "balanced")
 # k-nearest neighbours has no class weights; the others take "balanced".

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import importlib
 import importlib.metadata
 import platform
 import shutil
@@ -39,7 +38,8 @@ from threadpoolctl import threadpool_limits
 from features.atomic import atomic_path
 from features.table import file_sha256, write_csv, write_json
 
-from . import evaluation
+from . import evaluation, plots
+from .bundle import save_bundle
 from .errors import ClassifyError, ModelError, UsageError
 from .mlp import KerasMLPClassifier, import_keras
 from .models import (
@@ -261,7 +261,7 @@ def train(
         bundle_dir=None, timings=timings,
     )
     t = time.perf_counter()
-    write_run(result, warn=warn)
+    write_run(result)
     timings["write_seconds"] = time.perf_counter() - t
     t = time.perf_counter()
     result.bundle_dir = refit_and_save(result, log=log, warn=warn)
@@ -454,8 +454,9 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
 
     Skipped, with a warning, when the table has no ``features.json`` (the
     bundle must carry the extraction parameters for ``predict``) or when
-    :mod:`classify.bundle` is not installed. A bundle left by an earlier
-    run is then removed so it cannot be mistaken for this run's model.
+    its feature columns are not the ones those parameters produce. A bundle
+    left by an earlier run is then removed so it cannot be mistaken for
+    this run's model.
 
     Returns
     -------
@@ -465,13 +466,10 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     warn = warn or _stderr_warning
     table, name = result.table, result.final_model
     bundle_dir = result.out_dir / "model"
-    save_bundle = _optional("classify.bundle", "save_bundle")
     reason = None
     if table.features_meta is None:
         reason = (f"there is no {table.path.stem}.json beside the table, so `predict` would not "
                   "know how to compute features for new clips")
-    elif save_bundle is None:
-        reason = "classify.bundle is not available yet"
     elif not _columns_match_params(table):
         reason = (f"the table's feature columns are not the ones the parameters in "
                   f"{table.path.stem}.json produce (was the table edited?), so `predict` could "
@@ -518,9 +516,8 @@ def leaderboard_text(result: TrainResult) -> str:
 # ---------------------------------------------------------------- outputs
 
 
-def write_run(result: TrainResult, *, warn: Log | None = None) -> None:
+def write_run(result: TrainResult) -> None:
     """Write every CSV and figure of a run (report.md and run.json come after the bundle)."""
-    warn = warn or _stderr_warning
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
     protocol_note = result.protocol.label
@@ -534,7 +531,7 @@ def write_run(result: TrainResult, *, warn: Log | None = None) -> None:
     for model, kinds in matrices.items():
         for kind, matrix in kinds.items():
             write_csv(matrix.reset_index(), confusion_dir / f"{model}_{kind}.csv")
-    _write_figures(result, matrices, warn)
+    _write_figures(result, matrices)
 
 
 def predictions_frame(result: TrainResult) -> pd.DataFrame:
@@ -680,11 +677,7 @@ def _clear_old_confusions(directory: Path) -> None:
                 path.unlink()
 
 
-def _write_figures(result: TrainResult, matrices: dict, warn: Log) -> None:
-    plots = _optional("classify.plots")
-    if plots is None:
-        warn("classify.plots is not available yet: CSVs written, PNG figures skipped")
-        return
+def _write_figures(result: TrainResult, matrices: dict) -> None:
     note = result.protocol.label
     for name, kinds in matrices.items():
         for kind, matrix in kinds.items():
@@ -698,17 +691,6 @@ def _write_figures(result: TrainResult, matrices: dict, warn: Log) -> None:
         result.folds, metric="accuracy", title=f"Accuracy per held-out split ({note})"
     )
     plots.save_figure(fig, result.out_dir / "folds.png")
-
-
-def _optional(module: str, attribute: str | None = None) -> Any:
-    """A module (or one of its attributes) that another helper may not have written yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return None
-        raise
-    return mod if attribute is None else getattr(mod, attribute, None)
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from classify import cli
+from classify import cli, training
 from classify.evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
 from classify.models import MODEL_NAMES
 from classify.splits import LEAKY_NOTE
@@ -259,7 +258,7 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
         calls.append((Path(directory), kwargs))
         return directory
 
-    monkeypatch.setitem(sys.modules, "classify.bundle", types.SimpleNamespace(save_bundle=save_bundle))
+    monkeypatch.setattr(training, "save_bundle", save_bundle)
     table = make_table(tmp_path / "features")
     options = TrainOptions(models="knn,mlp", final="mlp", epochs=4, class_weight="balanced",
                            jobs=1, quiet=True)
@@ -274,20 +273,6 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
     assert pipe.steps[-1][1].class_weight == "balanced"
     assert kwargs["class_names"] == CLASSES and kwargs["feature_columns"] == FEATURES
     assert kwargs["features_meta"]["params"] == PARAMS.to_dict()
-
-
-def test_missing_plots_and_bundle_modules_only_skip_their_parts(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "classify.plots", None)
-    monkeypatch.setitem(sys.modules, "classify.bundle", None)
-    table = make_table(tmp_path / "features")
-    warnings = []
-    train(table, tmp_path / "run", TrainOptions(models="knn", jobs=1, quiet=True),
-          log=lambda line: None, warn=warnings.append)
-    out = tmp_path / "run"
-    assert (out / "confusion" / "knn_counts.csv").is_file() and (out / "run.json").is_file()
-    assert not list(out.rglob("*.png")) and not (out / "model").exists()
-    assert any("classify.plots is not available yet" in w for w in warnings)
-    assert any("classify.bundle is not available yet" in w for w in warnings)
 
 
 def test_without_features_json_no_bundle_and_a_stale_one_is_removed(tmp_path, capsys):
@@ -315,12 +300,6 @@ def test_option_errors_exit_2_with_one_line(tmp_path, capsys):
         status, _, stderr = run_cli(capsys, str(table), "--out", str(tmp_path / "run"), *argv)
         assert status == 2, argv
         assert re.fullmatch(rf"error: .*{pattern}.*\n", stderr), stderr
-
-
-def test_subcommands_of_missing_modules_say_so(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "classify.eda", None)
-    assert cli.main(["eda", "data/demo", "--whatever"]) == 2
-    assert capsys.readouterr().err == "error: eda is not available yet\n"
 
 
 def test_command_line_end_to_end_without_tensorflow_noise(tmp_path):
