@@ -11,7 +11,6 @@ headers are read (``soundfile.info``) on a stratified sample of at most
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import time
 from dataclasses import dataclass, field
@@ -21,21 +20,19 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from features.cli import int_at_least
-
 from . import html as H
 from . import plots
 
 __all__ = [
     "Example",
     "build_eda",
-    "configure_parser",
     "log_stft_spectrogram",
     "mel_spectrogram",
-    "run",
     "write_wav",
 ]
 
+#: Example clips per class.
+EXAMPLES = 3
 #: Header reads for the formats table and, without a features table, the durations.
 INFO_SAMPLE = 2000
 #: Example clips are re-encoded at this rate (16-bit mono WAV plays in every browser).
@@ -82,48 +79,11 @@ class _Formats:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``eda`` options to ``parser`` (called by ``classify.cli``)."""
-    parser.description = (
-        "Write an exploratory HTML page for a dataset: clips per class, durations, source "
-        "formats, example clips (waveform, spectrograms, audio players) and, when the "
-        "features table exists, per-class feature distributions and a PCA."
-    )
-    parser.add_argument("dataset", metavar="DATASET", type=Path, help="dataset root folder")
-    parser.add_argument("--features", metavar="DIR_OR_TABLE", type=Path, default=None,
-                        help="features folder (features.parquet or features.csv inside) or table file; "
-                             "optional: without it the page says how to make one")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
-                        help="output folder (default: data/output/<dataset name>/eda)")
-    parser.add_argument("--examples", metavar="N", type=int_at_least(1), default=3,
-                        help="example clips per class (default: 3)")
-    parser.add_argument("--layout", default=None,
-                        choices=("urbansound8k", "gtzan", "folders", "manifest"),
-                        help="dataset layout (default: detected)")
-    parser.add_argument("--manifest", metavar="CSV", type=Path, default=None,
-                        help="manifest CSV for --layout manifest")
-    parser.add_argument("--sample", metavar="N", type=int_at_least(1), default=INFO_SAMPLE,
-                        help=f"clips whose headers are read for formats/durations (default: {INFO_SAMPLE})")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the samples and examples (default: 0)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Build the page from parsed arguments; returns the exit code."""
-    index = build_eda(args.dataset, features=args.features, out=args.out, examples=args.examples,
-                      layout=args.layout, manifest=args.manifest, seed=args.seed,
-                      info_sample=args.sample)
-    print(f"EDA page written to {index}")
-    return 0
-
-
 # ----------------------------------------------------------------------------- page
 
 
 def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: str | Path | None = None,
-              examples: int = 3, layout: str | None = None, manifest: str | Path | None = None,
+              examples: int = EXAMPLES, layout: str | None = None, manifest: str | Path | None = None,
               seed: int = 0, info_sample: int = INFO_SAMPLE) -> Path:
     """Write the exploratory page of ``dataset``; returns the path of ``index.html``.
 

@@ -9,7 +9,6 @@ best model (the others one click away), and the wrong predictions to listen to.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -18,13 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.cli import int_at_least
-
 from . import html as H
 from . import plots
 from .errors import RunDirError
 
-__all__ = ["build_report", "configure_parser", "run"]
+__all__ = ["N_WRONG", "build_report"]
 
 #: Out-of-fold predictions listed as "most confidently wrong".
 N_WRONG = 12
@@ -54,35 +51,6 @@ class _Run:
     folds: pd.DataFrame
     per_class: pd.DataFrame
     predictions: pd.DataFrame
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``report`` options to ``parser`` (called by ``classify.cli``)."""
-    parser.description = (
-        "Write an HTML report of a training run: leaderboard, CV protocol, scores per split, "
-        "extraction summary, confusion matrices, per-class scores and the most confidently "
-        "wrong predictions with their audio."
-    )
-    parser.add_argument("run_dir", metavar="RUN", type=Path, help="run folder written by 'classify train'")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=None, help="output folder (default: RUN/report)")
-    parser.add_argument("--models", metavar="NAMES", default=None,
-                        help="comma-separated models to include (default: all in leaderboard.csv)")
-    parser.add_argument("--n-wrong", metavar="N", type=int_at_least(0), default=N_WRONG,
-                        help=f"confidently wrong predictions to show (default: {N_WRONG})")
-    parser.add_argument("--audio-root", metavar="DIR", type=Path, default=None,
-                        help="dataset root for the clips' audio (default: 'root' in features.json)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Build the report from parsed arguments; returns the exit code."""
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    index = build_report(args.run_dir, out=args.out, models=models, n_wrong=args.n_wrong,
-                         audio_root=args.audio_root)
-    print(f"Report written to {index}")
-    return 0
 
 
 # ----------------------------------------------------------------------------- page

@@ -1,7 +1,6 @@
 """``python -m classify report``: the training report from a run directory built here by hand."""
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import soundfile as sf
 from pagecheck import page_text, parse_page
 
-from classify import report
+from classify import cli, report
 from classify.errors import RunDirError
 
 MODELS = ("svm", "logreg")  # leaderboard order: best first
@@ -167,14 +166,12 @@ def test_missing_or_broken_run_files_are_named(demo, tmp_path):
         report.build_report(run)
 
 
-def test_report_parser_and_run(demo, tmp_path, capsys):
+def test_report_command_line(demo, tmp_path, capsys):
     run = make_run(tmp_path / "run", demo)
-    parser = argparse.ArgumentParser(prog="report")
-    report.configure_parser(parser)
-    args = parser.parse_args([str(run), "--models", "svm", "--n-wrong", "0", "--out", str(tmp_path / "out")])
-    assert report.run(args) == 0
+    status = cli.main(["report", str(run), "--models", "svm", "--n-wrong", "0", "--out", str(tmp_path / "out")])
+    assert status == 0
     assert "Report written to" in capsys.readouterr().out
     page = parse_page(tmp_path / "out" / "index.html")
     assert page.audio == [] and "wrong" not in page.ids
     with pytest.raises(SystemExit):
-        parser.parse_args([str(run), "--n-wrong", "-1"])
+        cli.build_parser("report").parse_args(["report", str(run), "--n-wrong", "-1"])
