@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from features.spectrogram import Spectrogram, log_stft_spectrogram, mel_spectrogram
+from features.wav import write_wav
+
 from . import html as H
 from . import plots
 
 __all__ = [
     "Example",
     "build_eda",
-    "log_stft_spectrogram",
-    "mel_spectrogram",
-    "write_wav",
 ]
 
 #: Example clips per class.
@@ -67,8 +67,8 @@ class Example:
     label: str
     path: str  # relative to the dataset root
     wave: plots.Waveform
-    stft: plots.Spectrogram
-    mel: plots.Spectrogram
+    stft: Spectrogram
+    mel: Spectrogram
     audio_file: Path | None = None
 
 
@@ -440,106 +440,3 @@ def _example(label: str, rel: str, y: np.ndarray, sr: int) -> Example:
     name = Path(rel).name
     return Example(label=label, path=rel, wave=plots.Waveform(y, sr, name),
                    stft=log_stft_spectrogram(y, sr, name=name), mel=mel_spectrogram(y, sr, name=name))
-
-
-def write_wav(path: Path, y: np.ndarray, sr: int) -> None:
-    """Write mono 16-bit PCM WAV (the one format every browser plays)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Resampling can overshoot full scale a little; clip rather than let PCM wrap around.
-    sf.write(str(path), np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
-
-
-# ----------------------------------------------------------------------------- spectrograms
-
-
-def _n_fft(n_samples: int, n_fft: int) -> int:
-    """Shrink the FFT for clips shorter than one frame (power of two, at least 64)."""
-    while n_fft > 64 and n_fft > n_samples:
-        n_fft //= 2
-    return n_fft
-
-
-def _to_db(power: np.ndarray) -> np.ndarray:
-    import librosa
-
-    if not np.any(power > 0):
-        return np.full(power.shape, -80.0)  # silence: the floor, not "0 dB = loudest"
-    return librosa.power_to_db(power, ref=np.max, top_db=80.0)
-
-
-def log_stft_spectrogram(y: np.ndarray, sr: int, *, name: str = "", n_fft: int = 2048, hop_length: int = 512,
-                         n_bins: int = 256, f_min: float = 32.0) -> plots.Spectrogram:
-    """STFT power in dB, re-sampled onto log-spaced frequencies for drawing.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono samples.
-    sr : int
-        Sample rate in Hz.
-    name : str
-        Caption carried to the figure.
-    n_fft, hop_length : int
-        STFT frame and hop in samples.
-    n_bins : int
-        Rows of the output, evenly spaced in log2 frequency from ``f_min`` to ``sr/2``.
-    f_min : float
-        Lowest frequency drawn (raised to the first FFT bin for short frames).
-
-    Returns
-    -------
-    plots.Spectrogram
-        ``db`` has shape ``(n_bins, n_frames)``, 0 dB at the clip's peak, floor -80 dB.
-
-    Examples
-    --------
-    >>> spec = log_stft_spectrogram(np.zeros(22050, dtype="float32"), 22050)
-    >>> spec.db.shape, spec.scale
-    ((256, 44), 'log')
-    """
-    import librosa
-
-    n_fft = _n_fft(len(y), n_fft)
-    power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
-    db = _to_db(power)
-    f_min = max(f_min, sr / n_fft)
-    # Linear interpolation between FFT bins in dB: the low end is coarse, as in any STFT.
-    position = np.geomspace(f_min, sr / 2, n_bins) * n_fft / sr
-    lo = np.minimum(np.floor(position).astype(int), db.shape[0] - 2)
-    weight = (position - lo)[:, None]
-    log_db = db[lo] * (1 - weight) + db[lo + 1] * weight
-    return plots.Spectrogram(log_db, len(y) / sr, f_min, sr / 2, "log", name)
-
-
-def mel_spectrogram(y: np.ndarray, sr: int, *, name: str = "", n_fft: int = 2048, hop_length: int = 512,
-                    n_mels: int = 128) -> plots.Spectrogram:
-    """Mel power spectrogram in dB (librosa's defaults: Slaney mel scale, 0 Hz to sr/2).
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono samples.
-    sr : int
-        Sample rate in Hz.
-    name : str
-        Caption carried to the figure.
-    n_fft, hop_length, n_mels : int
-        STFT frame, hop and number of mel bands.
-
-    Returns
-    -------
-    plots.Spectrogram
-        ``db`` has shape ``(n_mels, n_frames)``, 0 dB at the clip's peak, floor -80 dB.
-
-    Examples
-    --------
-    >>> mel_spectrogram(np.zeros(22050, dtype="float32"), 22050).db.shape
-    (128, 44)
-    """
-    import librosa
-
-    n_fft = _n_fft(len(y), n_fft)
-    power = librosa.feature.melspectrogram(y=np.asarray(y, dtype=np.float32), sr=sr, n_fft=n_fft,
-                                           hop_length=hop_length, n_mels=n_mels)
-    return plots.Spectrogram(_to_db(power), len(y) / sr, 0.0, sr / 2, "mel", name)
-

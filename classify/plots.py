@@ -28,10 +28,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
+from features.spectrogram import Spectrogram
+
 __all__ = [
     "DPI",
     "OKABE_ITO",
-    "Spectrogram",
     "Waveform",
     "class_counts_figure",
     "class_palette",
@@ -90,44 +91,6 @@ class Waveform:
     y: np.ndarray
     sr: int
     name: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Spectrogram:
-    """A dB-scaled spectrogram, ready to draw.
-
-    Parameters
-    ----------
-    db : np.ndarray [shape=(n_bins, n_frames)]
-        Levels in dB relative to the clip's peak (0 dB = loudest bin); row 0 is
-        the lowest frequency and rows are evenly spaced on the ``scale`` axis
-        (log2 Hz for ``"log"``, mel for ``"mel"``).
-    duration_s : float
-        Seconds covered by the frames.
-    f_min, f_max : float
-        Frequencies in Hz at the bottom and top edge of the image.
-    scale : {"log", "mel"}
-        Frequency axis the rows are spaced on.
-    name : str
-        Short caption (usually the file name).
-    """
-
-    db: np.ndarray
-    duration_s: float
-    f_min: float
-    f_max: float
-    scale: str
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.scale not in ("log", "mel"):
-            raise ValueError(f"scale={self.scale!r} must be 'log' or 'mel'")
-        if np.ndim(self.db) != 2:
-            raise ValueError(f"db has shape {np.shape(self.db)}; expected (n_bins, n_frames)")
-        if self.scale == "log" and not self.f_min > 0:
-            raise ValueError(f"f_min={self.f_min} must be > 0 Hz on a log frequency axis")
-        if not self.f_max > self.f_min:
-            raise ValueError(f"f_max={self.f_max} must be above f_min={self.f_min}")
 
 
 # ----------------------------------------------------------------------------- shared helpers

@@ -259,8 +259,8 @@ def _wrong_card(i: int, row: pd.Series, path_col: str | None, finder: _AudioFind
     from features.audio import load_audio
     from features.errors import FeaturesError
     from features.params import FeatureParams
-
-    from .eda import mel_spectrogram, write_wav
+    from features.spectrogram import mel_spectrogram
+    from features.wav import write_wav
 
     rel = str(row[path_col]) if path_col else ""
     true, pred = str(row["label"]), str(row["predicted"])

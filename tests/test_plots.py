@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from classify import plots
+from features.spectrogram import Spectrogram
 
 CLASSES = ["air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
            "engine_idling", "gun_shot", "jackhammer", "siren", "street_music"]
@@ -131,7 +132,7 @@ def _examples(kind: str, n_classes: int = 3, n_examples: int = 2):
             if kind == "wave":
                 cells.append(plots.Waveform(y, sr, f"{c}_{k}.wav"))
             else:
-                cells.append(plots.Spectrogram(np.linspace(-80, 0, 64 * 20).reshape(64, 20), 1.0,
+                cells.append(Spectrogram(np.linspace(-80, 0, 64 * 20).reshape(64, 20), 1.0,
                                                32.0 if kind == "log" else 0.0, sr / 2, kind, f"{c}_{k}.wav"))
         out[c] = cells
     return out
@@ -159,7 +160,7 @@ def test_spectrogram_grid_has_hz_ticks_and_db_colour_bar(scale):
 
 def test_spectrogram_rejects_bad_scale():
     with pytest.raises(ValueError, match="scale"):
-        plots.Spectrogram(np.zeros((2, 2)), 1.0, 10.0, 100.0, "linear")
+        Spectrogram(np.zeros((2, 2)), 1.0, 10.0, 100.0, "linear")
 
 
 def test_feature_distributions_panels_and_class_ticks():
