@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
+from features.atomic import atomic_path
 from features.spectrogram import Spectrogram
 
 __all__ = [
@@ -145,7 +146,7 @@ def metric_label(metric: str) -> str:
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """Write ``fig`` as a PNG at :data:`DPI`, creating parent folders, then release it.
+    """Write ``fig`` as a PNG at :data:`DPI` atomically, creating parent folders, then release it.
 
     Parameters
     ----------
@@ -157,8 +158,8 @@ def save_figure(fig: Figure, path: str | Path) -> None:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figure path {path} must end in .png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", facecolor="white")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", facecolor="white")
     if getattr(fig.canvas, "manager", None) is not None:
         # Only pyplot-made figures have a manager; closing frees pyplot's reference.
         import matplotlib.pyplot as plt
