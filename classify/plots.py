@@ -40,7 +40,6 @@ __all__ = [
     "confusion_figure",
     "duration_histograms_figure",
     "feature_distributions_figure",
-    "fold_scores_figure",
     "metric_label",
     "model_palette",
     "pca_figure",
@@ -48,6 +47,7 @@ __all__ = [
     "save_figure",
     "spectrogram_figure",
     "spectrogram_grid_figure",
+    "split_scores_figure",
     "waveform_grid_figure",
 ]
 
@@ -266,13 +266,13 @@ def _annotate_cells(ax, values: np.ndarray, *, vmax: float, normalized: bool) ->
         ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=size)
 
 
-def fold_scores_figure(folds: pd.DataFrame, *, metric: str = "accuracy", title: str) -> Figure:
+def split_scores_figure(scores: pd.DataFrame, *, metric: str = "accuracy", title: str) -> Figure:
     """Score of every model on every held-out split: one marker line per model.
 
     Parameters
     ----------
-    folds : pd.DataFrame
-        ``folds.csv`` of a training run: at least ``model``, ``fold`` and ``metric``.
+    scores : pd.DataFrame
+        ``folds.csv`` of a training run: at least ``model``, ``split`` and ``metric``.
     metric : str
         Column to plot (``accuracy``, ``balanced_accuracy``, ``macro_f1``, ...).
     title : str
@@ -282,27 +282,27 @@ def fold_scores_figure(folds: pd.DataFrame, *, metric: str = "accuracy", title: 
     -------
     matplotlib.figure.Figure
     """
-    _require_columns(folds, ["model", "fold", metric], "folds table")
-    if folds.empty:
+    _require_columns(scores, ["model", "split", metric], "folds table")
+    if scores.empty:
         raise ValueError("folds table has no rows; nothing to plot")
-    fold_names = sorted({str(f) for f in folds["fold"]}, key=_natural_key)
-    position = {name: i for i, name in enumerate(fold_names)}
-    models = list(dict.fromkeys(str(m) for m in folds["model"]))
+    split_names = sorted({str(f) for f in scores["split"]}, key=_natural_key)
+    position = {name: i for i, name in enumerate(split_names)}
+    models = list(dict.fromkeys(str(m) for m in scores["model"]))
     colours = model_palette(models)
-    fig = _new_figure(max(6.5, 0.5 * len(fold_names) + 4.5), 4.2)
+    fig = _new_figure(max(6.5, 0.5 * len(split_names) + 4.5), 4.2)
     ax = fig.add_subplot()
     # A small horizontal offset per model keeps equal scores from hiding each other.
     offsets = np.linspace(-0.12, 0.12, len(models)) if len(models) > 1 else [0.0]
     for k, model in enumerate(models):
-        rows = folds[folds["model"].astype(str) == model]
-        x = np.array([position[str(f)] for f in rows["fold"]], dtype=float) + offsets[k]
+        rows = scores[scores["model"].astype(str) == model]
+        x = np.array([position[str(f)] for f in rows["split"]], dtype=float) + offsets[k]
         order = np.argsort(x)
         y = pd.to_numeric(rows[metric], errors="coerce").to_numpy()[order]
         ax.plot(x[order], y, marker=_MARKERS[k % len(_MARKERS)], color=colours[model], linewidth=1.4,
                 markersize=6, label=f"{model} (mean {np.nanmean(y):.3f})")
-    ax.set_xticks(range(len(fold_names)))
-    ax.set_xticklabels(fold_names, rotation=45 if len(fold_names) > 12 else 0)
-    ax.set_xlim(-0.5, len(fold_names) - 0.5)
+    ax.set_xticks(range(len(split_names)))
+    ax.set_xticklabels(split_names, rotation=45 if len(split_names) > 12 else 0)
+    ax.set_xlim(-0.5, len(split_names) - 0.5)
     ax.set_xlabel("Held-out fold / split")
     ax.set_ylabel(metric_label(metric))
     ax.set_title(title)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pandas as pd
 from . import html as H
 from . import plots
 from .errors import RunDirError
+from .rundir import CONFUSION_KINDS, Run, load_run
 
 __all__ = ["N_WRONG", "build_report"]
 
@@ -27,12 +27,6 @@ __all__ = ["N_WRONG", "build_report"]
 N_WRONG = 12
 _AUDIO_SR = 22050
 _MAX_AUDIO_SECONDS = 30.0
-_REQUIRED = {
-    "leaderboard.csv": ("model", "accuracy_mean"),
-    "folds.csv": ("model", "fold", "accuracy"),
-    "per_class.csv": ("model", "class", "precision", "recall", "f1"),
-    "predictions.csv": ("label", "model", "predicted", "confidence"),
-}
 _PROTOCOLS = {
     "folds": "one split per predefined fold of the dataset (the dataset's official protocol): "
              "clips of one recording never sit on both sides.",
@@ -41,16 +35,6 @@ _PROTOCOLS = {
                   "groups, so clips of one recording could be split if the dataset has such clips.",
     "random": "a shuffled hold-out split as in the tutorials; clips of one recording can sit on both sides.",
 }
-
-
-@dataclass
-class _Run:
-    path: Path
-    meta: dict
-    leaderboard: pd.DataFrame
-    folds: pd.DataFrame
-    per_class: pd.DataFrame
-    predictions: pd.DataFrame
 
 
 # ----------------------------------------------------------------------------- page
@@ -85,20 +69,20 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
     """
     if n_wrong < 0:
         raise ValueError(f"n_wrong={n_wrong} must be 0 or more")
-    r = _load_run(Path(run_dir))
+    r = load_run(run_dir)
     shown = _select_models(r, models)
     best = shown[0]
     # Read every matrix before drawing anything: a broken run fails fast, naming the file.
-    matrices = {(m, kind): _read_confusion(r.path, m, kind) for m in shown for kind in ("counts", "normalized")}
+    matrices = {(m, kind): r.confusion(m, kind) for m in shown for kind in CONFUSION_KINDS}
     out = Path(out) if out is not None else r.path / "report"
     out.mkdir(parents=True, exist_ok=True)
-    features_meta, features_source = _features_meta(r)
+    features_meta = r.info.features_json
     root = Path(audio_root) if audio_root is not None else _dataset_root(features_meta)
 
-    protocol = r.meta.get("protocol") or {}
+    protocol = r.info.protocol
     body = _warning(protocol) + _summary_section(r, best, shown)
     body += _protocol_section(protocol) + _splits_section(r, shown, out)
-    body += _extraction_section(features_meta, features_source)
+    body += _extraction_section(features_meta, r.info.table)
     body += _models_section(r, shown, best, matrices, out)
     body += _wrong_section(r, best, n_wrong, root, out, audio_root is not None)
     body += _details_section(r)
@@ -121,18 +105,18 @@ def _warning(protocol: dict) -> str:
         "numbers that hold on new recordings.", "danger")
 
 
-def _summary_section(r: _Run, best: str, shown: list[str]) -> str:
+def _summary_section(r: Run, best: str, shown: list[str]) -> str:
     board = r.leaderboard[r.leaderboard["model"].isin(shown)].reset_index(drop=True)
     best_row = board.iloc[0]
-    meta = r.meta
+    info = r.info
     text = (f"<p>Best model by mean accuracy: <strong>{H.esc(best)}</strong> "
-            f"({float(best_row['accuracy_mean']):.3f}"
-            + (f" ± {float(best_row['accuracy_std']):.3f}" if "accuracy_std" in board.columns else "")
-            + f") over {meta.get('n_rows', '?')} clips, {len(meta.get('classes') or [])} classes and "
-            f"{meta.get('n_features', '?')} features.")
-    saved = meta.get("best_model")
-    if saved and saved != best:
-        text += f" The saved model bundle is <strong>{H.esc(saved)}</strong>."
+            f"({float(best_row['accuracy_mean']):.3f} ± {float(best_row['accuracy_std']):.3f}) "
+            f"over {info.n_rows} clips, {len(info.classes)} classes and {info.n_features} features.")
+    if r.bundle_dir is not None:
+        text += (f" The saved model bundle (<code>{H.esc(r.bundle_dir.name)}/</code>) holds "
+                 f"<strong>{H.esc(info.final_model)}</strong>, refitted on all clips.")
+    else:
+        text += " No model bundle was saved by this run."
     text += "</p>"
     caption = '<p class="muted">Means over the CV splits, best first; scores are out-of-fold.</p>'
     return H.section("summary", "Leaderboard", text + H.table(board, highlight=[0]) + caption)
@@ -155,7 +139,7 @@ def _protocol_section(protocol: dict) -> str:
     return H.section("protocol", "Cross-validation protocol", body)
 
 
-def _splits_section(r: _Run, shown: list[str], out: Path) -> str:
+def _splits_section(r: Run, shown: list[str], out: Path) -> str:
     # Leaderboard order, so the legend lists the best model first.
     folds = r.folds[r.folds["model"].isin(shown)]
     folds = folds.iloc[np.argsort([shown.index(m) for m in folds["model"]], kind="stable")]
@@ -164,7 +148,7 @@ def _splits_section(r: _Run, shown: list[str], out: Path) -> str:
         if metric not in folds.columns:
             continue
         name = f"folds_{metric}.png"
-        fig = plots.fold_scores_figure(folds, metric=metric, title=f"{plots.metric_label(metric)} per held-out split")
+        fig = plots.split_scores_figure(folds, metric=metric, title=f"{plots.metric_label(metric)} per held-out split")
         plots.save_figure(fig, out / name)
         body += H.figure(name, f"{plots.metric_label(metric)} of every model on every held-out split",
                          "One line per model; the legend gives the mean over splits.")
@@ -172,11 +156,11 @@ def _splits_section(r: _Run, shown: list[str], out: Path) -> str:
     return H.section("splits", "Scores per split", body)
 
 
-def _extraction_section(meta: dict | None, source: str) -> str:
+def _extraction_section(meta: dict | None, table: str) -> str:
     if meta is None:
         return H.section("extraction", "Extraction summary", H.note(
-            "No <code>features.json</code> was found (run.json has no <code>features_json</code> and there is none "
-            "beside the table), so the extraction summary is not available.", "info"))
+            "The table had no <code>features.json</code> beside it when the model was trained, so the "
+            "extraction summary is not available.", "info"))
     clips = meta.get("clips") or {}
     params = meta.get("params") or {}
     pairs = [("Dataset root", meta.get("root", "")), ("Layout", meta.get("layout", "")),
@@ -186,7 +170,7 @@ def _extraction_section(meta: dict | None, source: str) -> str:
              ("Wall time (s)", _num(meta.get("wall_seconds"))), ("Workers", meta.get("jobs", "")),
              ("Preset", params.get("preset", "")), ("Sample rate (Hz)", params.get("sr", "")),
              ("Parameter key", meta.get("param_key", "")), ("Created", meta.get("created", ""))]
-    body = H.key_values(pairs) + f'<p class="muted">From {H.esc(source)}.</p>'
+    body = H.key_values(pairs) + f'<p class="muted">From the features.json of {H.esc(table)}.</p>'
     if clips.get("failed"):
         body += H.note(f"{clips['failed']} clip(s) could not be used; their reasons are in "
                        "<code>errors.csv</code> beside the features table.", "warn")
@@ -197,7 +181,7 @@ def _num(value) -> object:
     return round(float(value), 2) if isinstance(value, int | float) else ("" if value is None else value)
 
 
-def _models_section(r: _Run, shown: list[str], best: str, matrices: dict, out: Path) -> str:
+def _models_section(r: Run, shown: list[str], best: str, matrices: dict, out: Path) -> str:
     body = ('<p>The best model is open; click another model to see its confusion matrices and per-class '
             "scores.</p>")
     for model in shown:
@@ -206,7 +190,7 @@ def _models_section(r: _Run, shown: list[str], best: str, matrices: dict, out: P
     return H.section("models", "Confusion matrices and per-class scores", body)
 
 
-def _model_block(r: _Run, model: str, matrices: dict, out: Path) -> str:
+def _model_block(r: Run, model: str, matrices: dict, out: Path) -> str:
     body = ""
     for kind, normalized in (("counts", False), ("normalized", True)):
         matrix = matrices[model, kind]
@@ -227,7 +211,7 @@ def _model_block(r: _Run, model: str, matrices: dict, out: Path) -> str:
     return body
 
 
-def _wrong_section(r: _Run, best: str, n_wrong: int, root: Path | None, out: Path, root_given: bool) -> str:
+def _wrong_section(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_given: bool) -> str:
     if n_wrong == 0:
         return ""
     preds = r.predictions[r.predictions["model"] == best]
@@ -268,7 +252,7 @@ def _wrong_card(i: int, row: pd.Series, path_col: str | None, finder: _AudioFind
     head = (f"<div><strong>#{i}</strong> true <strong>{H.esc(true)}</strong> → predicted "
             f"<strong>{H.esc(pred)}</strong></div><div>confidence {float(row['confidence']):.3f}"
             + (f", p(true class) {float(prob_true):.3f}" if prob_true is not None and pd.notna(prob_true) else "")
-            + _fold_text(row)
+            + _split_text(row)
             + f'</div><div class="path">{H.esc(rel)}</div>')
     source = finder.find(rel) if rel else None
     if source is None:
@@ -291,23 +275,19 @@ def _wrong_card(i: int, row: pd.Series, path_col: str | None, finder: _AudioFind
     return f'<div class="card">{head}{img}{player}</div>'
 
 
-def _fold_text(row: pd.Series) -> str:
-    if "fold" not in row.index or pd.isna(row["fold"]):
-        return ""
-    fold = str(row["fold"])
-    # Training may name folds "fold3" already; do not print "fold fold3".
-    return f", {H.esc(fold)}" if fold.lower().startswith(("fold", "split")) else f", fold {H.esc(fold)}"
+def _split_text(row: pd.Series) -> str:
+    return "" if pd.isna(row["split"]) else f", held out in {H.esc(row['split'])}"
 
 
-def _details_section(r: _Run) -> str:
-    meta = r.meta
-    pairs = [("Table", meta.get("table", "")), ("Table SHA-256", meta.get("table_sha256", "")),
-             ("Rows", meta.get("n_rows", "")), ("Features", meta.get("n_features", "")),
-             ("Models", ", ".join(meta.get("models") or [])), ("Classes", ", ".join(meta.get("classes") or []))]
+def _details_section(r: Run) -> str:
+    info = r.info
+    pairs = [("Table", info.table), ("Table SHA-256", info.table_sha256), ("Rows", info.n_rows),
+             ("Features", info.n_features), ("Models", ", ".join(info.models)),
+             ("Classes", ", ".join(info.classes))]
     body = H.key_values(pairs)
-    for key, heading in (("params", "Training parameters"), ("timings", "Timings (s)"), ("versions", "Versions")):
-        value = meta.get(key)
-        if isinstance(value, dict) and value:
+    for value, heading in ((info.params, "Training parameters"), (info.timings, "Timings (s)"),
+                           (info.versions, "Versions")):
+        if value:
             body += H.details(heading, H.key_values((k, _jsonish(v)) for k, v in value.items()))
     return H.section("details", "Run details", body)
 
@@ -316,63 +296,7 @@ def _jsonish(value) -> object:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-# ----------------------------------------------------------------------------- reading the run
-
-
-def _load_run(path: Path) -> _Run:
-    if not path.is_dir():
-        raise RunDirError(f"run folder {path} does not exist; train first with 'python -m classify train TABLE "
-                          f"--out {path}' (or 'make train').")
-    meta_path = path / "run.json"
-    if not meta_path.is_file():
-        raise RunDirError(f"{meta_path} is missing; is {path} a folder written by 'python -m classify train'?")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{meta_path} is not valid JSON ({exc}); re-run training to rewrite it.") from None
-    if not isinstance(meta, dict):
-        raise RunDirError(f"{meta_path} must hold a JSON object; re-run training to rewrite it.")
-    tables = {name: _read_csv(path / name, columns) for name, columns in _REQUIRED.items()}
-    if tables["leaderboard.csv"].empty:
-        raise RunDirError(f"{path / 'leaderboard.csv'} has no rows; re-run training.")
-    return _Run(path, meta, tables["leaderboard.csv"], tables["folds.csv"], tables["per_class.csv"],
-                tables["predictions.csv"])
-
-
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the whole run folder.")
-    try:
-        # Class names and paths stay text even when they look like numbers ("1", "007").
-        df = pd.read_csv(path, dtype={c: str for c in ("model", "class", "label", "predicted", "path", "filename")})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training to rewrite it.") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise RunDirError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}. Re-run training.")
-    return df
-
-
-def _read_confusion(run_dir: Path, model: str, kind: str) -> pd.DataFrame:
-    path = run_dir / "confusion" / f"{model}_{kind}.csv"
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the confusion matrices.")
-    try:
-        matrix = pd.read_csv(path, index_col=0, dtype=str)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training.") from None
-    matrix.index = matrix.index.astype(str)
-    matrix.columns = matrix.columns.astype(str)
-    values = matrix.apply(pd.to_numeric, errors="coerce")
-    if values.shape[0] != values.shape[1] or list(values.index) != list(values.columns):
-        raise RunDirError(f"{path} must be a square matrix with the same classes as rows and columns; "
-                          f"rows {list(values.index)}, columns {list(values.columns)}.")
-    if kind == "counts" and values.isna().to_numpy().any():
-        raise RunDirError(f"{path} has empty or non-numeric cells; re-run training.")
-    return values
-
-
-def _select_models(r: _Run, models: list[str] | None) -> list[str]:
+def _select_models(r: Run, models: list[str] | None) -> list[str]:
     board = list(r.leaderboard["model"])
     if not models:
         return board
@@ -382,24 +306,6 @@ def _select_models(r: _Run, models: list[str] | None) -> list[str]:
                           f"choose from {','.join(board)}.")
     # Leaderboard order, so the first one is the best of those asked for.
     return [m for m in board if m in models]
-
-
-def _features_meta(r: _Run) -> tuple[dict | None, str]:
-    meta = r.meta.get("features_json")
-    if isinstance(meta, dict):
-        return meta, f"run.json (copy of the features.json of {r.meta.get('table', 'the table')})"
-    table = r.meta.get("table")
-    if table:
-        candidates = [Path(table).parent / "features.json"]
-        if not Path(table).is_absolute():
-            candidates.append(r.path / Path(table).parent / "features.json")
-        for sibling in candidates:
-            if sibling.is_file():
-                try:
-                    return json.loads(sibling.read_text(encoding="utf-8")), str(sibling)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    return None, ""
-    return None, ""
 
 
 def _dataset_root(features_meta: dict | None) -> Path | None:

@@ -35,11 +35,16 @@ RANDOM_TEST_SIZE = 0.2
 
 
 class Split(NamedTuple):
-    """One train/test split: row indices and the name of the held-out part."""
+    """One train/test split: row indices, the name of the held-out part and its fold.
+
+    ``fold`` is the predefined fold held out (a value of the table's ``fold``
+    column) for the ``folds`` protocol, None for the others.
+    """
 
     train: np.ndarray
     test: np.ndarray
     name: str
+    fold: Any = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -55,7 +60,7 @@ class Protocol:
     leaky : bool
         True for ``random``: clips of one recording can be on both sides.
     splits : tuple of Split
-        ``(train_idx, test_idx, fold_name)`` per split, indices into the table rows.
+        ``(train_idx, test_idx, name, fold)`` per split, indices into the table rows.
     warnings : tuple of str
         Things the user should know that do not stop the run (a class absent
         from a training part, groups spread over several folds).
@@ -233,7 +238,7 @@ def _predefined(y: np.ndarray, folds: pd.Series | None) -> list[Split]:
     codes = folds.map({v: i for i, v in enumerate(values)}).to_numpy(dtype=int)
     splitter = PredefinedSplit(test_fold=codes)
     return [
-        Split(train, test, f"fold{values[i]}")
+        Split(train, test, f"fold{values[i]}", values[i])
         for i, (train, test) in enumerate(splitter.split())
     ]
 

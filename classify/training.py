@@ -6,11 +6,7 @@ protocol, cross-validate every requested model over the protocol's splits
 pipeline), collect out-of-fold predictions, score them, write the run
 directory, refit the best model on all rows and save it as a bundle.
 
-Run directory (``--out``)::
-
-    leaderboard.csv  folds.csv  per_class.csv  predictions.csv
-    confusion/<model>_{counts,normalized}.{csv,png}  folds.png
-    report.md  run.json  model/ (bundle written by classify.bundle)
+The run directory (``--out``) and its schema belong to :mod:`classify.rundir`.
 """
 from __future__ import annotations
 
@@ -35,10 +31,9 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from features.atomic import atomic_path
-from features.table import file_sha256, write_csv, write_json
+from features.table import file_sha256
 
-from . import evaluation, plots
+from . import evaluation, plots, rundir
 from .bundle import save_bundle
 from .errors import ClassifyError, ModelError, UsageError
 from .mlp import KerasMLPClassifier, import_keras
@@ -268,9 +263,8 @@ def train(
     timings["refit_and_save_seconds"] = time.perf_counter() - t
     timings["total_seconds"] = time.perf_counter() - started
     # Written last: they say whether the bundle was saved.
-    with atomic_path(out_dir / "report.md") as tmp:
-        tmp.write_text(report_markdown(result), encoding="utf-8")
-    write_json(run_info(result), out_dir / "run.json")
+    rundir.write_report_md(out_dir, report_markdown(result))
+    rundir.write_run_info(out_dir, run_info(result))
     return result
 
 
@@ -308,7 +302,7 @@ def cross_validate_model(
         predicted[split.test] = classes[np.argmax(outcome.proba, axis=1)]
         split_of_row[split.test] = split.name
         scores = evaluation.split_scores(y[split.test], predicted[split.test])
-        rows.append({"model": name, "fold": split.name, "n_train": len(split.train),
+        rows.append({"model": name, "split": split.name, "fold": split.fold, "n_train": len(split.train),
                      "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds})
         for line in outcome.warnings:
             seen[line] = seen.get(line, 0) + 1
@@ -318,6 +312,7 @@ def cross_validate_model(
     for line, count in seen.items():
         (warn or _stderr_warning)(f"{name}: {line} (in {count} of {len(protocol.splits)} splits)")
     folds = pd.DataFrame(rows, columns=list(evaluation.FOLDS_COLUMNS))
+    folds["fold"] = pd.array(folds["fold"], dtype=table.folds.dtype)
     acc = folds["accuracy"]
     log(f"{name}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} "
         f"split(s), fit {fit_total:.1f} s")
@@ -465,7 +460,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     """
     warn = warn or _stderr_warning
     table, name = result.table, result.final_model
-    bundle_dir = result.out_dir / "model"
+    bundle_dir = result.out_dir / rundir.BUNDLE_DIR
     reason = None
     if table.features_meta is None:
         reason = (f"there is no {table.path.stem}.json beside the table, so `predict` would not "
@@ -521,24 +516,21 @@ def write_run(result: TrainResult) -> None:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
     protocol_note = result.protocol.label
-    write_csv(result.leaderboard.assign(protocol=protocol_note), out / "leaderboard.csv")
-    write_csv(result.folds, out / "folds.csv")
-    write_csv(result.per_class.assign(protocol=protocol_note), out / "per_class.csv")
-    write_csv(predictions_frame(result), out / "predictions.csv")
     matrices = _confusions(result)
-    confusion_dir = out / "confusion"
-    _clear_old_confusions(confusion_dir)
-    for model, kinds in matrices.items():
-        for kind, matrix in kinds.items():
-            write_csv(matrix.reset_index(), confusion_dir / f"{model}_{kind}.csv")
+    rundir.write_tables(
+        out, leaderboard=result.leaderboard.assign(protocol=protocol_note), folds=result.folds,
+        per_class=result.per_class.assign(protocol=protocol_note),
+        predictions=predictions_frame(result), confusions=matrices,
+    )
     _write_figures(result, matrices)
 
 
 def predictions_frame(result: TrainResult) -> pd.DataFrame:
     """Out-of-fold predictions of every model, long format (one row per row x model).
 
-    Columns ``path, label, fold, model, predicted, confidence, prob_<class>...``;
-    ``fold`` names the split that held the row out.
+    Columns ``path, label, fold, split, model, predicted, confidence,
+    prob_<class>...``: ``fold`` is the row's fold in the table (empty when
+    it has none), ``split`` names the split that held the row out.
     """
     table, classes = result.table, result.table.classes
     frames = []
@@ -546,8 +538,10 @@ def predictions_frame(result: TrainResult) -> pd.DataFrame:
         rows = r.tested
         proba = r.proba[rows]
         frame = pd.DataFrame({
-            "path": table.row_names[rows], "label": table.y[rows], "fold": r.split_of_row[rows],
-            "model": name, "predicted": r.predicted[rows], "confidence": proba.max(axis=1),
+            "path": table.row_names[rows], "label": table.y[rows],
+            "fold": table.folds[rows].reset_index(drop=True),
+            "split": r.split_of_row[rows], "model": name, "predicted": r.predicted[rows],
+            "confidence": proba.max(axis=1),
         })
         probs = pd.DataFrame(proba, columns=[f"prob_{c}" for c in classes])
         frames.append(pd.concat([frame, probs], axis=1))
@@ -574,50 +568,50 @@ def report_markdown(result: TrainResult) -> str:
         f"- Final model: **{final}**{saved}",
         *[f"- Note: {w}" for w in p.warnings],
     ]
-    accuracy = (result.folds.pivot(index="fold", columns="model", values="accuracy")
+    accuracy = (result.folds.pivot(index="split", columns="model", values="accuracy")
                 .reindex(index=[s.name for s in p.splits], columns=list(result.results)))
     lines += [
         "", "## Leaderboard", "",
         "Means over the held-out splits; `fit_seconds` is the total over all splits.", "",
         _markdown(result.leaderboard), "",
-        "## Scores per split", "", "![Accuracy per split](folds.png)", "",
-        _markdown(accuracy.rename_axis("accuracy of fold").reset_index()), "",
+        "## Scores per split", "", f"![Accuracy per split]({rundir.FOLDS_FIGURE})", "",
+        _markdown(accuracy.rename_axis("accuracy of split").reset_index()), "",
         f"## Per-class scores of {final} (out-of-fold)", "", "All models: `per_class.csv`.", "",
         _markdown(result.per_class[result.per_class["model"] == final].drop(columns="model")), "",
         "## Confusion matrices (out-of-fold, rows = true class)", "",
     ]
     for name in result.results:
-        image = f"confusion/{name}_normalized.png"
-        counts = f"confusion/{name}_counts"
+        image = rundir.confusion_file(name, "normalized", ".png")
+        counts, counts_png = rundir.confusion_file(name, "counts"), rundir.confusion_file(name, "counts", ".png")
         lines += [f"### {name}", "", f"![{name}, row-normalised]({image})", "",
-                  f"Counts: [`{counts}.csv`]({counts}.csv), [image]({counts}.png)", ""]
+                  f"Counts: [`{counts}`]({counts}), [image]({counts_png})", ""]
     return "\n".join(lines)
 
 
-def run_info(result: TrainResult) -> dict[str, Any]:
-    """The ``run.json`` dict: provenance, protocol, parameters, versions, timings."""
+def run_info(result: TrainResult) -> rundir.RunInfo:
+    """What ``run.json`` records: provenance, protocol, parameters, versions, timings."""
     t = result.table
     models = {name: _json_safe(_step_params(result.options.pipeline(name))) for name in result.results}
-    return {
-        "table": str(t.path.resolve()),
-        "table_sha256": file_sha256(t.path),
-        "features_json": t.features_meta,
-        "protocol": result.protocol.to_dict() | {"label": result.protocol.label},
-        "params": {"options": _json_safe(dataclasses.asdict(result.options)),
-                   "out": str(result.out_dir), "models": models},
-        "models": list(result.results),
-        "best_model": str(result.leaderboard.loc[0, "model"]),
-        "final_model": result.final_model,
-        "model_bundle": str(result.bundle_dir) if result.bundle_dir else None,
-        "classes": [str(c) for c in t.classes],
-        "feature_columns": list(t.feature_columns),
-        "feature_source": t.feature_source,
-        "versions": _versions(),
-        "timings": _json_safe(result.timings),
-        "n_rows": t.n_rows,
-        "n_features": t.n_features,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    return rundir.RunInfo(
+        table=str(t.path.resolve()),
+        table_sha256=file_sha256(t.path),
+        features_json=t.features_meta,
+        protocol=result.protocol.to_dict() | {"label": result.protocol.label},
+        params={"options": _json_safe(dataclasses.asdict(result.options)),
+                "out": str(result.out_dir), "models": models},
+        models=list(result.results),
+        best_model=str(result.leaderboard.loc[0, "model"]),
+        final_model=result.final_model,
+        model_bundle=str(result.bundle_dir) if result.bundle_dir else None,
+        classes=[str(c) for c in t.classes],
+        feature_columns=list(t.feature_columns),
+        feature_source=t.feature_source,
+        versions=_versions(),
+        timings=_json_safe(result.timings),
+        n_rows=t.n_rows,
+        n_features=t.n_features,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
 
 
 # ---------------------------------------------------------------- helpers
@@ -669,14 +663,6 @@ def _confusions(result: TrainResult) -> dict[str, dict[str, pd.DataFrame]]:
     return out
 
 
-def _clear_old_confusions(directory: Path) -> None:
-    # A model dropped from --models must not leave its old matrices behind.
-    if directory.is_dir():
-        for path in directory.glob("*_*.*"):
-            if path.stem.endswith(("_counts", "_normalized")) and path.suffix in (".csv", ".png"):
-                path.unlink()
-
-
 def _write_figures(result: TrainResult, matrices: dict) -> None:
     note = result.protocol.label
     for name, kinds in matrices.items():
@@ -686,11 +672,11 @@ def _write_figures(result: TrainResult, matrices: dict) -> None:
                 matrix, title=f"{name}: confusion matrix, {what} (out-of-fold, {note})",
                 normalized=kind == "normalized",
             )
-            plots.save_figure(fig, result.out_dir / "confusion" / f"{name}_{kind}.png")
-    fig = plots.fold_scores_figure(
+            plots.save_figure(fig, result.out_dir / rundir.confusion_file(name, kind, ".png"))
+    fig = plots.split_scores_figure(
         result.folds, metric="accuracy", title=f"Accuracy per held-out split ({note})"
     )
-    plots.save_figure(fig, result.out_dir / "folds.png")
+    plots.save_figure(fig, result.out_dir / rundir.FOLDS_FIGURE)
 
 
 def _markdown(df: pd.DataFrame) -> str:

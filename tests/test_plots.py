@@ -22,7 +22,7 @@ def _confusion(n: int = 10, seed: int = 0) -> pd.DataFrame:
 
 def _folds() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame([{"model": m, "fold": f, "n_train": 90, "n_test": 10, "accuracy": rng.uniform(0.5, 0.9),
+    return pd.DataFrame([{"model": m, "split": f"fold{f}", "fold": f, "n_train": 90, "n_test": 10, "accuracy": rng.uniform(0.5, 0.9),
                           "balanced_accuracy": 0.6, "macro_f1": rng.uniform(0.4, 0.9), "fit_seconds": 0.1}
                          for m in ("mlp", "svm", "rf") for f in range(1, 11)])
 
@@ -65,8 +65,8 @@ def test_confusion_figure_rejects_non_square():
         plots.confusion_figure(pd.DataFrame([[1, 2]], index=["a"], columns=["a", "b"]), title="x", normalized=False)
 
 
-def test_fold_scores_figure_one_series_per_model_with_metric_label():
-    fig = plots.fold_scores_figure(_folds(), metric="macro_f1", title="Macro F1 per split")
+def test_split_scores_figure_one_series_per_model_with_metric_label():
+    fig = plots.split_scores_figure(_folds(), metric="macro_f1", title="Macro F1 per split")
     ax = fig.axes[0]
     assert ax.get_title() == "Macro F1 per split"
     assert ax.get_ylabel() == "Macro F1"
@@ -74,13 +74,13 @@ def test_fold_scores_figure_one_series_per_model_with_metric_label():
     assert len(ax.lines) == 3
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert [s.split()[0] for s in legend] == ["mlp", "svm", "rf"]
-    assert _tick_texts(ax.get_xticklabels()) == [str(i) for i in range(1, 11)]  # natural order, not 1, 10, 2
+    assert _tick_texts(ax.get_xticklabels()) == [f"fold{i}" for i in range(1, 11)]  # natural order: not fold10 second
     assert all(len(line.get_xdata()) == 10 for line in ax.lines)
 
 
-def test_fold_scores_figure_names_missing_column():
+def test_split_scores_figure_names_missing_column():
     with pytest.raises(ValueError, match="balanced_accuracy"):
-        plots.fold_scores_figure(_folds().drop(columns="balanced_accuracy"), metric="balanced_accuracy", title="x")
+        plots.split_scores_figure(_folds().drop(columns="balanced_accuracy"), metric="balanced_accuracy", title="x")
 
 
 def test_model_colours_are_stable_across_figures():

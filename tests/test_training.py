@@ -120,10 +120,12 @@ def test_folds_csv_names_each_held_out_fold(full_run):
     folds = pd.read_csv(full_run["out"] / "folds.csv")
     assert list(folds.columns) == list(FOLDS_COLUMNS)
     assert len(folds) == len(MODEL_NAMES) * 4
-    assert set(folds["fold"]) == {"fold1", "fold2", "fold3", "fold4"}
+    assert set(folds["split"]) == {"fold1", "fold2", "fold3", "fold4"}
+    assert folds["fold"].dtype == np.int64, "the dataset's fold, as a number"
     df = full_run["df"]
     for _, row in folds.iterrows():
-        fold = int(row["fold"][4:])
+        fold = row["fold"]
+        assert row["split"] == f"fold{fold}"
         assert row["n_test"] == (df["fold"] == fold).sum()
         assert row["n_train"] == (df["fold"] != fold).sum()
     assert folds["accuracy"].between(0, 1).all() and (folds["fit_seconds"] >= 0).all()
@@ -141,7 +143,7 @@ def test_per_class_scores_from_out_of_fold_predictions(full_run):
 def test_predictions_cover_every_row_exactly_once_per_model(full_run):
     preds = pd.read_csv(full_run["out"] / "predictions.csv")
     prob_cols = [f"prob_{c}" for c in CLASSES]
-    assert list(preds.columns) == ["path", "label", "fold", "model", "predicted", "confidence",
+    assert list(preds.columns) == ["path", "label", "fold", "split", "model", "predicted", "confidence",
                                    *prob_cols]
     df = full_run["df"]
     for name in MODEL_NAMES:
@@ -149,7 +151,8 @@ def test_predictions_cover_every_row_exactly_once_per_model(full_run):
         assert sorted(mine["path"]) == sorted(df["path"]), name
     truth = df.set_index("path")
     assert (preds["label"] == truth.loc[preds["path"], "label"].to_numpy()).all()
-    assert (preds["fold"] == "fold" + truth.loc[preds["path"], "fold"].astype(str).to_numpy()).all()
+    assert (preds["fold"] == truth.loc[preds["path"], "fold"].to_numpy()).all()
+    assert (preds["split"] == "fold" + preds["fold"].astype(str)).all()
     np.testing.assert_allclose(preds[prob_cols].sum(axis=1), 1.0, atol=1e-5)
     assert (preds["predicted"] == preds[prob_cols].idxmax(axis=1).str[5:]).all()
     np.testing.assert_allclose(preds["confidence"], preds[prob_cols].max(axis=1))
@@ -162,11 +165,47 @@ def test_confusion_matrices_counts_and_row_normalised(full_run):
         counts = pd.read_csv(full_run["out"] / "confusion" / f"{name}_counts.csv", index_col=0)
         norm = pd.read_csv(full_run["out"] / "confusion" / f"{name}_normalized.csv", index_col=0)
         assert list(counts.index) == CLASSES and list(counts.columns) == CLASSES
-        assert counts.index.name == "true"
+        assert counts.index.name == "true_label"
         assert counts.to_numpy().sum() == n
         mine = preds[preds["model"] == name]
         assert np.trace(counts.to_numpy()) == (mine["label"] == mine["predicted"]).sum()
         np.testing.assert_allclose(norm.sum(axis=1), 1.0)
+
+
+def test_no_csv_header_or_cell_reads_as_a_boolean_or_number_in_a_spreadsheet(full_run):
+    # Spreadsheets turn TRUE/FALSE (any case) into booleans; a header must stay a name.
+    coerced = {"true", "false", "yes", "no", "on", "off"}
+    for path in sorted(full_run["out"].rglob("*.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        bad = [c for c in frame.columns if c.strip().lower() in coerced or _is_number(c)]
+        assert not bad, f"{path.name}: header(s) {bad}"
+        for column in frame.columns:
+            cells = set(frame[column].str.strip().str.lower())
+            assert not cells & coerced, f"{path.name}: column {column} holds {cells & coerced}"
+
+
+def test_fold_columns_join_across_files_with_the_table(full_run):
+    """``fold`` means the dataset's fold everywhere: same type and values, so a typed join works."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = full_run["out"]
+    table = pq.read_table(full_run["table"], columns=["path", "fold"])
+    table = table.set_column(0, "path", table["path"].cast("string"))  # pandas writes large_string
+    preds = pacsv.read_csv(out / "predictions.csv").select(["path", "fold", "model"])
+    folds = pacsv.read_csv(out / "folds.csv").select(["fold", "model", "accuracy"])
+    assert preds.schema.field("fold").type == folds.schema.field("fold").type == table.schema.field("fold").type
+    # Every prediction finds its clip (same path and fold) and its split's score (same fold and model).
+    assert preds.join(table, keys=["path", "fold"], join_type="inner").num_rows == preds.num_rows
+    assert preds.join(folds, keys=["fold", "model"], join_type="inner").num_rows == preds.num_rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def test_report_md_has_tables_and_working_image_links(full_run):
@@ -223,9 +262,11 @@ def test_random_protocol_is_marked_leaky_everywhere(tmp_path, capsys):
                                 "--models", "logreg,knn", "--jobs", "1")
     assert status == 0
     assert f"protocol: random ({LEAKY_NOTE})" in stdout and "WARNING: random protocol" in stdout
-    assert (pd.read_csv(out / "folds.csv")["fold"] == "holdout (leaky)").all()
+    folds = pd.read_csv(out / "folds.csv")
+    assert (folds["split"] == "holdout (leaky)").all() and folds["fold"].isna().all()
     preds = pd.read_csv(out / "predictions.csv")
-    assert (preds["fold"] == "holdout (leaky)").all()
+    assert (preds["split"] == "holdout (leaky)").all()
+    assert preds["fold"].dtype == np.int64, "each clip keeps its fold from the table"
     n = len(pd.read_parquet(table))
     assert len(preds) == 2 * int(np.ceil(0.2 * n))  # only the held-out rows are predicted
     for name in ("leaderboard.csv", "per_class.csv"):
