@@ -10,8 +10,7 @@ best model (the others one click away), and the wrong predictions to listen to.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -215,7 +214,6 @@ def _wrong_section(r: Run, best: str, n_wrong: int, root: Path | None, out: Path
     if n_wrong == 0:
         return ""
     preds = r.predictions[r.predictions["model"] == best]
-    path_col = "path" if "path" in preds.columns else "filename" if "filename" in preds.columns else None
     wrong = preds[preds["label"].astype(str) != preds["predicted"].astype(str)]
     wrong = wrong.sort_values("confidence", ascending=False, kind="stable").head(n_wrong)
     intro = (f"<p>The {len(wrong)} out-of-fold predictions of <strong>{H.esc(best)}</strong> that were wrong with "
@@ -230,23 +228,23 @@ def _wrong_section(r: Run, best: str, n_wrong: int, root: Path | None, out: Path
         where = "--audio-root" if root_given else "features.json"
         intro += H.note(f"The dataset root <code>{H.esc(root)}</code> (from {where}) does not exist, so clips "
                         "cannot be played. Pass <code>--audio-root DATASET</code>.", "warn")
-    finder = _AudioFinder(root if root is not None and root.is_dir() else None)
+    finder = _ClipFinder(root if root is not None and root.is_dir() else None, r.info.path_column)
     # A rerun with other settings must not leave the previous run's clips in a shared folder.
     for stale in [*out.glob("wrong_[0-9]*.png"), *out.glob("audio/wrong_[0-9]*.wav")]:
         stale.unlink()
-    cards = [_wrong_card(i, row, path_col, finder, out) for i, (_, row) in enumerate(wrong.iterrows(), start=1)]
+    cards = [_wrong_card(i, row, finder, out) for i, (_, row) in enumerate(wrong.iterrows(), start=1)]
     return H.section("wrong", "Most confidently wrong predictions",
                      intro + '<div class="cards">' + "".join(cards) + "</div>")
 
 
-def _wrong_card(i: int, row: pd.Series, path_col: str | None, finder: _AudioFinder, out: Path) -> str:
+def _wrong_card(i: int, row: pd.Series, finder: _ClipFinder, out: Path) -> str:
     from features.audio import load_audio
     from features.errors import FeaturesError
     from features.params import FeatureParams
     from features.spectrogram import mel_spectrogram
     from features.wav import write_wav
 
-    rel = str(row[path_col]) if path_col else ""
+    rel = "" if pd.isna(row["path"]) else str(row["path"])
     true, pred = str(row["label"]), str(row["predicted"])
     prob_true = row.get(f"prob_{true}")
     head = (f"<div><strong>#{i}</strong> true <strong>{H.esc(true)}</strong> → predicted "
@@ -254,7 +252,7 @@ def _wrong_card(i: int, row: pd.Series, path_col: str | None, finder: _AudioFind
             + (f", p(true class) {float(prob_true):.3f}" if prob_true is not None and pd.notna(prob_true) else "")
             + _split_text(row)
             + f'</div><div class="path">{H.esc(rel)}</div>')
-    source = finder.find(rel) if rel else None
+    source = finder.find(rel, true)
     if source is None:
         where = f" under {H.esc(finder.root)}" if finder.root is not None else ""
         return (f'<div class="card">{head}<p class="muted">Audio not found{where}, so no player or '
@@ -313,27 +311,56 @@ def _dataset_root(features_meta: dict | None) -> Path | None:
     return Path(root) if root else None
 
 
-class _AudioFinder:
-    """Finds a clip under the dataset root: by its relative path, else by file name.
+class _ClipFinder:
+    """Finds the audio of a ``predictions.csv`` row under the dataset root.
 
-    GTZAN tables name clips by file name only (``filename``), so the root is
-    walked once, lazily, to map file names to paths.
+    A ``path`` is used exactly as written, and only if it stays inside the
+    root: ``predictions.csv`` is a file anyone can edit, so absolute paths,
+    ``..`` and symlinks leading out of the root are refused. Tables that name
+    clips by file name only (``path_column == "filename"``, GTZAN-style) are
+    matched against the dataset's own clip list on file name *and* label,
+    and only when exactly one clip matches; a clip of another class with the
+    same name is never played instead.
     """
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, path_column: str | None) -> None:
         self.root = root
-        self._by_name: dict[str, Path] | None = None
+        self.path_column = path_column
+        self._by_name: dict[tuple[str, str], list[str]] | None = None
 
-    def find(self, rel: str) -> Path | None:
-        if self.root is None:
+    def find(self, name: str, label: str) -> Path | None:
+        if self.root is None or not name:
             return None
-        direct = self.root / rel
-        if direct.is_file():
-            return direct
-        if self._by_name is None:
-            self._by_name = {}
-            for folder, _, files in os.walk(self.root):
-                for name in files:
-                    self._by_name.setdefault(name, Path(folder) / name)
-        return self._by_name.get(Path(rel).name)
+        if self.path_column == "path":
+            return _inside(self.root, name)
+        if self.path_column == "filename":
+            matches = self._clips_by_name().get((name, label), [])
+            return _inside(self.root, matches[0]) if len(matches) == 1 else None
+        return None
 
+    def _clips_by_name(self) -> dict[tuple[str, str], list[str]]:
+        if self._by_name is None:
+            from features.datasets import discover
+            from features.errors import FeaturesError
+
+            self._by_name = {}
+            try:
+                clips = discover(self.root).clips
+            except (FeaturesError, OSError):
+                return self._by_name
+            for rel, label in zip(clips["path"].astype(str), clips["label"].astype(str), strict=True):
+                self._by_name.setdefault((PurePosixPath(rel).name, label), []).append(rel)
+        return self._by_name
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """The file ``root/rel`` if it exists and really lies inside ``root``, else None."""
+    parts = PurePosixPath(rel)
+    if parts.is_absolute() or ".." in parts.parts:
+        return None
+    try:
+        real = (root / parts).resolve(strict=True)
+        inside = real.is_relative_to(root.resolve(strict=True))
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return None
+    return real if inside and real.is_file() else None

@@ -109,6 +109,11 @@ class RunInfo:
     classes, feature_columns : list of str
     feature_source : str
         Where the feature columns came from.
+    path_column : str or None
+        The table column copied into ``predictions.csv``'s ``path``:
+        ``"path"`` (relative to the dataset root), ``"filename"`` (a file
+        name only, as in GTZAN-style tables) or None (rows are named
+        ``row N``).
     versions, timings : dict
     n_rows, n_features : int
     created : str
@@ -127,6 +132,7 @@ class RunInfo:
     classes: list[str]
     feature_columns: list[str]
     feature_source: str
+    path_column: str | None
     versions: dict[str, str]
     timings: dict[str, Any]
     n_rows: int

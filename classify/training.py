@@ -606,6 +606,7 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
         classes=[str(c) for c in t.classes],
         feature_columns=list(t.feature_columns),
         feature_source=t.feature_source,
+        path_column=t.path_col,
         versions=_versions(),
         timings=_json_safe(result.timings),
         n_rows=t.n_rows,

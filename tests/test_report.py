@@ -91,6 +91,56 @@ def test_leaky_run_shows_the_warning_first(demo_root, tmp_path):
     assert "confusion_logreg_counts.png" not in html
 
 
+def _top_wrong(run: Path, n: int) -> pd.DataFrame:
+    """The n most confidently wrong predictions of the best model, in the report's order."""
+    preds = pd.read_csv(run / "predictions.csv")
+    best = pd.read_csv(run / "leaderboard.csv").loc[0, "model"]
+    wrong = preds[(preds.model == best) & (preds.label != preds.predicted)]
+    return wrong.sort_values("confidence", ascending=False, kind="stable").head(n)
+
+
+def test_a_card_plays_its_own_clip_or_none_never_one_with_the_same_name(run, demo_root, tmp_path):
+    moved = Path(shutil.copytree(demo_root, tmp_path / "moved"))
+    first, second = _top_wrong(run, 2)["path"]
+    # The first card's clip is gone from this copy, but another folder holds a file of the same name.
+    (moved / first).unlink()
+    (moved / "audio" / "other").mkdir()
+    shutil.copy(moved / second, moved / "audio" / "other" / Path(first).name)
+    index = report.build_report(run, n_wrong=2, audio_root=moved, out=tmp_path / "r")
+    page = parse_page(index)
+    assert len(page.audio) == 1, "only the second card has its clip"
+    cards = inline_text(index).split("#2 true")
+    assert "Audio not found" in cards[0] and "Audio not found" not in cards[1]
+    played, _ = sf.read(str(index.parent / unquote(page.audio[0])))
+    assert len(played) > 0
+
+
+def test_paths_that_leave_the_dataset_root_are_refused(run, demo_root, tmp_path):
+    root = Path(shutil.copytree(demo_root, tmp_path / "root"))
+    outside = Path(shutil.copy(root / _top_wrong(run, 1)["path"].iloc[0], tmp_path / "secret.wav"))
+    (root / "audio" / "escape.wav").symlink_to(outside)
+    (root / "audio" / "fine.wav").symlink_to(root / _top_wrong(run, 1)["path"].iloc[0])
+    preds = pd.read_csv(run / "predictions.csv", dtype={"path": str})
+    rows = _top_wrong(run, 4).index
+    preds.loc[rows, "path"] = ["../secret.wav", str(outside), "audio/escape.wav", "audio/fine.wav"]
+    preds.to_csv(run / "predictions.csv", index=False)
+    index = report.build_report(run, n_wrong=4, audio_root=root, out=tmp_path / "r")
+    page = parse_page(index)
+    text = inline_text(index)
+    assert text.count("Audio not found") == 3
+    assert len(page.audio) == 1, "a symlink that stays inside the root is fine"
+    assert "fine.wav" in page.images[-1][1]
+
+
+def test_file_name_only_tables_find_the_clip_of_that_name_and_label(demo_root, tmp_path):
+    table = demo_table(demo_root, tmp_path / "features", path_column="filename")
+    train_run(table, tmp_path / "run")
+    page = parse_page(report.build_report(tmp_path / "run", n_wrong=3))
+    assert len(page.audio) == 3
+    text = inline_text(report.build_report(tmp_path / "run", n_wrong=3, audio_root=tmp_path, out=tmp_path / "r"))
+    assert text.count("Audio not found") == 3, "not a dataset: nothing to match the names against"
+
+
 def test_missing_or_broken_run_files_are_named(run, tmp_path):
     with pytest.raises(RunDirError, match="does not exist"):
         report.build_report(tmp_path / "nope")
