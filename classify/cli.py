@@ -163,7 +163,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _eda_options(parser: argparse.ArgumentParser) -> None:
     from features.datasets import LAYOUTS
 
-    from .eda import EXAMPLES, INFO_SAMPLE
+    from .pages.eda import EXAMPLES, INFO_SAMPLE
 
     parser.description = (
         "Write an exploratory HTML page for a dataset: clips per class, durations, source "
@@ -191,7 +191,7 @@ def _eda_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _eda(args: argparse.Namespace) -> int:
-    from .eda import build_eda
+    from .pages import build_eda
 
     index = build_eda(args.dataset, features=args.features, out=args.out, examples=args.examples,
                       layout=args.layout, manifest=args.manifest, seed=args.seed,
@@ -204,7 +204,7 @@ def _eda(args: argparse.Namespace) -> int:
 
 
 def _report_options(parser: argparse.ArgumentParser) -> None:
-    from .report import N_WRONG
+    from .pages.report import N_WRONG
 
     parser.description = (
         "Write an HTML report of a training run: leaderboard, CV protocol, scores per split, "
@@ -225,7 +225,7 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .pages import build_report
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     index = build_report(args.run_dir, out=args.out, models=models, n_wrong=args.n_wrong,

@@ -90,7 +90,7 @@ def render_check(chromium: str, index: Path, tmp_path: Path) -> dict:
 
 def test_eda_page_renders_with_every_image_and_clip(demo, tmp_path):
     chromium = _chromium()
-    from classify.eda import build_eda
+    from classify.pages import build_eda
 
     index = build_eda(demo, out=tmp_path / "eda", examples=1)
     verdict = render_check(chromium, index, tmp_path)
@@ -102,7 +102,7 @@ def test_report_page_renders_with_every_image_and_clip(demo, tmp_path):
     chromium = _chromium()
     from tinyrun import demo_table, train_run
 
-    from classify.report import build_report
+    from classify.pages import build_report
 
     train_run(demo_table(demo, tmp_path / "features"), tmp_path / "run")
     index = build_report(tmp_path / "run", models=["logreg"], n_wrong=3)

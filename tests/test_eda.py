@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 from pagecheck import page_text, parse_page
 
-from classify import cli, eda
+from classify import cli
+from classify.pages import eda
 
 N_CLASSES = 10
 

@@ -11,8 +11,9 @@ import soundfile as sf
 from pagecheck import inline_text, page_text, parse_page
 from tinyrun import demo_table, train_run
 
-from classify import cli, report
+from classify import cli
 from classify.errors import RunDirError
+from classify.pages import report
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ when the features table exists, per-class feature distributions and a PCA.
 
 It stays fast on large datasets because it never reads all the audio: file
 headers are read (``soundfile.info``) on a stratified sample of at most
-``info_sample`` clips, and samples only for the few example clips.
+``info_sample`` clips, and samples only for the few example clips. This
+module gathers the numbers and draws the figures; ``templates/eda.html.j2``
+lays them out.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,13 +26,10 @@ import soundfile as sf
 from features.spectrogram import Spectrogram, log_stft_spectrogram, mel_spectrogram
 from features.wav import write_wav
 
-from . import html as H
-from . import plots
+from .. import plots
+from .render import Table, rel_url, render_page, slug
 
-__all__ = [
-    "Example",
-    "build_eda",
-]
+__all__ = ["EXAMPLES", "INFO_SAMPLE", "build_eda"]
 
 #: Example clips per class.
 EXAMPLES = 3
@@ -58,6 +58,13 @@ _DISTRIBUTIONS = (
     (("mfcc_mean_3", "mfcc3"), "MFCC 3 (coefficient)"),
     (("mfcc_mean_4", "mfcc4"), "MFCC 4 (coefficient)"),
 )
+# (file stem, heading, Example attribute, alt text) of the example grids.
+_VIEWS = (
+    ("waveforms", "Waveforms", "wave", "Waveforms of the example clips"),
+    ("stft", "Log-frequency STFT spectrograms", "stft",
+     "STFT spectrograms of the example clips on a log-frequency axis, in dB"),
+    ("mel", "Mel spectrograms", "mel", "Mel spectrograms of the example clips, in dB"),
+)
 
 
 @dataclass
@@ -74,12 +81,18 @@ class Example:
 
 @dataclass
 class _Formats:
-    sample: pd.DataFrame  # path, label, samplerate, channels, subtype, subtype_info, format, duration_s
+    sample: pd.DataFrame  # path, label, samplerate, channels, format, bit_depth, duration_s
     n_total: int
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------- page
+@dataclass(frozen=True)
+class _TableProblem:
+    """Why the page has no features table: ``reason`` picks the template's sentence."""
+
+    reason: str  # "not given", "no table in folder", "missing", "unusable"
+    given: str = ""
+    detail: str = ""
 
 
 def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: str | Path | None = None,
@@ -127,27 +140,31 @@ def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: s
         raise DatasetLayoutError(f"dataset {dataset} has no usable clips (layout {ds.layout}, "
                                  f"{len(ds.errors)} metadata problem(s)); check its metadata or layout")
 
-    table, table_note = _load_features(features, dataset)
+    table, problem = _load_features(features)
     formats = _read_formats(ds.root, clips, info_sample, seed)
     chosen = _choose_examples(ds.root, clips, classes, examples, seed, out)
+    context = {
+        "title": f"Dataset exploration: {dataset.resolve().name}",
+        "subtitle": str(ds.root),
+        "toc": [("overview", "Overview"), ("counts", "Clips per class"), ("durations", "Durations"),
+                ("formats", "Source formats"), ("examples", "Example clips"), ("features", "Features")],
+        "dataset": str(dataset),
+        "overview": _overview(ds, classes, table),
+        "counts": _counts(clips, out),
+        "durations": _durations(table, formats, classes, out),
+        "formats": _formats(formats),
+        "examples": _examples(chosen, classes, examples, out),
+        "features": _features(table, problem, classes, seed, out, dataset),
+    }
+    context["built"] = {"seconds": time.perf_counter() - started,
+                        "on": _dt.datetime.now().isoformat(timespec="seconds")}
+    return render_page("eda.html.j2", out / "index.html", **context)
 
-    parts = [
-        _overview_section(ds, classes, table),
-        _counts_section(clips, out),
-        _durations_section(table, formats, classes, out),
-        _formats_section(formats),
-        _examples_section(chosen, classes, examples, out),
-        _features_section(table, table_note, classes, seed, out, dataset),
-    ]
-    body = "".join(parts) + (f'<p class="muted">Built in {time.perf_counter() - started:.1f} s on '
-                             f"{_dt.datetime.now().isoformat(timespec='seconds')}.</p>")
-    toc = [("overview", "Overview"), ("counts", "Clips per class"), ("durations", "Durations"),
-           ("formats", "Source formats"), ("examples", "Example clips"), ("features", "Features")]
-    title = f"Dataset exploration: {dataset.resolve().name}"
-    return H.write_page(out / "index.html", H.page(title, body, subtitle=str(ds.root), toc=toc))
+
+# ----------------------------------------------------------------- sections
 
 
-def _overview_section(ds, classes: list[str], table) -> str:
+def _overview(ds, classes: list[str], table) -> dict[str, Any]:
     pairs = [("Dataset root", str(ds.root)), ("Layout", ds.layout), ("Clips", len(ds.clips)),
              ("Classes", len(classes))]
     folds = ds.clips["fold"].dropna()
@@ -157,49 +174,29 @@ def _overview_section(ds, classes: list[str], table) -> str:
     if (groups != "").any():
         pairs.append(("Recording groups", groups[groups != ""].nunique()))
     pairs.append(("Features table", "loaded" if table is not None else "not found"))
-    body = H.key_values(pairs)
-    if ds.errors:
-        items = "".join(f"<li>{H.esc(_error_text(e))}</li>" for e in ds.errors[:10])
-        more = f"<p>… and {len(ds.errors) - 10} more.</p>" if len(ds.errors) > 10 else ""
-        body += H.note(f"<strong>{len(ds.errors)} metadata row(s) were skipped</strong> while reading "
-                       f"the dataset:<ul>{items}</ul>{more}", "warn")
-    return H.section("overview", "Overview", body)
+    errors = [f"{f'row {e.row}' if getattr(e, 'row', None) else (e.path or 'dataset')}: {e.message}"
+              for e in ds.errors]
+    return {"pairs": pairs, "errors": errors[:10], "n_errors": len(errors)}
 
 
-def _error_text(err) -> str:
-    where = f"row {err.row}" if getattr(err, "row", None) else (err.path or "dataset")
-    return f"{where}: {err.message}"
-
-
-def _counts_section(clips: pd.DataFrame, out: Path) -> str:
+def _counts(clips: pd.DataFrame, out: Path) -> dict[str, Any]:
     counts = clips["label"].astype(str).value_counts()
     plots.save_figure(plots.class_counts_figure(counts, title="Clips per class",
                                                 threshold=IMBALANCE_THRESHOLD), out / "class_counts.png")
     largest = int(counts.max())
     low = counts[counts < IMBALANCE_THRESHOLD * largest]
     smaller = counts[counts < 0.8 * largest]
-    ratio = f"The largest class has {largest / max(int(counts.min()), 1):.1f}× the clips of the smallest."
-
-    def names(series: pd.Series) -> str:
-        return ", ".join(f"<strong>{H.esc(c)}</strong> ({int(n)} clips, {n / largest:.0%})" for c, n in series.items())
-
-    if len(low):
-        text = H.note(f"Imbalanced: {names(low)} have fewer than {IMBALANCE_THRESHOLD:.0%} of the clips of the "
-                      f"largest class ({largest}). {ratio} Look at balanced accuracy and per-class recall, not "
-                      "only accuracy, and consider <code>--class-weight balanced</code> for the MLP.", "warn")
-    elif len(smaller):
-        text = H.note(f"Mildly imbalanced: {names(smaller)} have fewer than 80% of the clips of the largest "
-                      f"class ({largest}), but every class has at least {IMBALANCE_THRESHOLD:.0%}. {ratio} "
-                      "Check their per-class recall in the training report.", "info")
-    else:
-        text = H.note(f"Balanced: every class has at least 80% of the clips of the largest class ({largest}).")
-    fig = H.figure("class_counts.png", "Bar chart of the number of clips per class",
-                   f"{len(clips)} clips in {len(counts)} classes"
-                   + ("; hatched bars are under-represented classes." if len(low) else "."))
-    return H.section("counts", "Clips per class", fig + text)
+    balance = "imbalanced" if len(low) else "mildly imbalanced" if len(smaller) else "balanced"
+    named = low if len(low) else smaller
+    return {
+        "n_clips": len(clips), "n_classes": len(counts), "hatched": bool(len(low)),
+        "balance": balance, "largest": largest, "threshold": IMBALANCE_THRESHOLD,
+        "ratio": largest / max(int(counts.min()), 1),
+        "classes": [(c, int(n), n / largest) for c, n in named.items()],
+    }
 
 
-def _durations_section(table, formats: _Formats, classes: list[str], out: Path) -> str:
+def _durations(table, formats: _Formats, classes: list[str], out: Path) -> dict[str, Any] | None:
     if table is not None and "duration_s" in table.df.columns:
         durations = pd.DataFrame({"label": table.df[table.label_col].astype(str),
                                   "duration_s": pd.to_numeric(table.df["duration_s"], errors="coerce")})
@@ -209,14 +206,12 @@ def _durations_section(table, formats: _Formats, classes: list[str], out: Path) 
         source = _sample_phrase(len(formats.sample), formats.n_total) + " (file headers)"
     durations = durations[np.isfinite(durations["duration_s"].to_numpy(dtype=float))]
     if durations.empty:
-        return H.section("durations", "Durations", H.note("No clip duration could be read.", "warn"))
+        return None
     plots.save_figure(plots.duration_histograms_figure(durations, title="Clip durations per class",
                                                        classes=classes), out / "durations.png")
     stats = durations.groupby("label")["duration_s"].agg(["count", "min", "median", "max"]).reset_index()
     stats.columns = ["class", "clips", "min (s)", "median (s)", "max (s)"]
-    body = (H.figure("durations.png", "Histograms of clip durations, one per class",
-                     f"Durations {source}.") + H.details("Duration statistics per class", H.table(stats, digits=2)))
-    return H.section("durations", "Durations", body)
+    return {"figure": "durations.png", "source": source, "stats": Table.of(stats)}
 
 
 def _sample_phrase(n_sample: int, n_total: int) -> str:
@@ -225,97 +220,71 @@ def _sample_phrase(n_sample: int, n_total: int) -> str:
     return f"from all {n_total} clips"
 
 
-def _formats_section(formats: _Formats) -> str:
+def _formats(formats: _Formats) -> dict[str, Any]:
     s = formats.sample
-    if s.empty:
-        body = H.note("No clip header could be read; see the failures below.", "warn")
-    else:
-        tables = []
-        for column, heading in (("samplerate", "Sample rate (Hz)"), ("bit_depth", "Bit depth (soundfile subtype)"),
-                                ("channels", "Channels"), ("format", "Container")):
-            counts = s[column].value_counts().rename_axis(heading).reset_index(name="clips")
-            counts["share"] = (counts["clips"] / len(s)).map("{:.1%}".format)
-            tables.append(f"<div>{H.table(counts)}</div>")
-        body = ('<div style="display:flex;flex-wrap:wrap;gap:1.5rem">' + "".join(tables) + "</div>"
-                + f'<p class="muted">Read with <code>soundfile.info</code> {_sample_phrase(len(s), formats.n_total)}.'
-                + (" This is a sample: rare formats may be missing from it." if len(s) < formats.n_total else "")
-                + "</p>")
-        if s["samplerate"].nunique() > 1 or s["channels"].nunique() > 1:
-            body += H.note("Mixed sample rates or channel counts: feature extraction mixes every clip down to mono "
-                           "and resamples it to one rate, so all clips are analysed alike.", "info")
-    if formats.failures:
-        items = "".join(f"<li><code>{H.esc(p)}</code>: {H.esc(m)}</li>" for p, m in formats.failures[:10])
-        body += H.note(f"{len(formats.failures)} sampled clip(s) could not be opened by soundfile:"
-                       f"<ul>{items}</ul>", "warn")
-    return H.section("formats", "Source formats", body)
+    tables = []
+    for column, heading in (("samplerate", "Sample rate (Hz)"), ("bit_depth", "Bit depth (soundfile subtype)"),
+                            ("channels", "Channels"), ("format", "Container")):
+        if s.empty:
+            break
+        counts = s[column].value_counts().rename_axis(heading).reset_index(name="clips")
+        counts["share"] = (counts["clips"] / len(s)).map("{:.1%}".format)
+        tables.append(Table.of(counts))
+    return {
+        "tables": tables, "source": _sample_phrase(len(s), formats.n_total),
+        "is_sample": len(s) < formats.n_total,
+        "mixed": not s.empty and (s["samplerate"].nunique() > 1 or s["channels"].nunique() > 1),
+        "failures": formats.failures[:10], "n_failures": len(formats.failures),
+    }
 
 
-def _examples_section(chosen: dict[str, list[Example]], classes: list[str], n: int, out: Path) -> str:
+def _examples(chosen: dict[str, list[Example]], classes: list[str], n: int, out: Path) -> dict[str, Any]:
     shown = [c for c in classes if chosen.get(c)]
-    if not shown:
-        return H.section("examples", "Example clips", H.note("No example clip could be loaded.", "warn"))
     rows = []
     for label in classes:
-        cells = [H.esc(label)]
-        for k in range(n):
-            ex = chosen.get(label, [])
-            if k < len(ex):
-                cells.append(H.audio(H.rel_url(ex[k].audio_file, out), f"{label} example {k + 1}")
-                             + f'<br><span class="muted">{H.esc(Path(ex[k].path).name)}</span>')
-            else:
-                cells.append('<span class="muted">not available</span>')
-        rows.append(cells)
-    listen = pd.DataFrame(rows, columns=["class", *[f"example {k + 1}" for k in range(n)]])
-    body = ("<h3>Listen</h3>" + H.table(listen, html_columns=listen.columns)
-            + f'<p class="muted">Clips re-encoded as 16-bit mono WAV at {EXAMPLE_SR} Hz'
-            + f" (longer clips cut to {MAX_EXAMPLE_SECONDS:g} s), in <code>audio/</code>.</p>")
-    missing = [c for c in classes if len(chosen.get(c, [])) < n]
-    if missing:
-        body += H.note("Fewer examples than asked for: " + ", ".join(H.esc(c) for c in missing)
-                       + " (too few clips, or clips that could not be loaded).", "warn")
-    views = (("waveforms", "Waveforms", "wave", "Waveforms of the example clips"),
-             ("stft", "Log-frequency STFT spectrograms", "stft",
-              "STFT spectrograms of the example clips on a log-frequency axis, in dB"),
-             ("mel", "Mel spectrograms", "mel", "Mel spectrograms of the example clips, in dB"))
-    for stem, heading, attr, alt in views:
-        body += f"<h3>{H.esc(heading)}</h3>"
+        found = chosen.get(label, [])
+        players = [{"src": rel_url(ex.audio_file, out), "label": f"{label} example {k + 1}",
+                    "name": Path(ex.path).name} for k, ex in enumerate(found)]
+        rows.append({"label": label, "players": players + [None] * (n - len(found))})
+    views = []
+    for stem, heading, attr, alt in _VIEWS if shown else ():
+        figures = []
         for part, start in enumerate(range(0, len(shown), CLASSES_PER_GRID), start=1):
             group = {c: [getattr(e, attr) for e in chosen[c]] for c in shown[start:start + CLASSES_PER_GRID]}
             name = f"{stem}.png" if len(shown) <= CLASSES_PER_GRID else f"{stem}_{part}.png"
             fig = (plots.waveform_grid_figure(group, title=heading) if attr == "wave"
                    else plots.spectrogram_grid_figure(group, title=f"{heading} (dB re clip peak)"))
             plots.save_figure(fig, out / name)
-            body += H.figure(name, f"{alt}: " + ", ".join(group), "Rows: classes; columns: examples "
-                             "(same order as the players above).")
-    return H.section("examples", "Example clips", body)
+            figures.append({"src": name, "alt": f"{alt}: " + ", ".join(group)})
+        views.append({"heading": heading, "figures": figures})
+    return {
+        "any": bool(shown), "n": n, "rows": rows, "views": views, "sr": EXAMPLE_SR,
+        "max_seconds": f"{MAX_EXAMPLE_SECONDS:g}",
+        "missing": [c for c in classes if len(chosen.get(c, [])) < n],
+    }
 
 
-def _features_section(table, table_note: str, classes: list[str], seed: int, out: Path, dataset: Path) -> str:
+def _features(table, problem: _TableProblem | None, classes: list[str], seed: int, out: Path,
+              dataset: Path) -> dict[str, Any]:
     if table is None:
-        kind = "warn" if table_note.startswith("The features table could not") else "info"
-        return H.section("features", "Features", H.note(table_note, kind))
+        return {"problem": problem}
     df = table.df
-    body = ""
     root = (table.features_meta or {}).get("root")
-    if root and Path(root).resolve() != dataset.resolve():
-        body += H.note(f"The features table was extracted from <code>{H.esc(root)}</code>, not from this "
-                       "dataset folder.", "warn")
     present = [(next(c for c in cols if c in df.columns), label) for cols, label in _DISTRIBUTIONS
                if any(c in df.columns for c in cols)]
     if present:
         fig = plots.feature_distributions_figure(df, features=present, title="Feature distributions per class",
                                                  classes=classes, label_col=table.label_col)
         plots.save_figure(fig, out / "feature_distributions.png")
-        body += "<h3>Distributions per class</h3>" + H.figure(
-            "feature_distributions.png", "Box plots of spectral and MFCC features per class",
-            f"Per-clip means over frames, {len(df)} clips. Boxes: quartiles; whiskers: 1.5 IQR; dots: outliers.")
-    else:
-        body += H.note("The table has none of the spectral / MFCC columns drawn here.", "info")
-    body += "<h3>PCA of the scaled features</h3>" + _pca_block(table, classes, seed, out)
-    return H.section("features", "Features", body)
+    return {
+        "problem": None, "n_rows": len(df),
+        "other_root": root if root and Path(root).resolve() != dataset.resolve() else None,
+        "distributions": "feature_distributions.png" if present else None,
+        "pca": _pca(table, classes, seed, out),
+    }
 
 
-def _pca_block(table, classes: list[str], seed: int, out: Path) -> str:
+def _pca(table, classes: list[str], seed: int, out: Path) -> dict[str, Any]:
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -324,8 +293,7 @@ def _pca_block(table, classes: list[str], seed: int, out: Path) -> str:
     keep = np.isfinite(X).all(axis=1)
     X, labels = X[keep], labels[keep]
     if len(X) < 3 or X.shape[1] < 2:
-        return H.note(f"PCA needs at least 3 clips and 2 feature columns; the table has {len(X)} usable "
-                      f"rows and {X.shape[1]} feature columns.", "info")
+        return {"figure": None, "n_rows": len(X), "n_features": X.shape[1]}
     # Standardise first: otherwise Hz-scaled columns (centroid, rolloff) alone decide the axes.
     pca = PCA(n_components=2, random_state=seed)
     coords = pca.fit_transform(StandardScaler().fit_transform(X))
@@ -333,41 +301,32 @@ def _pca_block(table, classes: list[str], seed: int, out: Path) -> str:
     fig = plots.pca_figure(coords[drawn], labels[drawn], explained=pca.explained_variance_ratio_,
                            title="PCA of the standardised features", classes=classes)
     plots.save_figure(fig, out / "pca.png")
-    note = (f" {len(drawn)} of {len(X)} clips drawn (stratified sample); the PCA uses all of them."
-            if len(drawn) < len(X) else "")
-    return H.figure("pca.png", "Scatter plot of the clips on the first two principal components",
-                    f"{X.shape[1]} features, standardised, projected on 2 components "
-                    f"({pca.explained_variance_ratio_.sum():.1%} of the variance).{note}")
+    return {"figure": "pca.png", "n_rows": len(X), "n_features": X.shape[1], "n_drawn": len(drawn),
+            "explained": float(pca.explained_variance_ratio_.sum())}
 
 
-# ----------------------------------------------------------------------------- data
+# --------------------------------------------------------------------- data
 
 
-def _load_features(features: str | Path | None, dataset: Path):
-    """(FeatureTable or None, explanation when None)."""
-    how = ("Create it with <code>make features DATASET={d}</code> (or <code>python -m features extract {d}"
-           "</code>) and run this again with <code>--features</code> pointing at its output folder.").format(
-        d=H.esc(dataset))
+def _load_features(features: str | Path | None):
+    """(FeatureTable, None), or (None, why there is none)."""
     if features is None:
-        return None, "No features table was given, so per-class feature distributions and the PCA are left out. " + how
+        return None, _TableProblem("not given")
     path = Path(features)
     if path.is_dir():
-        candidates = [path / "features.parquet", path / "features.csv"]
-        path = next((p for p in candidates if p.is_file()), None)
+        path = next((p for p in (path / "features.parquet", path / "features.csv") if p.is_file()), None)
         if path is None:
-            return None, (f"No <code>features.parquet</code> or <code>features.csv</code> in "
-                          f"<code>{H.esc(features)}</code>. " + how)
+            return None, _TableProblem("no table in folder", str(features))
     elif not path.is_file():
-        return None, f"The features table <code>{H.esc(features)}</code> does not exist. " + how
-    from .errors import TableError
-    from .tables import load_table
+        return None, _TableProblem("missing", str(features))
+    from ..errors import TableError
+    from ..tables import load_table
 
     try:
-        return load_table(path), ""
+        return load_table(path), None
     except TableError as exc:
         # The dataset overview is still worth having; say what is wrong with the table.
-        return None, (f"The features table could not be used, so distributions and the PCA are left out: "
-                      f"{H.esc(exc)}")
+        return None, _TableProblem("unusable", str(path), str(exc))
 
 
 def _stratified_positions(labels: np.ndarray, n_max: int, seed: int) -> np.ndarray:
@@ -424,19 +383,16 @@ def _choose_examples(root: Path, clips: pd.DataFrame, classes: list[str], n: int
                 y, _ = load_audio(root / rel, params)
             except (FeaturesError, OSError, ValueError):
                 continue
-            ex = _example(label, rel, y, EXAMPLE_SR)
+            name = Path(rel).name
+            ex = Example(label=label, path=rel, wave=plots.Waveform(y, EXAMPLE_SR, name),
+                         stft=log_stft_spectrogram(y, EXAMPLE_SR, name=name),
+                         mel=mel_spectrogram(y, EXAMPLE_SR, name=name))
             # Named by class number and rank (unique even if two class names slug alike),
             # so a rerun overwrites instead of piling up clips.
-            ex.audio_file = out / "audio" / f"{k:02d}_{H.slug(label)}_{len(found) + 1}.wav"
+            ex.audio_file = out / "audio" / f"{k:02d}_{slug(label)}_{len(found) + 1}.wav"
             write_wav(ex.audio_file, y, EXAMPLE_SR)
             found.append(ex)
             if len(found) == n:
                 break
         chosen[label] = found
     return chosen
-
-
-def _example(label: str, rel: str, y: np.ndarray, sr: int) -> Example:
-    name = Path(rel).name
-    return Example(label=label, path=rel, wave=plots.Waveform(y, sr, name),
-                   stft=log_stft_spectrogram(y, sr, name=name), mel=mel_spectrogram(y, sr, name=name))
