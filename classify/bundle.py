@@ -66,6 +66,10 @@ TRUSTED_SKOPS_TYPES = frozenset({
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.calibration._TemperatureScaling",
+    # Our two scikit-learn subclasses (classify.models): they add a fit
+    # that takes groups and keep their parents' fitted state and loading.
+    "classify.models.GroupCalibratedClassifierCV",
+    "classify.models.GroupHistGradientBoostingClassifier",
 })
 
 # Library versions recorded in bundle.json (key -> distribution name).

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
 from sklearn.base import clone
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
@@ -42,6 +41,7 @@ from .models import (
     DEFAULT_MLP_LAYERS,
     MODEL_NAMES,
     WEIGHTLESS_MODELS,
+    group_fit_params,
     make_pipeline,
     parse_layers,
     parse_models,
@@ -384,13 +384,10 @@ def fit_split(
 def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, options: TrainOptions):
     """SplitOutcome of every split, in split order (in worker processes if jobs > 1)."""
     X, y, classes = table.X, table.y, table.classes
-    name = template.steps[-1][0]
     groups = _fit_groups(table)
 
     def fit_params(split) -> dict[str, Any]:
-        if isinstance(template.steps[-1][1], KerasMLPClassifier) and groups is not None:
-            return {f"{name}__groups": groups[split.train]}
-        return {}
+        return group_fit_params(template, None if groups is None else groups[split.train])
 
     jobs = min(options.effective_jobs(), protocol.n_splits)
     if jobs <= 1:
@@ -409,23 +406,8 @@ def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, opt
 
 def fit_pipeline(pipe: Pipeline, X: np.ndarray, y: np.ndarray, fit_params: dict[str, Any], *,
                  where: str) -> Pipeline:
-    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split.
-
-    A calibrated SVM asks for 3 internal folds; when the smallest class of
-    this training part has fewer rows, it gets as many folds as that class
-    has rows (2 at least) instead of failing.
-    """
+    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split."""
     name = pipe.steps[-1][0]
-    final = pipe.steps[-1][1]
-    if isinstance(final, CalibratedClassifierCV) and isinstance(final.cv, int):
-        smallest = int(np.unique(y, return_counts=True)[1].min())
-        if smallest < 2:
-            raise ModelError(
-                f"{name} cannot be fitted on {where}: a class has a single training row and "
-                "the probability calibration needs two; add clips of rare classes or drop "
-                f"{name} from --models"
-            )
-        final.set_params(cv=min(final.cv, smallest))
     try:
         return pipe.fit(X, y, **fit_params)
     except ClassifyError:
@@ -476,8 +458,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
             warn(f"removed the stale bundle {bundle_dir} of an earlier run")
         return None
     pipe = result.options.pipeline(name, n_classes=len(table.classes))
-    groups = _fit_groups(table)
-    fit_params = {f"{name}__groups": groups} if name == "mlp" and groups is not None else {}
+    fit_params = group_fit_params(pipe, _fit_groups(table))
     t = time.perf_counter()
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -619,7 +600,7 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
 
 
 def _fit_groups(table: FeatureTable) -> np.ndarray | None:
-    """Groups for the MLP's early-stopping split; a row without a group is its own."""
+    """Groups for the models' inner splits (see :func:`group_fit_params`); a row without one is its own."""
     groups = table.groups
     if groups is None:
         return None

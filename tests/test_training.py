@@ -367,13 +367,33 @@ def test_svm_calibration_adapts_to_a_class_with_two_training_rows():
     X = rng.normal(size=(len(y), 4)) + (y == "b")[:, None] * 3.0
     pipe = make_pipeline("svm", seed=0, n_classes=3)
     fit_pipeline(pipe, X, y, {}, where="fold1")
-    assert pipe.steps[-1][1].cv == 2
     assert pipe.predict_proba(X).shape == (len(y), 3)
 
     lonely = np.array(["a"] * 20 + ["b"] * 20 + ["c"], dtype=object)
     from classify.errors import ModelError
-    with pytest.raises(ModelError, match="svm cannot be fitted on fold2: a class has a single training row"):
+    with pytest.raises(ModelError, match="svm could not be fitted on fold2: ValueError: class 'c' has a "
+                                         "single training row"):
         fit_pipeline(make_pipeline("svm", seed=0, n_classes=3), X[:-1], lonely, {}, where="fold2")
+
+
+def test_training_gives_the_models_with_inner_splits_their_groups(tmp_path, monkeypatch):
+    import classify.models
+
+    seen = []
+
+    def spy(name, real):
+        def wrapped(y, groups, *args, **kwargs):
+            seen.append((name, groups is not None and len(groups) == len(y)))
+            return real(y, groups, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(classify.models, "calibration_folds", spy("svm", classify.models.calibration_folds))
+    monkeypatch.setattr(classify.models, "validation_split", spy("hgb", classify.models.validation_split))
+    table = make_table(tmp_path / "features", meta=False)
+    train(table, tmp_path / "run", TrainOptions(models="svm,hgb", jobs=1, quiet=True), log=_quiet, warn=_quiet)
+    # Each of the four splits gives the model the groups of its training rows (no
+    # features.json: no final fit).
+    assert seen == [("svm", True)] * 4 + [("hgb", True)] * 4
 
 
 def test_a_library_failure_in_a_fit_is_one_named_error(tmp_path, capsys, monkeypatch):
