@@ -59,6 +59,15 @@ def predict_files(
     errors : list of ErrorRecord
         One per path that could not be read or analysed.
 
+    Notes
+    -----
+    The probabilities are those of ``bundle.estimator.predict_proba`` on
+    the features ``bundle.feature_params`` produce, up to floating-point
+    rounding: BLAS may sum in another order for another batch of files,
+    memory layout or thread count, so the same clip can get probabilities
+    that differ by about 1e-16 from one call to the next. Labels differ
+    only where two classes tie to that precision.
+
     Examples
     --------
     >>> preds, errors = predict_files(load_bundle("run/model"), ["clip.wav"])  # doctest: +SKIP

@@ -83,7 +83,14 @@ class TrainOptions:
         Print no per-split progress.
     jobs : int
         Worker processes for the splits (0: one per usable core; 1: fit
-        in this process). Results do not depend on it.
+        in this process). Scores and out-of-fold predictions do not depend
+        on it, bit for bit: every split is fitted by :func:`fit_split` with
+        the same seeds and single-threaded BLAS, OpenMP and TensorFlow,
+        wherever it runs (random forests give the same trees whatever their
+        ``n_jobs``). Only the timings change. One limit: if TensorFlow was
+        started in this process before ``train`` (say, by earlier code in a
+        notebook), its thread pools are kept, and MLP results with
+        ``jobs=1`` are not guaranteed to match the workers' to the last bit.
     """
 
     models: Sequence[str] = MODEL_NAMES
@@ -338,7 +345,7 @@ def fit_split(
     test_idx: np.ndarray,
     fit_params: dict[str, Any],
     *,
-    threads: int | None = None,
+    threads: int = 1,
     split_name: str = "a split",
 ) -> SplitOutcome:
     """Fit a clone of ``template`` on the training rows and predict the test rows.
@@ -354,11 +361,13 @@ def fit_split(
     train_idx, test_idx : np.ndarray of int
     fit_params : dict
         Passed to ``Pipeline.fit`` (``{"mlp__groups": ...}``).
-    threads : int or None
-        TensorFlow's thread pools, if this process has not started it yet
-        (None: one per core). BLAS and OpenMP always run single-threaded:
-        on these small problems extra threads only spin, and on a busy
-        machine they make a fit many times slower.
+    threads : int
+        TensorFlow's thread pools, if this process has not started it yet.
+        Training leaves it at 1, and BLAS and OpenMP always run
+        single-threaded, so a split's fit is the same computation in this
+        process or in a worker (``--jobs`` cannot change a result); on these
+        small problems extra threads only spin anyway, and on a busy machine
+        they make a fit many times slower.
     split_name : str
         Names the split in the error raised when the fit fails.
 
@@ -395,11 +404,11 @@ def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, opt
                 for s in protocol.splits)
     # One single-threaded fit per core beats one multi-threaded fit at a time
     # (small problems scale badly over threads); n_jobs does not change results.
+    # The workers start TensorFlow themselves, with fit_split's one thread.
     template = clone(template).set_params(
         **{k: 1 for k in template.get_params() if k.endswith("n_jobs")}
     )
-    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), threads=1,
-                                split_name=s.name)
+    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), split_name=s.name)
              for s in protocol.splits)
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(tasks)
 
