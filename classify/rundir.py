@@ -47,6 +47,7 @@ __all__ = [
     "RunInfo",
     "confusion_file",
     "load_run",
+    "probability_column",
     "write_report_md",
     "write_run_info",
     "write_tables",
@@ -63,17 +64,22 @@ REPORT_MD = "report.md"
 RUN_JSON = "run.json"
 BUNDLE_DIR = "model"
 
-#: Columns of every CSV, in order. ``predictions.csv`` adds ``prob_<class>``
-#: per class; the leaderboard and per-class tables say which protocol made them.
+#: Columns of every CSV, in order. ``predictions.csv`` then has one
+#: ``prob_<class>`` column per class (:func:`probability_column`); the
+#: leaderboard and per-class tables say which protocol made them.
 COLUMNS = {
     LEADERBOARD: (*LEADERBOARD_COLUMNS, "protocol"),
     FOLDS: FOLDS_COLUMNS,
     PER_CLASS: (*PER_CLASS_COLUMNS, "protocol"),
     PREDICTIONS: ("path", "label", "fold", "split", "model", "predicted", "confidence"),
 }
-PROBABILITY_PREFIX = "prob_"
 # Text that must stay text when read back: class names and paths such as "007".
 _TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol")
+
+
+def probability_column(label: str) -> str:
+    """``prob_<label>``: the column of ``predictions.csv`` holding that class's probability."""
+    return f"prob_{label}"
 
 
 def confusion_file(model: str, kind: str, suffix: str = ".csv") -> str:

@@ -533,7 +533,7 @@ def predictions_frame(result: TrainResult) -> pd.DataFrame:
             "split": r.split_of_row[rows], "model": name, "predicted": r.predicted[rows],
             "confidence": proba.max(axis=1),
         })
-        probs = pd.DataFrame(proba, columns=[f"prob_{c}" for c in classes])
+        probs = pd.DataFrame(proba, columns=[rundir.probability_column(c) for c in classes])
         frames.append(pd.concat([frame, probs], axis=1))
     return pd.concat(frames, ignore_index=True).round(6)
 

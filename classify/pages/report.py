@@ -23,7 +23,7 @@ from features.wav import write_wav
 
 from .. import plots
 from ..errors import RunDirError
-from ..rundir import CONFUSION_KINDS, LEADERBOARD, Run, load_run
+from ..rundir import CONFUSION_KINDS, LEADERBOARD, Run, load_run, probability_column
 from .render import Table, rel_url, render_page, slug
 
 __all__ = ["N_WRONG", "build_report"]
@@ -184,7 +184,7 @@ def _card(i: int, row: pd.Series, finder: _ClipFinder, out: Path) -> dict[str, A
 
     rel = "" if pd.isna(row["path"]) else str(row["path"])
     true, predicted = str(row["label"]), str(row["predicted"])
-    p_true = row.get(f"prob_{true}")
+    p_true = row.get(probability_column(true))
     card = {"number": i, "true": true, "predicted": predicted, "confidence": float(row["confidence"]),
             "p_true": float(p_true) if p_true is not None and pd.notna(p_true) else None,
             "split": None if pd.isna(row["split"]) else str(row["split"]), "path": rel,
