@@ -1,10 +1,11 @@
-"""``python -m classify train``: cross-validate the models, write the run, save the best.
+"""``python -m classify train``: cross-validate the models, write the run, save the final model.
 
 :func:`train` is the whole command: load and check the table, choose the
 protocol, cross-validate every requested model over the protocol's splits
 (a fresh :func:`~sklearn.base.clone` per split, scaling inside the
 pipeline), collect out-of-fold predictions, score them, write the run
-directory, refit the best model on all rows and save it as a bundle.
+directory, refit the final model (``--final``, else the best) on all rows
+and save it as a bundle.
 
 The run directory (``--out``) and its schema belong to :mod:`classify.rundir`.
 """

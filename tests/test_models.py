@@ -267,3 +267,12 @@ def test_group_fit_params_reach_the_models_with_inner_splits():
     assert routed == {"mlp": ["mlp__groups"], "logreg": [], "svm": ["svm__groups"], "rf": [], "knn": [],
                       "hgb": ["hgb__groups"]}
     assert group_fit_params(make_pipeline("svm"), None) == {}
+
+
+def test_hgb_says_when_it_cannot_hold_out_whole_groups():
+    X, y, _ = blobs(n_per_class=20)
+    groups = y.copy()  # one recording per class: holding one out would lose its class
+    clf = GroupHistGradientBoostingClassifier(early_stopping=True, random_state=0, max_iter=10)
+    with pytest.warns(UserWarning, match="early stopping could not hold out whole recording groups"):
+        clf.fit(X, y, groups=groups)
+    assert clf.predict_proba(X).shape == (len(y), 3)
