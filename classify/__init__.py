@@ -10,7 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import BundleError, ClassifyError, SplitError, TableError, UsageError
+from .errors import (
+    BundleError,
+    ClassifyError,
+    ModelError,
+    RunDirError,
+    SplitError,
+    TableError,
+    UsageError,
+)
 
 _LAZY = {
     "FeatureTable": "tables",
@@ -30,7 +38,9 @@ __all__ = [
     "ClassifyError",
     "FeatureTable",
     "KerasMLPClassifier",
+    "ModelError",
     "Protocol",
+    "RunDirError",
     "SplitError",
     "TableError",
     "TrainOptions",

@@ -24,18 +24,15 @@ import datetime
 import importlib.metadata
 import json
 import os
-import shutil
 import sys
-import tempfile
-import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
+from features.atomic import atomic_dir
 from features.compute import feature_columns as params_feature_columns
 from features.errors import FeaturesError
 from features.params import FeatureParams
@@ -69,6 +66,10 @@ TRUSTED_SKOPS_TYPES = frozenset({
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.calibration._TemperatureScaling",
+    # Our two scikit-learn subclasses (classify.models): they add a fit
+    # that takes groups and keep their parents' fitted state and loading.
+    "classify.models.GroupCalibratedClassifierCV",
+    "classify.models.GroupHistGradientBoostingClassifier",
 })
 
 # Library versions recorded in bundle.json (key -> distribution name).
@@ -132,8 +133,9 @@ def save_bundle(
 ) -> Path:
     """Write a fitted model as a bundle directory, atomically.
 
-    The bundle is built in a temporary sibling directory and renamed over
-    ``directory``, so a reader never sees half a bundle. An existing bundle
+    The bundle is built in a staging folder beside ``directory`` and swapped
+    into place (:func:`features.atomic.atomic_dir`), so a reader never sees
+    half a bundle. An existing bundle
     is replaced; an existing non-empty directory that is not a bundle is
     refused rather than deleted.
 
@@ -191,21 +193,23 @@ def save_bundle(
     if kind == KIND_KERAS_MLP:
         meta["final_step"] = estimator.steps[-1][0]
 
-    def write(tmp: Path) -> None:
-        if kind == KIND_SKLEARN:
-            sio.dump(estimator, tmp / PIPELINE_FILE)
-        else:
-            sio.dump(estimator[:-1], tmp / SCALER_FILE)
-            estimator[-1].model_.save(str(tmp / KERAS_FILE))
-        meta["files"] = {name: file_sha256(tmp / name) for name in _FILES[kind]}
-        try:
-            text = json.dumps(meta, indent=2)
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f"features_meta cannot be written as JSON ({exc}); "
-                              "pass the dict read from features.json") from None
-        (tmp / BUNDLE_JSON).write_text(text + "\n", encoding="utf-8")
-
-    _replace_dir_atomically(directory, write)
+    _check_replaceable(directory)
+    try:
+        with atomic_dir(directory) as tmp:
+            if kind == KIND_SKLEARN:
+                sio.dump(estimator, tmp / PIPELINE_FILE)
+            else:
+                sio.dump(estimator[:-1], tmp / SCALER_FILE)
+                estimator[-1].model_.save(str(tmp / KERAS_FILE))
+            meta["files"] = {name: file_sha256(tmp / name) for name in _FILES[kind]}
+            try:
+                text = json.dumps(meta, indent=2)
+            except (TypeError, ValueError) as exc:
+                raise BundleError(f"features_meta cannot be written as JSON ({exc}); "
+                                  "pass the dict read from features.json") from None
+            (tmp / BUNDLE_JSON).write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise BundleError(f"cannot write the bundle {directory}: {exc}") from None
     return directory
 
 
@@ -252,39 +256,14 @@ def _kind_of(estimator: Any) -> str:
     return KIND_KERAS_MLP
 
 
-def _replace_dir_atomically(directory: Path, write: Callable[[Path], None]) -> None:
+def _check_replaceable(directory: Path) -> None:
+    """Refuse to replace a file or a folder that is not a bundle."""
     if directory.exists() and not directory.is_dir():
         raise BundleError(f"bundle path {directory} is a file; choose a directory")
     if (directory.is_dir() and any(directory.iterdir())
             and not (directory / BUNDLE_JSON).is_file()):
         raise BundleError(f"{directory} exists and is not a model bundle (no {BUNDLE_JSON}); "
                           "refusing to replace it: choose another --out or remove it")
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        # mkdtemp makes it private (0700); the bundle should get the usual
-        # permissions so other users can run predict with it.
-        os.chmod(tmp, 0o777 & ~_umask())
-    except OSError as exc:
-        raise BundleError(f"cannot create the bundle directory {directory}: {exc}") from None
-    try:
-        write(tmp)
-        # rename() cannot replace a non-empty directory: move the old one
-        # aside first, and put it back if the swap fails.
-        old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-        if directory.exists():
-            os.replace(directory, old)
-        try:
-            os.replace(tmp, directory)
-        except OSError:
-            if old.exists():
-                os.replace(old, directory)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        raise BundleError(f"cannot write the bundle {directory}: {exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------- load
@@ -495,12 +474,6 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _minor(version: str) -> tuple[str, ...]:

@@ -1,9 +1,10 @@
-"""``python -m classify train|predict|eda|report``.
+"""``python -m classify train|predict|eda|report``: the whole command line.
 
-``train`` lives here; ``predict``, ``eda`` and ``report`` live in their own
-modules, each exposing ``configure_parser(parser)`` and ``run(args)``. Only
-the module of the chosen subcommand is imported, so ``train`` does not pay
-for the others (nor they for TensorFlow).
+Every option of every subcommand is declared here; the modules that do the
+work (:mod:`classify.training`, :mod:`classify.predict`,
+:mod:`classify.pages`) expose plain functions and know nothing of argparse.
+Only the chosen subcommand's options are built and its module imported, so
+``predict`` does not pay for TensorFlow nor ``train`` for the pages.
 
 Every error the packages raise on purpose (:class:`ClassifyError`,
 :class:`features.errors.FeaturesError`) becomes one ``error: ...`` line on
@@ -12,47 +13,59 @@ stderr and exit status 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from features.cli_types import int_at_least
 from features.errors import FeaturesError
 
 from .errors import ClassifyError
-from .models import DEFAULT_MLP_LAYERS, MODEL_NAMES
-from .splits import PROTOCOLS
 
 PROG = "python -m classify"
-COMMANDS = {
-    "train": "cross-validate the Keras MLP and scikit-learn baselines on a features table",
-    "predict": "predict the class of audio files with a trained model bundle",
-    "eda": "write an exploratory HTML page for a dataset",
-    "report": "write the HTML report of a training run",
-}
 USAGE_EXIT = 2
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; ``command`` is the subcommand whose module to import.
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        args = build_parser(command).parse_args(argv)
+        return int(args.handler(args) or 0)
+    except (ClassifyError, FeaturesError) as e:
+        return _fail(str(e), USAGE_EXIT)
+    except OSError as e:
+        # Disk full, permission denied, ...: the message names the file.
+        return _fail(f"{type(e).__name__}: {e}", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
 
-    Other subcommands get an empty parser (enough for ``--help`` listings).
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser, with the options of subcommand ``command``.
+
+    The other subcommands get a bare parser (enough for the ``--help``
+    listing), so building the parser imports only what ``command`` needs.
     """
     parser = argparse.ArgumentParser(
         prog=PROG, description="Honest, fold-aware classification of audio feature tables."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in COMMANDS.items():
+    for name, (text, add_options) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
-        if name == "train":
-            configure_train_parser(p)
-        elif name == command:
-            _configure_external(name, p)
+        if name == command:
+            add_options(p)
     return parser
 
 
-def configure_train_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``train`` options to ``parser``."""
+# -------------------------------------------------------------------- train
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    from .models import DEFAULT_MLP_LAYERS, MODEL_NAMES
+    from .splits import PROTOCOLS
+
     parser.add_argument("table", metavar="TABLE", help="features.csv or features.parquet")
     parser.add_argument(
         "--out", metavar="DIR",
@@ -80,13 +93,12 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
                         help="maximum MLP epochs (default: 200, with early stopping)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="worker processes fitting splits in parallel (default: 0 = one "
-                        "per core; results do not depend on it)")
+                        "per core; the scores and predictions do not depend on it)")
     parser.add_argument("--quiet", action="store_true", help="no per-split progress lines")
-    parser.set_defaults(handler=run_train)
+    parser.set_defaults(handler=_train)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Run ``train`` from parsed arguments; prints the leaderboard; returns 0."""
+def _train(args: argparse.Namespace) -> int:
     from .training import TrainOptions, leaderboard_text, train
 
     options = TrainOptions(
@@ -100,49 +112,137 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
-    try:
-        parser = build_parser(command if command in COMMANDS else None)
-        args = parser.parse_args(argv)
-        return int(args.handler(args) or 0)
-    except (ClassifyError, FeaturesError) as e:
-        return _fail(str(e), USAGE_EXIT)
-    except OSError as e:
-        # Disk full, permission denied, ...: the message names the file.
-        return _fail(f"{type(e).__name__}: {e}", 1)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+# ------------------------------------------------------------------ predict
 
 
-# ----------------------------------------------------------------- helpers
+def _predict_options(parser: argparse.ArgumentParser) -> None:
+    from .predict import DEFAULT_TOP
+
+    parser.description = ("Predict the class of audio files with a model bundle "
+                          "written by `python -m classify train`.")
+    parser.add_argument("--model", required=True, metavar="BUNDLE",
+                        help="model bundle directory (RUN/model)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="audio files or folders (searched recursively)")
+    parser.add_argument("--out", metavar="FILE.csv", default=None,
+                        help="also write the predictions to this CSV file")
+    parser.add_argument("--jobs", type=int_at_least(0, " (all cores)"), default=1, metavar="N",
+                        help="worker processes for feature extraction (0 = all cores; default 1)")
+    parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
+                        help="how many ranked classes to show (default %(default)s)")
+    parser.set_defaults(handler=_predict)
 
 
-def _configure_external(name: str, parser: argparse.ArgumentParser) -> None:
-    module = _load_command_module(name)
-    if module is None:
-        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        parser.set_defaults(handler=lambda args: _fail(f"{name} is not available yet", USAGE_EXIT))
-        return
-    module.configure_parser(parser)
-    parser.set_defaults(handler=module.run)
+def _predict(args: argparse.Namespace) -> int:
+    """Print one line per file and report skipped ones; 1 when no file could be read."""
+    from features.table import write_csv
+
+    from .bundle import load_bundle
+    from .predict import format_line, predict_files
+
+    predictions, errors = predict_files(load_bundle(args.model), args.paths, jobs=args.jobs,
+                                        top=args.top)
+    for error in errors:
+        print(f"skipped {error.path}: {error.message}", file=sys.stderr)
+    for _, row in predictions.iterrows():
+        print(format_line(row))
+    if args.out:
+        write_csv(predictions, args.out)
+    if predictions.empty:
+        print(f"error: none of the {len(errors)} path(s) could be read; "
+              "see the messages above", file=sys.stderr)
+        return 1
+    if errors:
+        print(f"predicted {len(predictions)} file(s), skipped {len(errors)}", file=sys.stderr)
+    return 0
 
 
-def _load_command_module(name: str) -> ModuleType | None:
-    """``classify.<name>`` if it exists and has configure_parser/run, else None."""
-    qualified = f"{__package__}.{name}"
-    try:
-        module = importlib.import_module(qualified)
-    except ModuleNotFoundError as e:
-        if e.name == qualified:
-            return None
-        raise
-    if not (callable(getattr(module, "configure_parser", None))
-            and callable(getattr(module, "run", None))):
-        return None
-    return module
+# ---------------------------------------------------------------------- eda
+
+
+def _eda_options(parser: argparse.ArgumentParser) -> None:
+    from features.datasets import LAYOUTS
+
+    from .pages.eda import EXAMPLES, INFO_SAMPLE
+
+    parser.description = (
+        "Write an exploratory HTML page for a dataset: clips per class, durations, source "
+        "formats, example clips (waveform, spectrograms, audio players) and, when the "
+        "features table exists, per-class feature distributions and a PCA."
+    )
+    parser.add_argument("dataset", metavar="DATASET", type=Path, help="dataset root folder")
+    parser.add_argument("--features", metavar="DIR_OR_TABLE", type=Path, default=None,
+                        help="features folder (features.parquet or features.csv inside) or table "
+                             "file; optional: without it the page says how to make one")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
+                        help="output folder (default: data/output/<dataset name>/eda)")
+    parser.add_argument("--examples", metavar="N", type=int_at_least(1), default=EXAMPLES,
+                        help="example clips per class (default: %(default)s)")
+    parser.add_argument("--layout", default=None, choices=LAYOUTS,
+                        help="dataset layout (default: detected)")
+    parser.add_argument("--manifest", metavar="CSV", type=Path, default=None,
+                        help="manifest CSV for --layout manifest")
+    parser.add_argument("--sample", metavar="N", type=int_at_least(1), default=INFO_SAMPLE,
+                        help="clips whose headers are read for formats/durations "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the samples and examples (default: 0)")
+    parser.set_defaults(handler=_eda)
+
+
+def _eda(args: argparse.Namespace) -> int:
+    from .pages import build_eda
+
+    index = build_eda(args.dataset, features=args.features, out=args.out, examples=args.examples,
+                      layout=args.layout, manifest=args.manifest, seed=args.seed,
+                      info_sample=args.sample)
+    print(f"EDA page written to {index}")
+    return 0
+
+
+# ------------------------------------------------------------------- report
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    from .pages.report import N_WRONG
+
+    parser.description = (
+        "Write an HTML report of a training run: leaderboard, CV protocol, scores per split, "
+        "extraction summary, confusion matrices, per-class scores and the most confidently "
+        "wrong predictions with their audio."
+    )
+    parser.add_argument("run_dir", metavar="RUN", type=Path,
+                        help="run folder written by 'classify train'")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
+                        help="output folder (default: RUN/report)")
+    parser.add_argument("--models", metavar="NAMES", default=None,
+                        help="comma-separated models to include (default: all in leaderboard.csv)")
+    parser.add_argument("--n-wrong", metavar="N", type=int_at_least(0), default=N_WRONG,
+                        help="confidently wrong predictions to show (default: %(default)s)")
+    parser.add_argument("--audio-root", metavar="DIR", type=Path, default=None,
+                        help="dataset root for the clips' audio (default: 'root' in features.json)")
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .pages import build_report
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    index = build_report(args.run_dir, out=args.out, models=models, n_wrong=args.n_wrong,
+                         audio_root=args.audio_root)
+    print(f"Report written to {index}")
+    return 0
+
+
+# ------------------------------------------------------------------ helpers
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "train": ("cross-validate the Keras MLP and scikit-learn baselines on a features table",
+              _train_options),
+    "predict": ("predict the class of audio files with a trained model bundle", _predict_options),
+    "eda": ("write an exploratory HTML page for a dataset", _eda_options),
+    "report": ("write the HTML report of a training run", _report_options),
+}
 
 
 def _say(line: str) -> None:

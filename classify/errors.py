@@ -1,9 +1,11 @@
 """The classify package's error tree.
 
-One root error; each specific error also subclasses :class:`ValueError` so
-callers can catch either. The command line turns every one of them into a
-single ``error: ...`` line and exit status 2, never a traceback, so each
-message names the file, row, column or option at fault and says what to do.
+One root error; each specific error also subclasses the matching built-in
+(:class:`ValueError` for bad input, :class:`RuntimeError` for a fit that
+failed) so callers can catch either. The command line turns every one of
+them into a single ``error: ...`` line and exit status 2, never a
+traceback, so each message names the file, row, column or option at fault
+and says what to do.
 """
 
 
@@ -29,3 +31,7 @@ class BundleError(ClassifyError, ValueError):
 
 class ModelError(ClassifyError, RuntimeError):
     """A model could not be fitted on a split (the message names model and split)."""
+
+
+class RunDirError(ClassifyError, ValueError):
+    """A training run folder is missing a file, or a file lacks what a reader needs."""

@@ -24,7 +24,7 @@ LEADERBOARD_COLUMNS = (
     "fit_seconds",
 )
 FOLDS_COLUMNS = (
-    "model", "fold", "n_train", "n_test", "accuracy", "balanced_accuracy", "macro_f1",
+    "model", "split", "fold", "n_train", "n_test", "accuracy", "balanced_accuracy", "macro_f1",
     "fit_seconds",
 )
 PER_CLASS_COLUMNS = ("model", "class", "precision", "recall", "f1", "support")
@@ -87,8 +87,8 @@ def confusion_tables(
     Returns
     -------
     counts, normalized : pd.DataFrame [shape=(n_classes, n_classes)]
-        Rows are true classes (index name ``true``), columns predicted
-        classes (``predicted``). A class without test rows has a row of 0.
+        Rows are true classes (index name ``true_label``), columns predicted
+        classes (``predicted_label``). A class without test rows has a row of 0.
     """
     classes = list(classes)
     counts = confusion_matrix(y_true, y_pred, labels=classes)
@@ -99,7 +99,7 @@ def confusion_tables(
         "normalized": pd.DataFrame(normalized, index=classes, columns=classes),
     }
     for df in frame.values():
-        df.index.name, df.columns.name = "true", "predicted"
+        df.index.name, df.columns.name = "true_label", "predicted_label"
     return frame["counts"], frame["normalized"]
 
 

@@ -20,14 +20,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import (
-    GroupShuffleSplit,
-    ShuffleSplit,
-    StratifiedShuffleSplit,
-)
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .splits import validation_split
 
 # Several optimizer steps per call into TensorFlow: the network is so small
 # that per-step Python overhead, not arithmetic, dominates an epoch. Results
@@ -277,22 +274,10 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
         """(train rows, validation rows or None) for early stopping."""
-        n = len(y_idx)
-        all_rows = np.arange(n)
-        if not self.validation_fraction or n * self.validation_fraction < _MIN_VALIDATION_ROWS:
+        all_rows = np.arange(len(y_idx))
+        if not self.validation_fraction or len(y_idx) * self.validation_fraction < _MIN_VALIDATION_ROWS:
             return all_rows, None
-        seed = self.random_state
-        fraction = self.validation_fraction
-        if groups is not None and len(np.unique(groups)) >= 2:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-            train, val = next(splitter.split(all_rows, y_idx, groups))
-        else:
-            counts = np.bincount(y_idx)
-            stratify = counts.min() >= 2 and n * fraction >= len(counts)
-            splitter = (StratifiedShuffleSplit if stratify else ShuffleSplit)(
-                n_splits=1, test_size=fraction, random_state=seed
-            )
-            train, val = next(splitter.split(all_rows, y_idx))
+        train, val = validation_split(y_idx, groups, self.validation_fraction, self.random_state)
         if len(train) == 0 or len(val) == 0:
             return all_rows, None
         return train, val

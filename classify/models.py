@@ -11,13 +11,25 @@ in minutes on two cores), which shaped two choices:
 * ``svm``: ``SVC(probability=True)`` refits five times for Platt scaling
   and is deprecated; instead the SVC is calibrated once by temperature
   scaling on 3-fold cross-validated decision values
-  (``CalibratedClassifierCV(ensemble=False)``), which keeps its decisions.
-* ``hgb`` stops adding trees when a held-out 10% stops improving.
+  (:class:`GroupCalibratedClassifierCV`, ``ensemble=False``), which keeps
+  its decisions.
+* ``hgb`` stops adding trees when a held-out 10% stops improving
+  (:class:`GroupHistGradientBoostingClassifier`).
+
+The models that split their training data again (the MLP's and HGB's early
+stopping, the SVM's calibration folds) take ``groups`` in ``fit`` and keep
+each recording on one side of those inner splits too: a validation or
+calibration part that shares recordings with the rest makes every
+confidence optimistic. :func:`group_fit_params` routes the groups to them.
 """
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -25,19 +37,13 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from sklearn.utils.class_weight import compute_sample_weight
 
 from .errors import UsageError
 from .mlp import KerasMLPClassifier
+from .splits import calibration_folds, validation_split
 
 MODEL_NAMES = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
-MODEL_TITLES = {
-    "mlp": "Keras multilayer perceptron",
-    "logreg": "logistic regression",
-    "svm": "support vector machine (RBF kernel)",
-    "rf": "random forest",
-    "knn": "k-nearest neighbours",
-    "hgb": "histogram gradient boosting",
-}
 DEFAULT_MLP_LAYERS = (100, 200, 100)
 CLASS_WEIGHTS = (None, "balanced")
 # k-nearest neighbours has no class weights; the others take "balanced".
@@ -136,7 +142,7 @@ def make_pipeline(
         "logreg": lambda: LogisticRegression(
             max_iter=2000, class_weight=class_weight, random_state=seed
         ),
-        "svm": lambda: CalibratedClassifierCV(
+        "svm": lambda: GroupCalibratedClassifierCV(
             SVC(kernel="rbf", gamma="scale", C=1.0, class_weight=class_weight, cache_size=500),
             method="temperature", cv=3, ensemble=False,
         ),
@@ -144,8 +150,96 @@ def make_pipeline(
             n_estimators=300, n_jobs=-1, class_weight=class_weight, random_state=seed
         ),
         "knn": lambda: KNeighborsClassifier(n_neighbors=5, weights="distance"),
-        "hgb": lambda: HistGradientBoostingClassifier(
+        "hgb": lambda: GroupHistGradientBoostingClassifier(
             early_stopping=True, class_weight=class_weight, random_state=seed
         ),
     }
     return Pipeline([("scaler", StandardScaler()), (name, builders[name]())])
+
+
+def group_fit_params(pipe: Pipeline, groups: np.ndarray | None) -> dict[str, Any]:
+    """``{"<final step>__groups": groups}`` if the pipeline's model takes groups, else ``{}``.
+
+    Examples
+    --------
+    >>> group_fit_params(make_pipeline("svm"), np.array(["r1", "r1", "r2"]))
+    {'svm__groups': array(['r1', 'r1', 'r2'], dtype='<U2')}
+    >>> group_fit_params(make_pipeline("knn"), np.array(["r1", "r1", "r2"]))
+    {}
+    """
+    name, model = pipe.steps[-1]
+    if groups is None or "groups" not in inspect.signature(model.fit).parameters:
+        return {}
+    return {f"{name}__groups": groups}
+
+
+class GroupCalibratedClassifierCV(CalibratedClassifierCV):
+    """:class:`~sklearn.calibration.CalibratedClassifierCV` whose folds keep groups whole.
+
+    Takes the same parameters; ``cv`` is the number of folds wanted. The
+    folds come from :func:`classify.splits.calibration_folds`: grouped when
+    :meth:`fit` gets ``groups``, stratified, and no more than the rarest
+    class allows. The fitted object is a plain calibrated classifier (the
+    folds are not kept).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(40, 2)), np.array(["a", "b"] * 20)
+    >>> clf = GroupCalibratedClassifierCV(SVC(), method="temperature", cv=3, ensemble=False)
+    >>> clf.fit(X, y, groups=np.repeat(np.arange(10), 4)).predict_proba(X).shape
+    (40, 2)
+    """
+
+    def fit(self, X, y, groups=None, sample_weight=None) -> GroupCalibratedClassifierCV:
+        """Fit the estimator and its calibrator; ``groups`` (shape ``(n_samples,)``) keeps recordings whole."""
+        if not isinstance(self.cv, int):
+            raise TypeError(f"cv={self.cv!r} must be a number of folds")
+        folds = calibration_folds(np.asarray(y), groups, self.cv)
+        calibrated = CalibratedClassifierCV(**{**self.get_params(deep=False), "cv": folds})
+        calibrated.fit(X, y, sample_weight=sample_weight)
+        # Keep the fitted state (attributes ending in "_"), not the folds.
+        for name, value in vars(calibrated).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
+        return self
+
+
+class GroupHistGradientBoostingClassifier(HistGradientBoostingClassifier):
+    """:class:`~sklearn.ensemble.HistGradientBoostingClassifier` whose early stopping holds out whole groups.
+
+    Takes the same parameters. With ``early_stopping`` and ``groups`` given
+    to :meth:`fit`, the validation part (``validation_fraction`` of the
+    groups) comes from :func:`classify.splits.validation_split` instead of a
+    split over rows; without groups it is scikit-learn's own.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(60, 2)), np.array(["a", "b", "c"] * 20)
+    >>> clf = GroupHistGradientBoostingClassifier(early_stopping=True, random_state=0)
+    >>> clf.fit(X, y, groups=np.repeat(np.arange(20), 3)).predict_proba(X).shape
+    (60, 3)
+    """
+
+    def fit(self, X, y, groups=None, sample_weight=None) -> GroupHistGradientBoostingClassifier:
+        """Fit the trees; ``groups`` (shape ``(n_samples,)``) keeps recordings out of both sides."""
+        X, y = np.asarray(X), np.asarray(y)
+        # "auto" turns early stopping on above 10 000 rows, as in scikit-learn.
+        stops = self.early_stopping is True or (self.early_stopping == "auto" and len(y) > 10_000)
+        if groups is None or not stops or self.validation_fraction is None:
+            return super().fit(X, y, sample_weight=sample_weight)
+        train, val = validation_split(y, np.asarray(groups), self.validation_fraction, self.random_state)
+        if len(val) == 0:
+            warnings.warn("early stopping could not hold out whole recording groups (each class "
+                          "has too few); it used a split over clips", UserWarning, stacklevel=2)
+            return super().fit(X, y, sample_weight=sample_weight)
+        # fit weighs the training rows by class itself; the validation loss gets the
+        # same class weights, as when scikit-learn splits the rows itself.
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        val_weights = None if weights is None else weights[val]
+        if self.class_weight is not None:
+            val_weights = compute_sample_weight(self.class_weight, y)[val] * (
+                1.0 if val_weights is None else val_weights)
+        return super().fit(X[train], y[train], sample_weight=None if weights is None else weights[train],
+                           X_val=X[val], y_val=y[val], sample_weight_val=val_weights)

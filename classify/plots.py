@@ -28,17 +28,18 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
+from features.atomic import atomic_path
+from features.spectrogram import Spectrogram
+
 __all__ = [
     "DPI",
     "OKABE_ITO",
-    "Spectrogram",
     "Waveform",
     "class_counts_figure",
     "class_palette",
     "confusion_figure",
     "duration_histograms_figure",
     "feature_distributions_figure",
-    "fold_scores_figure",
     "metric_label",
     "model_palette",
     "pca_figure",
@@ -46,6 +47,7 @@ __all__ = [
     "save_figure",
     "spectrogram_figure",
     "spectrogram_grid_figure",
+    "split_scores_figure",
     "waveform_grid_figure",
 ]
 
@@ -90,44 +92,6 @@ class Waveform:
     y: np.ndarray
     sr: int
     name: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Spectrogram:
-    """A dB-scaled spectrogram, ready to draw.
-
-    Parameters
-    ----------
-    db : np.ndarray [shape=(n_bins, n_frames)]
-        Levels in dB relative to the clip's peak (0 dB = loudest bin); row 0 is
-        the lowest frequency and rows are evenly spaced on the ``scale`` axis
-        (log2 Hz for ``"log"``, mel for ``"mel"``).
-    duration_s : float
-        Seconds covered by the frames.
-    f_min, f_max : float
-        Frequencies in Hz at the bottom and top edge of the image.
-    scale : {"log", "mel"}
-        Frequency axis the rows are spaced on.
-    name : str
-        Short caption (usually the file name).
-    """
-
-    db: np.ndarray
-    duration_s: float
-    f_min: float
-    f_max: float
-    scale: str
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.scale not in ("log", "mel"):
-            raise ValueError(f"scale={self.scale!r} must be 'log' or 'mel'")
-        if np.ndim(self.db) != 2:
-            raise ValueError(f"db has shape {np.shape(self.db)}; expected (n_bins, n_frames)")
-        if self.scale == "log" and not self.f_min > 0:
-            raise ValueError(f"f_min={self.f_min} must be > 0 Hz on a log frequency axis")
-        if not self.f_max > self.f_min:
-            raise ValueError(f"f_max={self.f_max} must be above f_min={self.f_min}")
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -182,7 +146,7 @@ def metric_label(metric: str) -> str:
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """Write ``fig`` as a PNG at :data:`DPI`, creating parent folders, then release it.
+    """Write ``fig`` as a PNG at :data:`DPI` atomically, creating parent folders, then release it.
 
     Parameters
     ----------
@@ -194,8 +158,8 @@ def save_figure(fig: Figure, path: str | Path) -> None:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figure path {path} must end in .png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", facecolor="white")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", facecolor="white")
     if getattr(fig.canvas, "manager", None) is not None:
         # Only pyplot-made figures have a manager; closing frees pyplot's reference.
         import matplotlib.pyplot as plt
@@ -302,13 +266,13 @@ def _annotate_cells(ax, values: np.ndarray, *, vmax: float, normalized: bool) ->
         ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=size)
 
 
-def fold_scores_figure(folds: pd.DataFrame, *, metric: str = "accuracy", title: str) -> Figure:
+def split_scores_figure(scores: pd.DataFrame, *, metric: str = "accuracy", title: str) -> Figure:
     """Score of every model on every held-out split: one marker line per model.
 
     Parameters
     ----------
-    folds : pd.DataFrame
-        ``folds.csv`` of a training run: at least ``model``, ``fold`` and ``metric``.
+    scores : pd.DataFrame
+        ``folds.csv`` of a training run: at least ``model``, ``split`` and ``metric``.
     metric : str
         Column to plot (``accuracy``, ``balanced_accuracy``, ``macro_f1``, ...).
     title : str
@@ -318,27 +282,27 @@ def fold_scores_figure(folds: pd.DataFrame, *, metric: str = "accuracy", title: 
     -------
     matplotlib.figure.Figure
     """
-    _require_columns(folds, ["model", "fold", metric], "folds table")
-    if folds.empty:
+    _require_columns(scores, ["model", "split", metric], "folds table")
+    if scores.empty:
         raise ValueError("folds table has no rows; nothing to plot")
-    fold_names = sorted({str(f) for f in folds["fold"]}, key=_natural_key)
-    position = {name: i for i, name in enumerate(fold_names)}
-    models = list(dict.fromkeys(str(m) for m in folds["model"]))
+    split_names = sorted({str(f) for f in scores["split"]}, key=_natural_key)
+    position = {name: i for i, name in enumerate(split_names)}
+    models = list(dict.fromkeys(str(m) for m in scores["model"]))
     colours = model_palette(models)
-    fig = _new_figure(max(6.5, 0.5 * len(fold_names) + 4.5), 4.2)
+    fig = _new_figure(max(6.5, 0.5 * len(split_names) + 4.5), 4.2)
     ax = fig.add_subplot()
     # A small horizontal offset per model keeps equal scores from hiding each other.
     offsets = np.linspace(-0.12, 0.12, len(models)) if len(models) > 1 else [0.0]
     for k, model in enumerate(models):
-        rows = folds[folds["model"].astype(str) == model]
-        x = np.array([position[str(f)] for f in rows["fold"]], dtype=float) + offsets[k]
+        rows = scores[scores["model"].astype(str) == model]
+        x = np.array([position[str(f)] for f in rows["split"]], dtype=float) + offsets[k]
         order = np.argsort(x)
         y = pd.to_numeric(rows[metric], errors="coerce").to_numpy()[order]
         ax.plot(x[order], y, marker=_MARKERS[k % len(_MARKERS)], color=colours[model], linewidth=1.4,
                 markersize=6, label=f"{model} (mean {np.nanmean(y):.3f})")
-    ax.set_xticks(range(len(fold_names)))
-    ax.set_xticklabels(fold_names, rotation=45 if len(fold_names) > 12 else 0)
-    ax.set_xlim(-0.5, len(fold_names) - 0.5)
+    ax.set_xticks(range(len(split_names)))
+    ax.set_xticklabels(split_names, rotation=45 if len(split_names) > 12 else 0)
+    ax.set_xlim(-0.5, len(split_names) - 0.5)
     ax.set_xlabel("Held-out fold / split")
     ax.set_ylabel(metric_label(metric))
     ax.set_title(title)

@@ -10,9 +10,7 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,14 +18,10 @@ import numpy as np
 import pandas as pd
 
 from features.audio import is_audio_path
-from features.cli import int_at_least
 from features.datasets import ErrorRecord
-from features.errors import FeaturesError
 from features.extract import extract_files
-from features.table import write_csv
 
-from .bundle import Bundle, load_bundle
-from .errors import BundleError, ClassifyError
+from .bundle import Bundle
 
 DEFAULT_TOP = 3
 
@@ -65,6 +59,15 @@ def predict_files(
     errors : list of ErrorRecord
         One per path that could not be read or analysed.
 
+    Notes
+    -----
+    The probabilities are those of ``bundle.estimator.predict_proba`` on
+    the features ``bundle.feature_params`` produce, up to floating-point
+    rounding: BLAS may sum in another order for another batch of files,
+    memory layout or thread count, so the same clip can get probabilities
+    that differ by about 1e-16 from one call to the next. Labels differ
+    only where two classes tie to that precision.
+
     Examples
     --------
     >>> preds, errors = predict_files(load_bundle("run/model"), ["clip.wav"])  # doctest: +SKIP
@@ -73,32 +76,27 @@ def predict_files(
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top={top!r} must be a positive integer")
-    files, errors = expand_paths(paths)
+    files, errors = _expand_paths(paths)
     features = pd.DataFrame()
     if files:
         features, extract_errors = extract_files(files, bundle.feature_params, jobs=jobs)
         errors += extract_errors
     if features.empty:
-        return predictions_frame([], np.empty((0, len(bundle.class_names))),
-                                 bundle.class_names, top=top), errors
-    missing = [c for c in bundle.feature_columns if c not in features.columns]
-    if missing:
-        raise BundleError(f"the extractor did not produce the model's feature columns "
-                          f"{missing[:5]}; the bundle {bundle.path} does not fit this "
-                          "version of the features package: retrain")
+        return _predictions_frame([], np.empty((0, len(bundle.class_names))),
+                                  bundle.class_names, top=top), errors
+    # load_bundle checked that these are the columns bundle.feature_params produce.
     X = features[bundle.feature_columns].to_numpy(dtype=np.float64)
     finite = np.isfinite(X).all(axis=1)
     errors += [_non_finite_error(path, bundle.feature_columns, x)
                for path, x in zip(features["path"][~finite], X[~finite])]
-    paths_ok = features["path"][finite].astype(str).tolist()
-    if paths_ok:
+    proba = np.empty((0, len(bundle.class_names)))
+    if finite.any():
         proba = np.asarray(bundle.estimator.predict_proba(X[finite]), dtype=np.float64)
-    else:
-        proba = np.empty((0, len(bundle.class_names)))
-    return predictions_frame(paths_ok, proba, bundle.class_names, top=top), errors
+    paths_ok = features["path"][finite].astype(str).tolist()
+    return _predictions_frame(paths_ok, proba, bundle.class_names, top=top), errors
 
 
-def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[ErrorRecord]]:
+def _expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[ErrorRecord]]:
     """Resolve files and folders into the list of files to analyse.
 
     Parameters
@@ -138,7 +136,7 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[Er
     return list(dict.fromkeys(files)), errors
 
 
-def predictions_frame(
+def _predictions_frame(
     paths: Sequence[str], proba: np.ndarray, class_names: Sequence[str], *, top: int = DEFAULT_TOP
 ) -> pd.DataFrame:
     """Lay out class probabilities as the predictions table.
@@ -159,10 +157,6 @@ def predictions_frame(
         prob_<class>...``.
     """
     names = np.asarray(class_names, dtype=object)
-    if proba.shape != (len(paths), len(names)):
-        raise BundleError(f"the model returned probabilities of shape {proba.shape} for "
-                          f"{len(paths)} clips and {len(names)} classes; the bundle is "
-                          "inconsistent: retrain")
     order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top, len(names))]
     ranked = np.take_along_axis(proba, order, axis=1)
     columns: dict[str, object] = {
@@ -194,67 +188,3 @@ def _non_finite_error(path: str, columns: Sequence[str], x: np.ndarray) -> Error
     return ErrorRecord(str(path), None, "features", "BadAudioError",
                        f"non-finite feature values in {', '.join(bad[:5])}"
                        f"{' ...' if len(bad) > 5 else ''}; the clip cannot be classified")
-
-
-# ---------------------------------------------------------------------- CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``predict`` options to ``parser`` (a subcommand parser)."""
-    parser.description = ("Predict the class of audio files with a model bundle "
-                          "written by `python -m classify train`.")
-    parser.add_argument("--model", required=True, metavar="BUNDLE",
-                        help="model bundle directory (RUN/model)")
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="audio files or folders (searched recursively)")
-    parser.add_argument("--out", metavar="FILE.csv", default=None,
-                        help="also write the predictions to this CSV file")
-    parser.add_argument("--jobs", type=int_at_least(0, " (all cores)"), default=1, metavar="N",
-                        help="worker processes for feature extraction (0 = all cores; default 1)")
-    parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
-                        help=f"how many ranked classes to show (default {DEFAULT_TOP})")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``predict``: print one line per file, report skipped files.
-
-    Returns
-    -------
-    int
-        0 if at least one file was predicted, 1 if none could be read
-        (or --out cannot be written), 2 for a bad bundle or option.
-    """
-    try:
-        bundle = load_bundle(args.model)
-        predictions, errors = predict_files(bundle, args.paths, jobs=args.jobs, top=args.top)
-    except (ClassifyError, FeaturesError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for error in errors:
-        print(f"skipped {error.path}: {error.message}", file=sys.stderr)
-    for _, row in predictions.iterrows():
-        print(format_line(row))
-    if args.out:
-        try:
-            write_csv(predictions, args.out)
-        except OSError as exc:
-            print(f"error: cannot write --out {args.out}: {exc}", file=sys.stderr)
-            return 1
-    if predictions.empty:
-        print(f"error: none of the {len(errors)} path(s) could be read; "
-              "see the messages above", file=sys.stderr)
-        return 1
-    if errors:
-        print(f"predicted {len(predictions)} file(s), skipped {len(errors)}", file=sys.stderr)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m classify.predict``)."""
-    parser = configure_parser(argparse.ArgumentParser(prog="python -m classify predict"))
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,17 +10,25 @@ UrbanSound8K protocol), stratified group k-fold on ``group``, plain
 stratified k-fold. ``random`` (the tutorials' shuffled 80/20 hold-out) is
 never chosen automatically and is labelled leaky wherever it is reported.
 All splitting is done by scikit-learn's splitters.
+
+The same care applies inside a training part, where some models split
+again (early stopping, probability calibration): :func:`validation_split`
+and :func:`calibration_folds` keep every group on one side there too, or
+say with a warning why they cannot.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import (
+    GroupShuffleSplit,
     PredefinedSplit,
+    ShuffleSplit,
     StratifiedGroupKFold,
     StratifiedKFold,
     StratifiedShuffleSplit,
@@ -35,11 +43,16 @@ RANDOM_TEST_SIZE = 0.2
 
 
 class Split(NamedTuple):
-    """One train/test split: row indices and the name of the held-out part."""
+    """One train/test split: row indices, the name of the held-out part and its fold.
+
+    ``fold`` is the predefined fold held out (a value of the table's ``fold``
+    column) for the ``folds`` protocol, None for the others.
+    """
 
     train: np.ndarray
     test: np.ndarray
     name: str
+    fold: Any = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -55,7 +68,7 @@ class Protocol:
     leaky : bool
         True for ``random``: clips of one recording can be on both sides.
     splits : tuple of Split
-        ``(train_idx, test_idx, fold_name)`` per split, indices into the table rows.
+        ``(train_idx, test_idx, name, fold)`` per split, indices into the table rows.
     warnings : tuple of str
         Things the user should know that do not stop the run (a class absent
         from a training part, groups spread over several folds).
@@ -176,10 +189,10 @@ def build_protocol(
         splits = _random(y, seed)
     _check_training_parts(y, splits)
     reason = _reason(cv, name, folds, groups, k)
-    warnings = _absent_classes(y, splits) + _groups_across_folds(name, folds, groups)
+    notes = _absent_classes(y, splits) + _groups_across_folds(name, folds, groups)
     return Protocol(
         name=name, reason=reason, leaky=name == "random", splits=tuple(splits),
-        warnings=tuple(warnings),
+        warnings=tuple(notes),
     )
 
 
@@ -229,11 +242,11 @@ def _predefined(y: np.ndarray, folds: pd.Series | None) -> list[Split]:
             f"the table has a single fold ({values[0]}): holding it out leaves a split "
             "without training data; use --cv group or --cv stratified"
         )
-    _check_class_sizes(y, len(values), "folds")
+    _check_classes_span_folds(y, folds)
     codes = folds.map({v: i for i, v in enumerate(values)}).to_numpy(dtype=int)
     splitter = PredefinedSplit(test_fold=codes)
     return [
-        Split(train, test, f"fold{values[i]}")
+        Split(train, test, f"fold{values[i]}", values[i])
         for i, (train, test) in enumerate(splitter.split())
     ]
 
@@ -310,6 +323,19 @@ def _check_class_sizes(y: np.ndarray, n_splits: int, cv: str) -> None:
         )
 
 
+def _check_classes_span_folds(y: np.ndarray, folds: pd.Series) -> None:
+    # A class seen in one fold only is never trained on when that fold is held
+    # out and never tested otherwise: its scores would mean nothing.
+    spread = pd.DataFrame({"label": y, "fold": folds.to_numpy()}).groupby("label")["fold"].unique()
+    single = [(label, found[0]) for label, found in spread.items() if len(found) < 2]
+    if single:
+        shown = ", ".join(f"{label!r} (only in fold {fold})" for label, fold in single[:5])
+        raise SplitError(
+            f"--cv folds needs every class in at least two folds, and class(es) {shown} are not; "
+            "add clips of those classes to other folds, or use --cv group or --cv stratified"
+        )
+
+
 def _check_training_parts(y: np.ndarray, splits: list[Split]) -> None:
     for split in splits:
         if len(split.train) == 0 or len(split.test) == 0:
@@ -349,3 +375,129 @@ def _groups_across_folds(name: str, folds: pd.Series | None, groups: np.ndarray 
         "both sides of some splits; the predefined folds leak for them"
     )
     return [note]
+
+
+# ------------------------------------------------------------ inner splits
+
+
+def validation_split(
+    y: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of one training part: (train, validation) for early stopping.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Labels of the training part.
+    groups : np.ndarray [shape=(n,)] or None
+        Recording of each row. With two groups or more, about ``fraction``
+        of the groups is held out whole (:class:`GroupShuffleSplit`), so no
+        recording sits on both sides; a class whose groups all fell in the
+        validation part keeps them in training, or it would not be learnt.
+        Without groups: a stratified shuffle split (plain when a class has a
+        single row or the part is too small to hold a row of each class).
+    fraction : float
+        Share of the rows (or groups) to hold out, in (0, 1).
+    seed : int or None
+        Random state of the splitter.
+
+    Returns
+    -------
+    train, validation : np.ndarray of int
+        Row positions; ``validation`` may be empty when nothing can be held
+        out (the caller then trains without early stopping).
+
+    Examples
+    --------
+    >>> y = np.array(["a", "b"] * 10)
+    >>> groups = np.repeat(np.arange(10), 2)
+    >>> train, val = validation_split(y, groups, 0.2, seed=0)
+    >>> set(groups[train]) & set(groups[val])
+    set()
+    """
+    y = np.asarray(y)
+    rows = np.arange(len(y))
+    if groups is not None and len(np.unique(groups)) >= 2:
+        groups = np.asarray(groups)
+        train, val = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+                          .split(rows, y, groups))
+        lost = np.setdiff1d(y[val], y[train])
+        if lost.size:
+            back = np.isin(groups, groups[val][np.isin(y[val], lost)])
+            train, val = rows[np.isin(rows, train) | back], rows[np.isin(rows, val) & ~back]
+        return train, val
+    counts = np.unique(y, return_counts=True)[1]
+    stratify = counts.min() >= 2 and len(y) * fraction >= len(counts)
+    splitter = (StratifiedShuffleSplit if stratify else ShuffleSplit)(
+        n_splits=1, test_size=fraction, random_state=seed
+    )
+    return next(splitter.split(rows, y))
+
+
+def calibration_folds(
+    y: np.ndarray, groups: np.ndarray | None, n_splits: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of one training part for cross-validated probability calibration.
+
+    The calibrator learns from out-of-fold decision values, so a recording
+    on both sides of a fold makes every confidence optimistic. With groups,
+    :class:`StratifiedGroupKFold` keeps each group in one fold; without,
+    :class:`StratifiedKFold`. The number of folds drops to what the rarest
+    class allows (its groups, or its rows without groups), down to 2.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Labels of the training part.
+    groups : np.ndarray [shape=(n,)] or None
+        Recording of each row.
+    n_splits : int
+        Folds wanted.
+
+    Returns
+    -------
+    list of (train, test)
+        Row positions; every class is in every training side.
+
+    Raises
+    ------
+    ValueError
+        A class has a single row: it cannot be on both sides of any fold.
+
+    Warns
+    -----
+    UserWarning
+        When the groups cannot give every fold every class (a class has
+        clips of a single recording): the folds then split rows, not groups.
+
+    Examples
+    --------
+    >>> y = np.array(["a", "b"] * 6)
+    >>> groups = np.repeat(np.arange(6), 2)
+    >>> [sorted(int(g) for g in set(groups[test])) for _, test in calibration_folds(y, groups, 3)]
+    [[0, 3], [1, 4], [2, 5]]
+    """
+    y = np.asarray(y)
+    labels, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(
+            f"class {str(labels[np.argmin(counts)])!r} has a single training row and the probability "
+            "calibration needs two; add clips of rare classes or leave this model out"
+        )
+    rows = np.zeros(len(y))
+    if groups is not None:
+        groups = np.asarray(groups)
+        per_class = pd.Series(groups).groupby(y).nunique()
+        k = min(n_splits, int(per_class.min()))
+        if k >= 2:
+            folds = list(StratifiedGroupKFold(n_splits=k).split(rows, y, groups))
+            if all(len(np.unique(y[train])) == len(labels) for train, _ in folds):
+                return folds
+        warnings.warn(
+            f"calibration folds split clips of one recording: class(es) "
+            f"{sorted(per_class[per_class < 2].index.tolist()) or 'all'} have too few recording "
+            "groups in this training part to keep groups whole, so its confidences are optimistic",
+            UserWarning, stacklevel=2,
+        )
+    k = min(n_splits, int(counts.min()))
+    return list(StratifiedKFold(n_splits=k).split(rows, y))

@@ -110,6 +110,16 @@ class FeatureTable:
         return np.unique(self.y)
 
     @property
+    def folds(self) -> pd.Series:
+        """pd.Series [shape=(n_rows,)]: each row's predefined fold, nullable Int64 (or text).
+
+        All missing when the table has no ``fold`` column.
+        """
+        if self.fold_col is None:
+            return pd.Series(pd.NA, index=range(self.n_rows), dtype="Int64")
+        return self.df[self.fold_col].reset_index(drop=True)
+
+    @property
     def groups(self) -> np.ndarray | None:
         """np.ndarray [shape=(n_rows,), dtype=object] of str, or None without groups."""
         if self.group_col is None:
@@ -179,7 +189,7 @@ def load_table(path: str | Path) -> FeatureTable:
     df = raw.copy()
     if path.suffix.lower() == ".csv":
         for name in df.columns.difference(features):
-            df[name] = _unneutralise(df[name])
+            df[name] = undo_formula_guard(df[name])
     path_col = next((c for c in PATH_COLUMNS if c in df.columns), None)
     names = None if path_col is None else df[path_col].astype(str).to_numpy(dtype=object)
     df[LABEL_COLUMN] = _labels(df[LABEL_COLUMN], path, names)
@@ -313,8 +323,8 @@ def _missing(s: pd.Series) -> pd.Series:
     return s.isna() | s.astype(str).str.strip().str.lower().isin(_MISSING_TOKENS)
 
 
-def _unneutralise(s: pd.Series) -> pd.Series:
-    """Undo features.table's CSV formula guard: ``'=x`` back to ``=x``."""
+def undo_formula_guard(s: pd.Series) -> pd.Series:
+    """Undo the CSV formula guard of :func:`features.table.write_csv`: ``'=x`` back to ``=x``."""
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s
     text = s.astype(str)

@@ -1,23 +1,19 @@
-"""``python -m classify train``: cross-validate the models, write the run, save the best.
+"""``python -m classify train``: cross-validate the models, write the run, save the final model.
 
 :func:`train` is the whole command: load and check the table, choose the
 protocol, cross-validate every requested model over the protocol's splits
 (a fresh :func:`~sklearn.base.clone` per split, scaling inside the
 pipeline), collect out-of-fold predictions, score them, write the run
-directory, refit the best model on all rows and save it as a bundle.
+directory, refit the final model (``--final``, else the best) on all rows
+and save it as a bundle.
 
-Run directory (``--out``)::
-
-    leaderboard.csv  folds.csv  per_class.csv  predictions.csv
-    confusion/<model>_{counts,normalized}.{csv,png}  folds.png
-    report.md  run.json  model/ (bundle written by classify.bundle)
+The run directory (``--out``) and its schema belong to :mod:`classify.rundir`.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime
-import importlib
 import importlib.metadata
 import platform
 import shutil
@@ -32,14 +28,13 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
 from sklearn.base import clone
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from features.atomic import atomic_path
-from features.table import file_sha256, write_csv, write_json
+from features.table import file_sha256
 
-from . import evaluation
+from . import evaluation, plots, rundir
+from .bundle import save_bundle
 from .errors import ClassifyError, ModelError, UsageError
 from .mlp import KerasMLPClassifier, import_keras
 from .models import (
@@ -47,6 +42,7 @@ from .models import (
     DEFAULT_MLP_LAYERS,
     MODEL_NAMES,
     WEIGHTLESS_MODELS,
+    group_fit_params,
     make_pipeline,
     parse_layers,
     parse_models,
@@ -88,7 +84,14 @@ class TrainOptions:
         Print no per-split progress.
     jobs : int
         Worker processes for the splits (0: one per usable core; 1: fit
-        in this process). Results do not depend on it.
+        in this process). Scores and out-of-fold predictions do not depend
+        on it, bit for bit: every split is fitted by :func:`fit_split` with
+        the same seeds and single-threaded BLAS, OpenMP and TensorFlow,
+        wherever it runs (random forests give the same trees whatever their
+        ``n_jobs``). Only the timings change. One limit: if TensorFlow was
+        started in this process before ``train`` (say, by earlier code in a
+        notebook), its thread pools are kept, and MLP results with
+        ``jobs=1`` are not guaranteed to match the workers' to the last bit.
     """
 
     models: Sequence[str] = MODEL_NAMES
@@ -261,16 +264,15 @@ def train(
         bundle_dir=None, timings=timings,
     )
     t = time.perf_counter()
-    write_run(result, warn=warn)
+    write_run(result)
     timings["write_seconds"] = time.perf_counter() - t
     t = time.perf_counter()
     result.bundle_dir = refit_and_save(result, log=log, warn=warn)
     timings["refit_and_save_seconds"] = time.perf_counter() - t
     timings["total_seconds"] = time.perf_counter() - started
     # Written last: they say whether the bundle was saved.
-    with atomic_path(out_dir / "report.md") as tmp:
-        tmp.write_text(report_markdown(result), encoding="utf-8")
-    write_json(run_info(result), out_dir / "run.json")
+    rundir.write_report_md(out_dir, report_markdown(result))
+    rundir.write_run_info(out_dir, run_info(result))
     return result
 
 
@@ -308,7 +310,7 @@ def cross_validate_model(
         predicted[split.test] = classes[np.argmax(outcome.proba, axis=1)]
         split_of_row[split.test] = split.name
         scores = evaluation.split_scores(y[split.test], predicted[split.test])
-        rows.append({"model": name, "fold": split.name, "n_train": len(split.train),
+        rows.append({"model": name, "split": split.name, "fold": split.fold, "n_train": len(split.train),
                      "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds})
         for line in outcome.warnings:
             seen[line] = seen.get(line, 0) + 1
@@ -318,6 +320,7 @@ def cross_validate_model(
     for line, count in seen.items():
         (warn or _stderr_warning)(f"{name}: {line} (in {count} of {len(protocol.splits)} splits)")
     folds = pd.DataFrame(rows, columns=list(evaluation.FOLDS_COLUMNS))
+    folds["fold"] = pd.array(folds["fold"], dtype=table.folds.dtype)
     acc = folds["accuracy"]
     log(f"{name}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} "
         f"split(s), fit {fit_total:.1f} s")
@@ -343,7 +346,7 @@ def fit_split(
     test_idx: np.ndarray,
     fit_params: dict[str, Any],
     *,
-    threads: int | None = None,
+    threads: int = 1,
     split_name: str = "a split",
 ) -> SplitOutcome:
     """Fit a clone of ``template`` on the training rows and predict the test rows.
@@ -359,11 +362,13 @@ def fit_split(
     train_idx, test_idx : np.ndarray of int
     fit_params : dict
         Passed to ``Pipeline.fit`` (``{"mlp__groups": ...}``).
-    threads : int or None
-        TensorFlow's thread pools, if this process has not started it yet
-        (None: one per core). BLAS and OpenMP always run single-threaded:
-        on these small problems extra threads only spin, and on a busy
-        machine they make a fit many times slower.
+    threads : int
+        TensorFlow's thread pools, if this process has not started it yet.
+        Training leaves it at 1, and BLAS and OpenMP always run
+        single-threaded, so a split's fit is the same computation in this
+        process or in a worker (``--jobs`` cannot change a result); on these
+        small problems extra threads only spin anyway, and on a busy machine
+        they make a fit many times slower.
     split_name : str
         Names the split in the error raised when the fit fails.
 
@@ -389,13 +394,10 @@ def fit_split(
 def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, options: TrainOptions):
     """SplitOutcome of every split, in split order (in worker processes if jobs > 1)."""
     X, y, classes = table.X, table.y, table.classes
-    name = template.steps[-1][0]
     groups = _fit_groups(table)
 
     def fit_params(split) -> dict[str, Any]:
-        if isinstance(template.steps[-1][1], KerasMLPClassifier) and groups is not None:
-            return {f"{name}__groups": groups[split.train]}
-        return {}
+        return group_fit_params(template, None if groups is None else groups[split.train])
 
     jobs = min(options.effective_jobs(), protocol.n_splits)
     if jobs <= 1:
@@ -403,34 +405,19 @@ def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, opt
                 for s in protocol.splits)
     # One single-threaded fit per core beats one multi-threaded fit at a time
     # (small problems scale badly over threads); n_jobs does not change results.
+    # The workers start TensorFlow themselves, with fit_split's one thread.
     template = clone(template).set_params(
         **{k: 1 for k in template.get_params() if k.endswith("n_jobs")}
     )
-    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), threads=1,
-                                split_name=s.name)
+    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), split_name=s.name)
              for s in protocol.splits)
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(tasks)
 
 
 def fit_pipeline(pipe: Pipeline, X: np.ndarray, y: np.ndarray, fit_params: dict[str, Any], *,
                  where: str) -> Pipeline:
-    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split.
-
-    A calibrated SVM asks for 3 internal folds; when the smallest class of
-    this training part has fewer rows, it gets as many folds as that class
-    has rows (2 at least) instead of failing.
-    """
+    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split."""
     name = pipe.steps[-1][0]
-    final = pipe.steps[-1][1]
-    if isinstance(final, CalibratedClassifierCV) and isinstance(final.cv, int):
-        smallest = int(np.unique(y, return_counts=True)[1].min())
-        if smallest < 2:
-            raise ModelError(
-                f"{name} cannot be fitted on {where}: a class has a single training row and "
-                "the probability calibration needs two; add clips of rare classes or drop "
-                f"{name} from --models"
-            )
-        final.set_params(cv=min(final.cv, smallest))
     try:
         return pipe.fit(X, y, **fit_params)
     except ClassifyError:
@@ -454,8 +441,9 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
 
     Skipped, with a warning, when the table has no ``features.json`` (the
     bundle must carry the extraction parameters for ``predict``) or when
-    :mod:`classify.bundle` is not installed. A bundle left by an earlier
-    run is then removed so it cannot be mistaken for this run's model.
+    its feature columns are not the ones those parameters produce. A bundle
+    left by an earlier run is then removed so it cannot be mistaken for
+    this run's model.
 
     Returns
     -------
@@ -464,14 +452,11 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     """
     warn = warn or _stderr_warning
     table, name = result.table, result.final_model
-    bundle_dir = result.out_dir / "model"
-    save_bundle = _optional("classify.bundle", "save_bundle")
+    bundle_dir = result.out_dir / rundir.BUNDLE_DIR
     reason = None
     if table.features_meta is None:
         reason = (f"there is no {table.path.stem}.json beside the table, so `predict` would not "
                   "know how to compute features for new clips")
-    elif save_bundle is None:
-        reason = "classify.bundle is not available yet"
     elif not _columns_match_params(table):
         reason = (f"the table's feature columns are not the ones the parameters in "
                   f"{table.path.stem}.json produce (was the table edited?), so `predict` could "
@@ -483,8 +468,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
             warn(f"removed the stale bundle {bundle_dir} of an earlier run")
         return None
     pipe = result.options.pipeline(name, n_classes=len(table.classes))
-    groups = _fit_groups(table)
-    fit_params = {f"{name}__groups": groups} if name == "mlp" and groups is not None else {}
+    fit_params = group_fit_params(pipe, _fit_groups(table))
     t = time.perf_counter()
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -518,30 +502,26 @@ def leaderboard_text(result: TrainResult) -> str:
 # ---------------------------------------------------------------- outputs
 
 
-def write_run(result: TrainResult, *, warn: Log | None = None) -> None:
+def write_run(result: TrainResult) -> None:
     """Write every CSV and figure of a run (report.md and run.json come after the bundle)."""
-    warn = warn or _stderr_warning
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
     protocol_note = result.protocol.label
-    write_csv(result.leaderboard.assign(protocol=protocol_note), out / "leaderboard.csv")
-    write_csv(result.folds, out / "folds.csv")
-    write_csv(result.per_class.assign(protocol=protocol_note), out / "per_class.csv")
-    write_csv(predictions_frame(result), out / "predictions.csv")
     matrices = _confusions(result)
-    confusion_dir = out / "confusion"
-    _clear_old_confusions(confusion_dir)
-    for model, kinds in matrices.items():
-        for kind, matrix in kinds.items():
-            write_csv(matrix.reset_index(), confusion_dir / f"{model}_{kind}.csv")
-    _write_figures(result, matrices, warn)
+    rundir.write_tables(
+        out, leaderboard=result.leaderboard.assign(protocol=protocol_note), folds=result.folds,
+        per_class=result.per_class.assign(protocol=protocol_note),
+        predictions=predictions_frame(result), confusions=matrices,
+    )
+    _write_figures(result, matrices)
 
 
 def predictions_frame(result: TrainResult) -> pd.DataFrame:
     """Out-of-fold predictions of every model, long format (one row per row x model).
 
-    Columns ``path, label, fold, model, predicted, confidence, prob_<class>...``;
-    ``fold`` names the split that held the row out.
+    Columns ``path, label, fold, split, model, predicted, confidence,
+    prob_<class>...``: ``fold`` is the row's fold in the table (empty when
+    it has none), ``split`` names the split that held the row out.
     """
     table, classes = result.table, result.table.classes
     frames = []
@@ -549,10 +529,12 @@ def predictions_frame(result: TrainResult) -> pd.DataFrame:
         rows = r.tested
         proba = r.proba[rows]
         frame = pd.DataFrame({
-            "path": table.row_names[rows], "label": table.y[rows], "fold": r.split_of_row[rows],
-            "model": name, "predicted": r.predicted[rows], "confidence": proba.max(axis=1),
+            "path": table.row_names[rows], "label": table.y[rows],
+            "fold": table.folds[rows].reset_index(drop=True),
+            "split": r.split_of_row[rows], "model": name, "predicted": r.predicted[rows],
+            "confidence": proba.max(axis=1),
         })
-        probs = pd.DataFrame(proba, columns=[f"prob_{c}" for c in classes])
+        probs = pd.DataFrame(proba, columns=[rundir.probability_column(c) for c in classes])
         frames.append(pd.concat([frame, probs], axis=1))
     return pd.concat(frames, ignore_index=True).round(6)
 
@@ -577,57 +559,58 @@ def report_markdown(result: TrainResult) -> str:
         f"- Final model: **{final}**{saved}",
         *[f"- Note: {w}" for w in p.warnings],
     ]
-    accuracy = (result.folds.pivot(index="fold", columns="model", values="accuracy")
+    accuracy = (result.folds.pivot(index="split", columns="model", values="accuracy")
                 .reindex(index=[s.name for s in p.splits], columns=list(result.results)))
     lines += [
         "", "## Leaderboard", "",
         "Means over the held-out splits; `fit_seconds` is the total over all splits.", "",
         _markdown(result.leaderboard), "",
-        "## Scores per split", "", "![Accuracy per split](folds.png)", "",
-        _markdown(accuracy.rename_axis("accuracy of fold").reset_index()), "",
+        "## Scores per split", "", f"![Accuracy per split]({rundir.FOLDS_FIGURE})", "",
+        _markdown(accuracy.rename_axis("accuracy of split").reset_index()), "",
         f"## Per-class scores of {final} (out-of-fold)", "", "All models: `per_class.csv`.", "",
         _markdown(result.per_class[result.per_class["model"] == final].drop(columns="model")), "",
         "## Confusion matrices (out-of-fold, rows = true class)", "",
     ]
     for name in result.results:
-        image = f"confusion/{name}_normalized.png"
-        counts = f"confusion/{name}_counts"
+        image = rundir.confusion_file(name, "normalized", ".png")
+        counts, counts_png = rundir.confusion_file(name, "counts"), rundir.confusion_file(name, "counts", ".png")
         lines += [f"### {name}", "", f"![{name}, row-normalised]({image})", "",
-                  f"Counts: [`{counts}.csv`]({counts}.csv), [image]({counts}.png)", ""]
+                  f"Counts: [`{counts}`]({counts}), [image]({counts_png})", ""]
     return "\n".join(lines)
 
 
-def run_info(result: TrainResult) -> dict[str, Any]:
-    """The ``run.json`` dict: provenance, protocol, parameters, versions, timings."""
+def run_info(result: TrainResult) -> rundir.RunInfo:
+    """What ``run.json`` records: provenance, protocol, parameters, versions, timings."""
     t = result.table
     models = {name: _json_safe(_step_params(result.options.pipeline(name))) for name in result.results}
-    return {
-        "table": str(t.path.resolve()),
-        "table_sha256": file_sha256(t.path),
-        "features_json": t.features_meta,
-        "protocol": result.protocol.to_dict() | {"label": result.protocol.label},
-        "params": {"options": _json_safe(dataclasses.asdict(result.options)),
-                   "out": str(result.out_dir), "models": models},
-        "models": list(result.results),
-        "best_model": str(result.leaderboard.loc[0, "model"]),
-        "final_model": result.final_model,
-        "model_bundle": str(result.bundle_dir) if result.bundle_dir else None,
-        "classes": [str(c) for c in t.classes],
-        "feature_columns": list(t.feature_columns),
-        "feature_source": t.feature_source,
-        "versions": _versions(),
-        "timings": _json_safe(result.timings),
-        "n_rows": t.n_rows,
-        "n_features": t.n_features,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    return rundir.RunInfo(
+        table=str(t.path.resolve()),
+        table_sha256=file_sha256(t.path),
+        features_json=t.features_meta,
+        protocol=result.protocol.to_dict() | {"label": result.protocol.label},
+        params={"options": _json_safe(dataclasses.asdict(result.options)),
+                "out": str(result.out_dir), "models": models},
+        models=list(result.results),
+        best_model=str(result.leaderboard.loc[0, "model"]),
+        final_model=result.final_model,
+        model_bundle=str(result.bundle_dir) if result.bundle_dir else None,
+        classes=[str(c) for c in t.classes],
+        feature_columns=list(t.feature_columns),
+        feature_source=t.feature_source,
+        path_column=t.path_col,
+        versions=_versions(),
+        timings=_json_safe(result.timings),
+        n_rows=t.n_rows,
+        n_features=t.n_features,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def _fit_groups(table: FeatureTable) -> np.ndarray | None:
-    """Groups for the MLP's early-stopping split; a row without a group is its own."""
+    """Groups for the models' inner splits (see :func:`group_fit_params`); a row without one is its own."""
     groups = table.groups
     if groups is None:
         return None
@@ -672,19 +655,7 @@ def _confusions(result: TrainResult) -> dict[str, dict[str, pd.DataFrame]]:
     return out
 
 
-def _clear_old_confusions(directory: Path) -> None:
-    # A model dropped from --models must not leave its old matrices behind.
-    if directory.is_dir():
-        for path in directory.glob("*_*.*"):
-            if path.stem.endswith(("_counts", "_normalized")) and path.suffix in (".csv", ".png"):
-                path.unlink()
-
-
-def _write_figures(result: TrainResult, matrices: dict, warn: Log) -> None:
-    plots = _optional("classify.plots")
-    if plots is None:
-        warn("classify.plots is not available yet: CSVs written, PNG figures skipped")
-        return
+def _write_figures(result: TrainResult, matrices: dict) -> None:
     note = result.protocol.label
     for name, kinds in matrices.items():
         for kind, matrix in kinds.items():
@@ -693,22 +664,11 @@ def _write_figures(result: TrainResult, matrices: dict, warn: Log) -> None:
                 matrix, title=f"{name}: confusion matrix, {what} (out-of-fold, {note})",
                 normalized=kind == "normalized",
             )
-            plots.save_figure(fig, result.out_dir / "confusion" / f"{name}_{kind}.png")
-    fig = plots.fold_scores_figure(
+            plots.save_figure(fig, result.out_dir / rundir.confusion_file(name, kind, ".png"))
+    fig = plots.split_scores_figure(
         result.folds, metric="accuracy", title=f"Accuracy per held-out split ({note})"
     )
-    plots.save_figure(fig, result.out_dir / "folds.png")
-
-
-def _optional(module: str, attribute: str | None = None) -> Any:
-    """A module (or one of its attributes) that another helper may not have written yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return None
-        raise
-    return mod if attribute is None else getattr(mod, attribute, None)
+    plots.save_figure(fig, result.out_dir / rundir.FOLDS_FIGURE)
 
 
 def _markdown(df: pd.DataFrame) -> str:

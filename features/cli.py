@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_types import int_at_least
 from .errors import DatasetLayoutError, FeaturesError, UsageError
 from .layouts import LAYOUTS, help_lines
 from .params import Preset
@@ -78,24 +79,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def int_at_least(minimum: int, hint: str = ""):
-    """argparse ``type=`` for whole numbers >= ``minimum``; the message names the value.
-
-    >>> int_at_least(1)("3")
-    3
-    """
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be {minimum}{hint} or more")
-        return value
-
-    return parse
 
 
 _positive_int = int_at_least(1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -52,3 +53,10 @@ def parse_page(index: Path) -> _Page:
 
 def page_text(page: _Page) -> str:
     return " ".join(" ".join(page.text).split())
+
+
+def inline_text(index: Path) -> str:
+    """The page's text with tags dropped in place (``<b>x</b>,`` reads ``x,``), for sentence checks."""
+    html = index.read_text(encoding="utf-8")
+    body = html[html.index("<body"):]
+    return " ".join(unescape(re.sub(r"<[^>]+>", "", body)).split())

@@ -90,7 +90,7 @@ def render_check(chromium: str, index: Path, tmp_path: Path) -> dict:
 
 def test_eda_page_renders_with_every_image_and_clip(demo, tmp_path):
     chromium = _chromium()
-    from classify.eda import build_eda
+    from classify.pages import build_eda
 
     index = build_eda(demo, out=tmp_path / "eda", examples=1)
     verdict = render_check(chromium, index, tmp_path)
@@ -100,11 +100,12 @@ def test_eda_page_renders_with_every_image_and_clip(demo, tmp_path):
 
 def test_report_page_renders_with_every_image_and_clip(demo, tmp_path):
     chromium = _chromium()
-    from test_report import make_run
+    from tinyrun import demo_table, train_run
 
-    from classify.report import build_report
+    from classify.pages import build_report
 
-    index = build_report(make_run(tmp_path / "run", demo), models=["svm"], n_wrong=3)
+    train_run(demo_table(demo, tmp_path / "features"), tmp_path / "run")
+    index = build_report(tmp_path / "run", models=["logreg"], n_wrong=3)
     verdict = render_check(chromium, index, tmp_path)
     assert verdict["images"] >= 7 and verdict["broken"] == []
     assert verdict["audio"] == 3 and verdict["bad_audio"] == []

@@ -133,6 +133,22 @@ def test_saving_replaces_an_old_bundle_and_leaves_no_temporary_folder(tmp_path, 
     assert target.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
+def test_a_failed_save_keeps_the_old_bundle_whole(tmp_path, logreg, columns, monkeypatch):
+    import classify.bundle
+
+    target = tmp_path / "model"
+    _save(target, logreg, columns, model_name="first")
+
+    def disk_full(obj, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(classify.bundle.sio, "dump", disk_full)
+    with pytest.raises(BundleError, match=f"cannot write the bundle {target}: .*No space left"):
+        _save(target, logreg, columns, model_name="second")
+    assert load_bundle(target).model_name == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"], "the staging folder is removed"
+
+
 @pytest.mark.slow
 def test_mlp_round_trip_gives_identical_probabilities(tmp_path, data, columns):
     from classify.models import make_pipeline

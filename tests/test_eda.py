@@ -1,7 +1,6 @@
 """``python -m classify eda``: the exploratory page on the demo data, with and without a features table."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -11,7 +10,8 @@ import pytest
 import soundfile as sf
 from pagecheck import page_text, parse_page
 
-from classify import eda
+from classify import cli
+from classify.pages import eda
 
 N_CLASSES = 10
 
@@ -115,31 +115,15 @@ def test_eda_refuses_a_folder_that_is_no_dataset(tmp_path):
         eda.build_eda(tmp_path / "empty-dataset", out=tmp_path / "eda")
 
 
-def test_eda_parser_defaults_and_validation(tmp_path):
-    parser = argparse.ArgumentParser(prog="eda", exit_on_error=True)
-    eda.configure_parser(parser)
-    args = parser.parse_args([str(tmp_path)])
+def test_eda_command_line_defaults_and_validation(tmp_path):
+    parser = cli.build_parser("eda")
+    args = parser.parse_args(["eda", str(tmp_path)])
     assert (args.dataset, args.features, args.out, args.examples, args.seed) == (tmp_path, None, None, 3, 0)
-    args = parser.parse_args([str(tmp_path), "--features", "f", "--out", "o", "--examples", "2", "--seed", "5"])
+    args = parser.parse_args(["eda", str(tmp_path), "--features", "f", "--out", "o", "--examples", "2",
+                              "--seed", "5"])
     assert (args.features, args.out, args.examples, args.seed) == (Path("f"), Path("o"), 2, 5)
     with pytest.raises(SystemExit):
-        parser.parse_args([str(tmp_path), "--examples", "0"])
-
-
-def test_spectrogram_helpers_shapes_floor_and_short_clips():
-    sr = 22050
-    tone = np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
-    stft = eda.log_stft_spectrogram(tone, sr)
-    mel = eda.mel_spectrogram(tone, sr)
-    assert stft.db.shape == (256, 44) and stft.scale == "log" and stft.f_max == sr / 2
-    assert mel.db.shape == (128, 44) and mel.scale == "mel"
-    assert -6 < stft.db.max() <= 0 and stft.db.min() >= -80.5
-    peak_row = int(np.argmax(stft.db.mean(axis=1)))
-    peak_hz = np.geomspace(stft.f_min, stft.f_max, 256)[peak_row]
-    assert 380 < peak_hz < 500
-    assert np.all(eda.mel_spectrogram(np.zeros(sr, np.float32), sr).db == -80)
-    short = eda.log_stft_spectrogram(tone[:300], sr)
-    assert short.db.shape[0] == 256 and np.isfinite(short.db).all()
+        parser.parse_args(["eda", str(tmp_path), "--examples", "0"])
 
 
 def test_eda_with_a_gtzan_style_table_uses_its_columns(tmp_path, monkeypatch):

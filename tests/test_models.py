@@ -4,17 +4,27 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from classify.errors import UsageError
 from classify.mlp import KerasMLPClassifier
-from classify.models import MODEL_NAMES, make_pipeline, parse_layers, parse_models
+from classify.models import (
+    MODEL_NAMES,
+    GroupCalibratedClassifierCV,
+    GroupHistGradientBoostingClassifier,
+    group_fit_params,
+    make_pipeline,
+    parse_layers,
+    parse_models,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_MLP = {"hidden_layers": (16, 8), "epochs": 6, "batch_size": 32, "patience": 3}
@@ -196,3 +206,73 @@ def test_importing_classify_does_not_import_tensorflow():
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# ------------------------------------------------- inner splits keep groups
+
+
+class _RecordingSVC(SVC):
+    """An SVC that remembers which rows (ids in column 0) each of its fits saw."""
+
+    fits: ClassVar[list[np.ndarray]] = []
+
+    def fit(self, X, y, sample_weight=None):
+        _RecordingSVC.fits.append(X[:, 0].astype(int))
+        return super().fit(X[:, 1:], y, sample_weight=sample_weight)
+
+    def decision_function(self, X):
+        return super().decision_function(X[:, 1:])
+
+
+def _grouped_blobs():
+    X, y, groups = blobs(n_per_class=40)
+    return np.c_[np.arange(len(y)), X], y, groups
+
+
+def test_svm_calibration_folds_never_put_a_group_on_both_sides():
+    X, y, groups = _grouped_blobs()
+    _RecordingSVC.fits = []
+    clf = GroupCalibratedClassifierCV(_RecordingSVC(), method="temperature", cv=3, ensemble=False)
+    clf.fit(X, y, groups=groups)
+    *folds, final = _RecordingSVC.fits
+    assert len(folds) == 3 and len(final) == len(y)
+    for train in folds:
+        test = np.setdiff1d(np.arange(len(y)), train)
+        assert len(test) and not set(groups[train]) & set(groups[test])
+    assert clf.predict_proba(X).shape == (len(y), 3)
+    assert not hasattr(clf, "folds_") and clf.cv == 3, "the folds are not stored in the model"
+
+
+def test_hgb_early_stopping_never_puts_a_group_on_both_sides(monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y, groups = _grouped_blobs()
+    seen = {}
+    real_fit = HistGradientBoostingClassifier.fit
+
+    def spy(self, X, y, sample_weight=None, **kwargs):
+        seen.update(train=X[:, 0].astype(int), val=kwargs["X_val"][:, 0].astype(int))
+        return real_fit(self, X, y, sample_weight=sample_weight, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", spy)
+    clf = GroupHistGradientBoostingClassifier(early_stopping=True, random_state=0, max_iter=20)
+    clf.fit(X, y, groups=groups)
+    assert len(seen["val"]) and not set(groups[seen["train"]]) & set(groups[seen["val"]])
+    assert sorted(np.r_[seen["train"], seen["val"]]) == list(range(len(y)))
+
+
+def test_group_fit_params_reach_the_models_with_inner_splits():
+    groups = np.array(["r1", "r2"])
+    routed = {name: list(group_fit_params(make_pipeline(name), groups)) for name in MODEL_NAMES}
+    assert routed == {"mlp": ["mlp__groups"], "logreg": [], "svm": ["svm__groups"], "rf": [], "knn": [],
+                      "hgb": ["hgb__groups"]}
+    assert group_fit_params(make_pipeline("svm"), None) == {}
+
+
+def test_hgb_says_when_it_cannot_hold_out_whole_groups():
+    X, y, _ = blobs(n_per_class=20)
+    groups = y.copy()  # one recording per class: holding one out would lose its class
+    clf = GroupHistGradientBoostingClassifier(early_stopping=True, random_state=0, max_iter=10)
+    with pytest.warns(UserWarning, match="early stopping could not hold out whole recording groups"):
+        clf.fit(X, y, groups=groups)
+    assert clf.predict_proba(X).shape == (len(y), 3)

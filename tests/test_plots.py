@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from classify import plots
+from features.spectrogram import Spectrogram
 
 CLASSES = ["air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
            "engine_idling", "gun_shot", "jackhammer", "siren", "street_music"]
@@ -21,7 +22,7 @@ def _confusion(n: int = 10, seed: int = 0) -> pd.DataFrame:
 
 def _folds() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame([{"model": m, "fold": f, "n_train": 90, "n_test": 10, "accuracy": rng.uniform(0.5, 0.9),
+    return pd.DataFrame([{"model": m, "split": f"fold{f}", "fold": f, "n_train": 90, "n_test": 10, "accuracy": rng.uniform(0.5, 0.9),
                           "balanced_accuracy": 0.6, "macro_f1": rng.uniform(0.4, 0.9), "fit_seconds": 0.1}
                          for m in ("mlp", "svm", "rf") for f in range(1, 11)])
 
@@ -64,8 +65,8 @@ def test_confusion_figure_rejects_non_square():
         plots.confusion_figure(pd.DataFrame([[1, 2]], index=["a"], columns=["a", "b"]), title="x", normalized=False)
 
 
-def test_fold_scores_figure_one_series_per_model_with_metric_label():
-    fig = plots.fold_scores_figure(_folds(), metric="macro_f1", title="Macro F1 per split")
+def test_split_scores_figure_one_series_per_model_with_metric_label():
+    fig = plots.split_scores_figure(_folds(), metric="macro_f1", title="Macro F1 per split")
     ax = fig.axes[0]
     assert ax.get_title() == "Macro F1 per split"
     assert ax.get_ylabel() == "Macro F1"
@@ -73,13 +74,13 @@ def test_fold_scores_figure_one_series_per_model_with_metric_label():
     assert len(ax.lines) == 3
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert [s.split()[0] for s in legend] == ["mlp", "svm", "rf"]
-    assert _tick_texts(ax.get_xticklabels()) == [str(i) for i in range(1, 11)]  # natural order, not 1, 10, 2
+    assert _tick_texts(ax.get_xticklabels()) == [f"fold{i}" for i in range(1, 11)]  # natural order: not fold10 second
     assert all(len(line.get_xdata()) == 10 for line in ax.lines)
 
 
-def test_fold_scores_figure_names_missing_column():
+def test_split_scores_figure_names_missing_column():
     with pytest.raises(ValueError, match="balanced_accuracy"):
-        plots.fold_scores_figure(_folds().drop(columns="balanced_accuracy"), metric="balanced_accuracy", title="x")
+        plots.split_scores_figure(_folds().drop(columns="balanced_accuracy"), metric="balanced_accuracy", title="x")
 
 
 def test_model_colours_are_stable_across_figures():
@@ -131,7 +132,7 @@ def _examples(kind: str, n_classes: int = 3, n_examples: int = 2):
             if kind == "wave":
                 cells.append(plots.Waveform(y, sr, f"{c}_{k}.wav"))
             else:
-                cells.append(plots.Spectrogram(np.linspace(-80, 0, 64 * 20).reshape(64, 20), 1.0,
+                cells.append(Spectrogram(np.linspace(-80, 0, 64 * 20).reshape(64, 20), 1.0,
                                                32.0 if kind == "log" else 0.0, sr / 2, kind, f"{c}_{k}.wav"))
         out[c] = cells
     return out
@@ -159,7 +160,7 @@ def test_spectrogram_grid_has_hz_ticks_and_db_colour_bar(scale):
 
 def test_spectrogram_rejects_bad_scale():
     with pytest.raises(ValueError, match="scale"):
-        plots.Spectrogram(np.zeros((2, 2)), 1.0, 10.0, 100.0, "linear")
+        Spectrogram(np.zeros((2, 2)), 1.0, 10.0, 100.0, "linear")
 
 
 def test_feature_distributions_panels_and_class_ticks():

@@ -1,116 +1,55 @@
-"""``python -m classify report``: the training report from a run directory built here by hand."""
+"""``python -m classify report``: the HTML report of a real, tiny training run."""
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 from pathlib import Path
 from urllib.parse import unquote
 
-import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from pagecheck import page_text, parse_page
+from pagecheck import inline_text, page_text, parse_page
+from tinyrun import demo_table, train_run
 
-from classify import report
+from classify import cli
+from classify.errors import RunDirError
+from classify.pages import report
 
-MODELS = ("svm", "logreg")  # leaderboard order: best first
+
+@pytest.fixture(scope="module")
+def trained(demo_root, tmp_path_factory) -> Path:
+    """A folds run of logreg and knn on the demo clips, with its bundle."""
+    root = tmp_path_factory.mktemp("report")
+    result = train_run(demo_table(demo_root, root / "features"), root / "run")
+    assert result.bundle_dir is not None
+    return root / "run"
 
 
 @pytest.fixture
-def demo(demo_root) -> Path:
-    """The 60-clip demo dataset shared by the suite (tests/conftest.py)."""
-    return Path(demo_root)
+def run(trained, tmp_path) -> Path:
+    """A copy of the trained run that a test may damage."""
+    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
-def make_run(run: Path, demo: Path, *, leaky: bool = False, features_json: str = "inline",
-             path_col: str = "path") -> Path:
-    """Write a run directory in the contract's formats, with predictions for the demo clips.
-
-    features_json: "inline" (dict in run.json), "sibling" (null in run.json, features.json
-    beside the table) or "none".
-    """
-    from sklearn.metrics import precision_recall_fscore_support
-
-    clips = pd.read_csv(demo / "metadata" / "UrbanSound8K.csv")
-    paths = ("audio/fold" + clips["fold"].astype(str) + "/" + clips["slice_file_name"]).tolist()
-    if path_col == "filename":
-        paths = clips["slice_file_name"].tolist()
-    labels = clips["class"].astype(str).to_numpy()
-    classes = sorted(set(labels))
-    rng = np.random.default_rng(0)
-    run.mkdir(parents=True)
-    (run / "confusion").mkdir()
-    preds, folds, per_class, board = [], [], [], []
-    for k, model in enumerate(MODELS):
-        probs = rng.dirichlet(np.ones(len(classes)) * 0.3, len(labels))
-        right = rng.uniform(size=len(labels)) < (0.7 - 0.2 * k)
-        truth = np.array([classes.index(c) for c in labels])
-        probs[right, truth[right]] += 2.0
-        probs /= probs.sum(axis=1, keepdims=True)
-        predicted = np.array(classes)[probs.argmax(axis=1)]
-        frame = pd.DataFrame({path_col: paths, "label": labels, "fold": clips["fold"], "model": model,
-                              "predicted": predicted, "confidence": probs.max(axis=1)})
-        for j, c in enumerate(classes):
-            frame[f"prob_{c}"] = probs[:, j]
-        preds.append(frame)
-        for fold, part in frame.groupby("fold"):
-            acc = float((part["label"] == part["predicted"]).mean())
-            folds.append({"model": model, "fold": fold, "n_train": len(frame) - len(part), "n_test": len(part),
-                          "accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc * 0.9, "fit_seconds": 0.01})
-        p, r, f, s = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
-        per_class += [{"model": model, "class": c, "precision": p[j], "recall": r[j], "f1": f[j], "support": s[j]}
-                      for j, c in enumerate(classes)]
-        counts = pd.crosstab(pd.Categorical(labels, classes), pd.Categorical(predicted, classes), dropna=False)
-        counts.index, counts.columns = classes, classes
-        counts.to_csv(run / "confusion" / f"{model}_counts.csv")
-        counts.div(counts.sum(axis=1), axis=0).to_csv(run / "confusion" / f"{model}_normalized.csv")
-        accs = [x["accuracy"] for x in folds if x["model"] == model]
-        board.append({"model": model, "accuracy_mean": np.mean(accs), "accuracy_std": np.std(accs),
-                      "balanced_accuracy_mean": np.mean(accs), "macro_f1_mean": np.mean(accs) * 0.9,
-                      "fit_seconds": 0.1})
-    pd.DataFrame(board).to_csv(run / "leaderboard.csv", index=False)
-    pd.DataFrame(folds).to_csv(run / "folds.csv", index=False)
-    pd.DataFrame(per_class).to_csv(run / "per_class.csv", index=False)
-    pd.concat(preds).to_csv(run / "predictions.csv", index=False)
-    table_dir = run.parent / "features"
-    table_dir.mkdir(exist_ok=True)
-    meta = {"params": {"preset": "default", "sr": 22050}, "param_key": "abc123", "root": str(demo),
-            "layout": "urbansound8k", "versions": {"librosa": "0.11"},
-            "clips": {"total": 61, "ok": 60, "failed": 1}, "wall_seconds": 3.2, "clips_per_second": 18.75,
-            "jobs": 2, "created": "2026-01-01T00:00:00"}
-    if features_json == "sibling":
-        (table_dir / "features.json").write_text(json.dumps(meta))
-    protocol = ({"name": "random", "reason": "requested with --cv random", "leaky": True, "n_splits": 1} if leaky
-                else {"name": "folds", "reason": "the table has a fold column (predefined folds)", "leaky": False,
-                      "n_splits": 10})
-    (run / "run.json").write_text(json.dumps({
-        "table": str(table_dir / "features.parquet"), "table_sha256": "0" * 64,
-        "features_json": meta if features_json == "inline" else None, "protocol": protocol,
-        "params": {"cv": "random" if leaky else "auto", "seed": 0}, "models": list(MODELS), "best_model": MODELS[0],
-        "classes": classes, "versions": {"sklearn": "1.x"}, "timings": {"total": 1.0},
-        "n_rows": len(labels), "n_features": 114}))
-    return run
-
-
-def test_report_on_a_fold_run_has_every_part(demo, tmp_path):
-    run = make_run(tmp_path / "run", demo)
+def test_report_on_a_fold_run_has_every_part(run):
     index = report.build_report(run)
     assert index == run / "report" / "index.html"
     page = parse_page(index)
     text = page_text(page)
+    board = pd.read_csv(run / "leaderboard.csv")
+    best, other = board["model"]
     assert {"summary", "protocol", "splits", "extraction", "models", "wrong", "details"} <= set(page.ids)
     assert "Leaky protocol" not in text
-    assert "the table has a fold column" in text
+    assert "the table has a 'fold' column with 3 predefined folds" in text
     assert "Clips per second" in text and "18.75" in text and "Clips failed" in text
     images = {Path(unquote(src)).name for src, _ in page.images}
-    for model in MODELS:
+    for model in (best, other):
         assert {f"confusion_{model}_counts.png", f"confusion_{model}_normalized.png",
                 f"per_class_{model}.png"} <= images
     assert {"folds_accuracy.png", "folds_macro_f1.png"} <= images
     assert page.details_open.count(True) == 1, "only the best model's block is open"
-    assert "svm (best)" in text
+    assert f"{best} (best)" in text
+    assert f"The saved model bundle (model/) holds {best}, refitted on all clips." in inline_text(index)
     # Twelve confidently wrong predictions of the best model, each with spectrogram and player.
     wrong = [s for s, _ in page.images if Path(unquote(s)).name.startswith("wrong_")]
     assert len(wrong) == 12 and len(page.audio) == 12
@@ -118,62 +57,112 @@ def test_report_on_a_fold_run_has_every_part(demo, tmp_path):
         info = sf.info(str(index.parent / unquote(src)))
         assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
     preds = pd.read_csv(run / "predictions.csv")
-    top = preds[(preds.model == "svm") & (preds.label != preds.predicted)].nlargest(1, "confidence").iloc[0]
+    top = preds[(preds.model == best) & (preds.label != preds.predicted)].nlargest(1, "confidence").iloc[0]
     assert text.index(f"#1 true {top.label} → predicted {top.predicted} confidence {top.confidence:.3f}") > \
         text.index("Most confidently wrong")
+    assert f"held out in {top.split}" in text
 
 
-def test_leaky_run_shows_the_warning_first(demo, tmp_path):
-    run = make_run(tmp_path / "run", demo, leaky=True, features_json="sibling")
-    index = report.build_report(run, n_wrong=2, models=["logreg"])
+def test_the_report_names_the_model_in_the_bundle_not_the_best(demo_root, tmp_path):
+    table = demo_table(demo_root, tmp_path / "features")
+    result = train_run(table, tmp_path / "run", final="knn")
+    assert result.leaderboard.loc[0, "model"] == "logreg", "the fixture's data should favour logreg"
+    text = inline_text(report.build_report(tmp_path / "run"))
+    assert "Best model by mean accuracy: logreg" in text
+    assert "The saved model bundle (model/) holds knn, refitted on all clips." in text
+
+
+def test_a_run_without_a_bundle_says_so(demo_root, tmp_path):
+    table = demo_table(demo_root, tmp_path / "features", meta=False)
+    assert train_run(table, tmp_path / "run").bundle_dir is None
+    text = inline_text(report.build_report(tmp_path / "run", n_wrong=0))
+    assert "No model bundle was saved by this run." in text and "holds" not in text
+    assert "no features.json beside it when the model was trained" in text
+
+
+def test_leaky_run_shows_the_warning_first(demo_root, tmp_path):
+    table = demo_table(demo_root, tmp_path / "features")
+    train_run(table, tmp_path / "run", cv="random")
+    index = report.build_report(tmp_path / "run", n_wrong=2, models=["knn"])
     html = index.read_text(encoding="utf-8")
-    page = parse_page(index)
-    text = page_text(page)
+    text = page_text(parse_page(index))
     assert 'class="note danger"' in html
     assert html.index("Leaky protocol") < html.index('id="summary"')
     assert "these scores are optimistic" in text and "--cv auto" in text
-    assert "18.75" in text, "extraction summary read from the features.json beside the table"
-    assert len(page.audio) == 2
-    assert "confusion_svm_counts.png" not in html
+    assert "confusion_logreg_counts.png" not in html
 
 
-def test_gtzan_style_filenames_are_found_by_name_and_missing_audio_is_said(demo, tmp_path):
-    run = make_run(tmp_path / "run", demo, path_col="filename", features_json="none")
-    page = parse_page(report.build_report(run, models=["svm"], n_wrong=3, audio_root=demo))
+def _top_wrong(run: Path, n: int) -> pd.DataFrame:
+    """The n most confidently wrong predictions of the best model, in the report's order."""
+    preds = pd.read_csv(run / "predictions.csv")
+    best = pd.read_csv(run / "leaderboard.csv").loc[0, "model"]
+    wrong = preds[(preds.model == best) & (preds.label != preds.predicted)]
+    return wrong.sort_values("confidence", ascending=False, kind="stable").head(n)
+
+
+def test_a_card_plays_its_own_clip_or_none_never_one_with_the_same_name(run, demo_root, tmp_path):
+    moved = Path(shutil.copytree(demo_root, tmp_path / "moved"))
+    first, second = _top_wrong(run, 2)["path"]
+    # The first card's clip is gone from this copy, but another folder holds a file of the same name.
+    (moved / first).unlink()
+    (moved / "audio" / "other").mkdir()
+    shutil.copy(moved / second, moved / "audio" / "other" / Path(first).name)
+    index = report.build_report(run, n_wrong=2, audio_root=moved, out=tmp_path / "r")
+    page = parse_page(index)
+    assert len(page.audio) == 1, "only the second card has its clip"
+    cards = inline_text(index).split("#2 true")
+    assert "Audio not found" in cards[0] and "Audio not found" not in cards[1]
+    played, _ = sf.read(str(index.parent / unquote(page.audio[0])))
+    assert len(played) > 0
+
+
+def test_paths_that_leave_the_dataset_root_are_refused(run, demo_root, tmp_path):
+    root = Path(shutil.copytree(demo_root, tmp_path / "root"))
+    outside = Path(shutil.copy(root / _top_wrong(run, 1)["path"].iloc[0], tmp_path / "secret.wav"))
+    (root / "audio" / "escape.wav").symlink_to(outside)
+    (root / "audio" / "fine.wav").symlink_to(root / _top_wrong(run, 1)["path"].iloc[0])
+    preds = pd.read_csv(run / "predictions.csv", dtype={"path": str})
+    rows = _top_wrong(run, 4).index
+    preds.loc[rows, "path"] = ["../secret.wav", str(outside), "audio/escape.wav", "audio/fine.wav"]
+    preds.to_csv(run / "predictions.csv", index=False)
+    index = report.build_report(run, n_wrong=4, audio_root=root, out=tmp_path / "r")
+    page = parse_page(index)
+    text = inline_text(index)
+    assert text.count("Audio not found") == 3
+    assert len(page.audio) == 1, "a symlink that stays inside the root is fine"
+    assert "fine.wav" in page.images[-1][1]
+
+
+def test_file_name_only_tables_find_the_clip_of_that_name_and_label(demo_root, tmp_path):
+    table = demo_table(demo_root, tmp_path / "features", path_column="filename")
+    train_run(table, tmp_path / "run")
+    page = parse_page(report.build_report(tmp_path / "run", n_wrong=3))
     assert len(page.audio) == 3
-    text = page_text(parse_page(report.build_report(run, out=tmp_path / "r2", models=["svm"], n_wrong=3)))
-    assert "dataset root is unknown" in text and "Audio not found" in text
-    assert "No features.json was found" in text
-    moved = tmp_path / "moved"
-    shutil.copytree(demo, moved)
-    for clip in list((moved / "audio").rglob("*.wav"))[:30]:
-        clip.unlink()
-    page = parse_page(report.build_report(run, out=tmp_path / "r3", models=["svm"], n_wrong=6, audio_root=moved))
-    assert 0 < len(page.audio) < 6 and "Audio not found" in page_text(page)
+    text = inline_text(report.build_report(tmp_path / "run", n_wrong=3, audio_root=tmp_path, out=tmp_path / "r"))
+    assert text.count("Audio not found") == 3, "not a dataset: nothing to match the names against"
 
 
-def test_missing_or_broken_run_files_are_named(demo, tmp_path):
-    with pytest.raises(report.RunDirError, match="does not exist"):
+def test_missing_or_broken_run_files_are_named(run, tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
         report.build_report(tmp_path / "nope")
-    run = make_run(tmp_path / "run", demo)
-    (run / "confusion" / "logreg_normalized.csv").unlink()
-    with pytest.raises(report.RunDirError, match="logreg_normalized.csv"):
+    with pytest.raises(RunDirError, match="--models svm"):
+        report.build_report(run, models=["svm"])
+    (run / "confusion" / "knn_normalized.csv").unlink()
+    with pytest.raises(RunDirError, match="knn_normalized.csv"):
         report.build_report(run, n_wrong=0)
-    with pytest.raises(report.RunDirError, match="--models knn"):
-        report.build_report(run, models=["knn"])
     pd.read_csv(run / "folds.csv").drop(columns="accuracy").to_csv(run / "folds.csv", index=False)
-    with pytest.raises(report.RunDirError, match=r"folds.csv lacks column\(s\) \['accuracy'\]"):
+    with pytest.raises(RunDirError, match=r"folds.csv lacks column\(s\) \['accuracy'\]"):
+        report.build_report(run)
+    (run / "run.json").write_text('{"table": "x"}')
+    with pytest.raises(RunDirError, match=r"run.json lacks key\(s\) \['table_sha256'"):
         report.build_report(run)
 
 
-def test_report_parser_and_run(demo, tmp_path, capsys):
-    run = make_run(tmp_path / "run", demo)
-    parser = argparse.ArgumentParser(prog="report")
-    report.configure_parser(parser)
-    args = parser.parse_args([str(run), "--models", "svm", "--n-wrong", "0", "--out", str(tmp_path / "out")])
-    assert report.run(args) == 0
+def test_report_command_line(run, tmp_path, capsys):
+    status = cli.main(["report", str(run), "--models", "knn", "--n-wrong", "0", "--out", str(tmp_path / "out")])
+    assert status == 0
     assert "Report written to" in capsys.readouterr().out
     page = parse_page(tmp_path / "out" / "index.html")
     assert page.audio == [] and "wrong" not in page.ids
     with pytest.raises(SystemExit):
-        parser.parse_args([str(run), "--n-wrong", "-1"])
+        cli.build_parser("report").parse_args(["report", str(run), "--n-wrong", "-1"])

@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from classify.errors import SplitError, UsageError
-from classify.splits import LEAKY_NOTE, build_protocol, choose_protocol
+from classify.splits import (
+    LEAKY_NOTE,
+    build_protocol,
+    calibration_folds,
+    choose_protocol,
+    validation_split,
+)
 from classify.tables import load_table
 
 
@@ -141,10 +147,11 @@ def test_warns_when_a_group_spans_folds_and_when_a_class_is_missing():
     p = build_protocol("folds", y, folds=folds, groups=groups)
     assert any("1 group(s) have clips in more than one fold" in w for w in p.warnings)
 
+    # All of class c is one recording: the split that tests it cannot train on it.
     y2 = np.array(["a", "b"] * 10 + ["c"] * 3, dtype=object)
-    folds2 = pd.Series([1, 2] * 10 + [3] * 3, dtype="Int64")
-    p2 = build_protocol("folds", y2, folds=folds2)
-    assert any("['c'] have no training rows in fold3" in w for w in p2.warnings)
+    groups2 = np.array([f"g{i}" for i in range(20)] + ["gc"] * 3)
+    p2 = build_protocol("group", y2, groups=groups2, k=3)
+    assert any("['c'] have no training rows in split" in w for w in p2.warnings)
 
 
 # ------------------------------------------------------------------ errors
@@ -164,10 +171,11 @@ def test_folds_protocol_errors():
 
 
 def test_a_training_part_with_one_class_is_refused():
+    # Class a is a single recording: the split that tests it trains on b alone.
     y = np.array(["a"] * 5 + ["b"] * 5, dtype=object)
-    folds = pd.Series([1] * 5 + [2] * 5, dtype="Int64")
-    with pytest.raises(SplitError, match="training part of fold1 holds only the class 'b'"):
-        build_protocol("folds", y, folds=folds)
+    groups = np.array(["ra"] * 5 + [f"rb{i}" for i in range(5)])
+    with pytest.raises(SplitError, match=r"training part of split\d holds only the class 'b'"):
+        build_protocol("group", y, groups=groups, k=2)
 
 
 def test_group_protocol_errors():
@@ -210,9 +218,56 @@ def test_bad_options_are_usage_errors():
         build_protocol("stratified", y, k=1)
 
 
-def test_predefined_folds_refuse_a_class_rarer_than_the_folds():
+def test_predefined_folds_need_every_class_in_two_folds():
     y, folds, _ = dataset()
+    # Two clips in two folds are enough, even with ten folds ...
     y = y.copy()
-    y[:3] = "rare"
-    with pytest.raises(SplitError, match=r"--cv folds needs at least 10 rows of every class, and class\(es\) 'rare' \(3 rows\) have fewer; use --cv stratified"):
-        build_protocol("folds", y, folds=folds)
+    y[:1] = "rare"
+    y[np.flatnonzero(folds.to_numpy() != folds.iloc[0])[0]] = "rare"
+    assert build_protocol("folds", y, folds=folds).n_splits == 10
+    # ... and twelve clips in one fold are not.
+    y2, folds2 = y.copy(), folds.copy()
+    y2[-12:], folds2.iloc[-12:] = "single", 4
+    with pytest.raises(SplitError, match=r"--cv folds needs every class in at least two folds, and "
+                                         r"class\(es\) 'single' \(only in fold 4\) are not"):
+        build_protocol("folds", y2, folds=folds2)
+
+
+# ------------------------------------------------------------ inner splits
+
+
+def _inner_data(n_groups: int = 24, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, n_groups)
+    groups = np.repeat([f"rec{g}" for g in range(n_groups)], sizes)
+    y = np.repeat([f"class{g % 3}" for g in range(n_groups)], sizes).astype(object)
+    return y, groups
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_validation_split_never_puts_a_group_on_both_sides(seed):
+    y, groups = _inner_data(seed=seed)
+    train, val = validation_split(y, groups, 0.2, seed=seed)
+    assert len(val) and not set(groups[train]) & set(groups[val])
+    assert sorted(np.r_[train, val]) == list(range(len(y)))
+    assert set(y[train]) == set(y), "every class is learnt"
+
+
+def test_calibration_folds_keep_groups_whole_and_every_class_in_training():
+    y, groups = _inner_data()
+    folds = calibration_folds(y, groups, 3)
+    assert len(folds) == 3
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+        assert set(y[train]) == set(y)
+    assert sorted(np.concatenate([test for _, test in folds])) == list(range(len(y)))
+
+
+def test_calibration_folds_say_when_groups_cannot_be_kept_whole():
+    y = np.array(["a"] * 6 + ["b"] * 6, dtype=object)
+    groups = np.array(["ra"] * 6 + [f"rb{i}" for i in range(6)])  # class a is one recording
+    with pytest.warns(UserWarning, match=r"calibration folds split clips of one recording: class\(es\) \['a'\]"):
+        folds = calibration_folds(y, groups, 3)
+    assert len(folds) == 3
+    with pytest.raises(ValueError, match="class 'c' has a single training row"):
+        calibration_folds(np.array(["a", "a", "c"]), None, 3)

@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from classify import cli
+from classify import cli, training
 from classify.evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
 from classify.models import MODEL_NAMES
 from classify.splits import LEAKY_NOTE
@@ -121,10 +120,12 @@ def test_folds_csv_names_each_held_out_fold(full_run):
     folds = pd.read_csv(full_run["out"] / "folds.csv")
     assert list(folds.columns) == list(FOLDS_COLUMNS)
     assert len(folds) == len(MODEL_NAMES) * 4
-    assert set(folds["fold"]) == {"fold1", "fold2", "fold3", "fold4"}
+    assert set(folds["split"]) == {"fold1", "fold2", "fold3", "fold4"}
+    assert folds["fold"].dtype == np.int64, "the dataset's fold, as a number"
     df = full_run["df"]
     for _, row in folds.iterrows():
-        fold = int(row["fold"][4:])
+        fold = row["fold"]
+        assert row["split"] == f"fold{fold}"
         assert row["n_test"] == (df["fold"] == fold).sum()
         assert row["n_train"] == (df["fold"] != fold).sum()
     assert folds["accuracy"].between(0, 1).all() and (folds["fit_seconds"] >= 0).all()
@@ -142,7 +143,7 @@ def test_per_class_scores_from_out_of_fold_predictions(full_run):
 def test_predictions_cover_every_row_exactly_once_per_model(full_run):
     preds = pd.read_csv(full_run["out"] / "predictions.csv")
     prob_cols = [f"prob_{c}" for c in CLASSES]
-    assert list(preds.columns) == ["path", "label", "fold", "model", "predicted", "confidence",
+    assert list(preds.columns) == ["path", "label", "fold", "split", "model", "predicted", "confidence",
                                    *prob_cols]
     df = full_run["df"]
     for name in MODEL_NAMES:
@@ -150,7 +151,8 @@ def test_predictions_cover_every_row_exactly_once_per_model(full_run):
         assert sorted(mine["path"]) == sorted(df["path"]), name
     truth = df.set_index("path")
     assert (preds["label"] == truth.loc[preds["path"], "label"].to_numpy()).all()
-    assert (preds["fold"] == "fold" + truth.loc[preds["path"], "fold"].astype(str).to_numpy()).all()
+    assert (preds["fold"] == truth.loc[preds["path"], "fold"].to_numpy()).all()
+    assert (preds["split"] == "fold" + preds["fold"].astype(str)).all()
     np.testing.assert_allclose(preds[prob_cols].sum(axis=1), 1.0, atol=1e-5)
     assert (preds["predicted"] == preds[prob_cols].idxmax(axis=1).str[5:]).all()
     np.testing.assert_allclose(preds["confidence"], preds[prob_cols].max(axis=1))
@@ -163,11 +165,47 @@ def test_confusion_matrices_counts_and_row_normalised(full_run):
         counts = pd.read_csv(full_run["out"] / "confusion" / f"{name}_counts.csv", index_col=0)
         norm = pd.read_csv(full_run["out"] / "confusion" / f"{name}_normalized.csv", index_col=0)
         assert list(counts.index) == CLASSES and list(counts.columns) == CLASSES
-        assert counts.index.name == "true"
+        assert counts.index.name == "true_label"
         assert counts.to_numpy().sum() == n
         mine = preds[preds["model"] == name]
         assert np.trace(counts.to_numpy()) == (mine["label"] == mine["predicted"]).sum()
         np.testing.assert_allclose(norm.sum(axis=1), 1.0)
+
+
+def test_no_csv_header_or_cell_reads_as_a_boolean_or_number_in_a_spreadsheet(full_run):
+    # Spreadsheets turn TRUE/FALSE (any case) into booleans; a header must stay a name.
+    coerced = {"true", "false", "yes", "no", "on", "off"}
+    for path in sorted(full_run["out"].rglob("*.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        bad = [c for c in frame.columns if c.strip().lower() in coerced or _is_number(c)]
+        assert not bad, f"{path.name}: header(s) {bad}"
+        for column in frame.columns:
+            cells = set(frame[column].str.strip().str.lower())
+            assert not cells & coerced, f"{path.name}: column {column} holds {cells & coerced}"
+
+
+def test_fold_columns_join_across_files_with_the_table(full_run):
+    """``fold`` means the dataset's fold everywhere: same type and values, so a typed join works."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = full_run["out"]
+    table = pq.read_table(full_run["table"], columns=["path", "fold"])
+    table = table.set_column(0, "path", table["path"].cast("string"))  # pandas writes large_string
+    preds = pacsv.read_csv(out / "predictions.csv").select(["path", "fold", "model"])
+    folds = pacsv.read_csv(out / "folds.csv").select(["fold", "model", "accuracy"])
+    assert preds.schema.field("fold").type == folds.schema.field("fold").type == table.schema.field("fold").type
+    # Every prediction finds its clip (same path and fold) and its split's score (same fold and model).
+    assert preds.join(table, keys=["path", "fold"], join_type="inner").num_rows == preds.num_rows
+    assert preds.join(folds, keys=["fold", "model"], join_type="inner").num_rows == preds.num_rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def test_report_md_has_tables_and_working_image_links(full_run):
@@ -224,9 +262,11 @@ def test_random_protocol_is_marked_leaky_everywhere(tmp_path, capsys):
                                 "--models", "logreg,knn", "--jobs", "1")
     assert status == 0
     assert f"protocol: random ({LEAKY_NOTE})" in stdout and "WARNING: random protocol" in stdout
-    assert (pd.read_csv(out / "folds.csv")["fold"] == "holdout (leaky)").all()
+    folds = pd.read_csv(out / "folds.csv")
+    assert (folds["split"] == "holdout (leaky)").all() and folds["fold"].isna().all()
     preds = pd.read_csv(out / "predictions.csv")
-    assert (preds["fold"] == "holdout (leaky)").all()
+    assert (preds["split"] == "holdout (leaky)").all()
+    assert preds["fold"].dtype == np.int64, "each clip keeps its fold from the table"
     n = len(pd.read_parquet(table))
     assert len(preds) == 2 * int(np.ceil(0.2 * n))  # only the held-out rows are predicted
     for name in ("leaderboard.csv", "per_class.csv"):
@@ -236,20 +276,23 @@ def test_random_protocol_is_marked_leaky_everywhere(tmp_path, capsys):
     assert info["protocol"]["leaky"] is True and LEAKY_NOTE in info["protocol"]["label"]
 
 
-def test_parallel_splits_give_the_same_predictions(tmp_path):
-    table = make_table(tmp_path / "features", meta=False)
-    kw = {"models": "logreg,knn,rf", "cv": "group", "k": 3, "quiet": True}
+@pytest.mark.slow
+def test_results_do_not_depend_on_jobs(tmp_path):
+    """Every model, jobs=1 (this process) against jobs=2 (workers): the same bits."""
+    table = make_table(tmp_path / "features", n_groups=24, meta=False)
+    kw = {"models": MODEL_NAMES, "cv": "group", "k": 3, "quiet": True, "epochs": 4, "mlp_layers": (32, 16)}
     one = train(table, tmp_path / "one", TrainOptions(**kw, jobs=1), log=_quiet, warn=_quiet)
     two = train(table, tmp_path / "two", TrainOptions(**kw, jobs=2), log=_quiet, warn=_quiet)
     assert one.protocol.name == "group"
     groups = one.table.groups
     for split in one.protocol.splits:
         assert not set(groups[split.train]) & set(groups[split.test])
-    for name in ("logreg", "knn", "rf"):
-        np.testing.assert_array_equal(one.results[name].proba, two.results[name].proba)
-    a = pd.read_csv(tmp_path / "one" / "predictions.csv")
-    b = pd.read_csv(tmp_path / "two" / "predictions.csv")
-    pd.testing.assert_frame_equal(a, b)
+    for name in MODEL_NAMES:
+        np.testing.assert_array_equal(one.results[name].proba, two.results[name].proba, err_msg=name)
+    for name in ("predictions.csv", "folds.csv", "per_class.csv"):
+        a, b = pd.read_csv(tmp_path / "one" / name), pd.read_csv(tmp_path / "two" / name)
+        pd.testing.assert_frame_equal(a.drop(columns="fit_seconds", errors="ignore"),
+                                      b.drop(columns="fit_seconds", errors="ignore"))
 
 
 def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path, monkeypatch):
@@ -259,7 +302,7 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
         calls.append((Path(directory), kwargs))
         return directory
 
-    monkeypatch.setitem(sys.modules, "classify.bundle", types.SimpleNamespace(save_bundle=save_bundle))
+    monkeypatch.setattr(training, "save_bundle", save_bundle)
     table = make_table(tmp_path / "features")
     options = TrainOptions(models="knn,mlp", final="mlp", epochs=4, class_weight="balanced",
                            jobs=1, quiet=True)
@@ -274,20 +317,6 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
     assert pipe.steps[-1][1].class_weight == "balanced"
     assert kwargs["class_names"] == CLASSES and kwargs["feature_columns"] == FEATURES
     assert kwargs["features_meta"]["params"] == PARAMS.to_dict()
-
-
-def test_missing_plots_and_bundle_modules_only_skip_their_parts(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "classify.plots", None)
-    monkeypatch.setitem(sys.modules, "classify.bundle", None)
-    table = make_table(tmp_path / "features")
-    warnings = []
-    train(table, tmp_path / "run", TrainOptions(models="knn", jobs=1, quiet=True),
-          log=lambda line: None, warn=warnings.append)
-    out = tmp_path / "run"
-    assert (out / "confusion" / "knn_counts.csv").is_file() and (out / "run.json").is_file()
-    assert not list(out.rglob("*.png")) and not (out / "model").exists()
-    assert any("classify.plots is not available yet" in w for w in warnings)
-    assert any("classify.bundle is not available yet" in w for w in warnings)
 
 
 def test_without_features_json_no_bundle_and_a_stale_one_is_removed(tmp_path, capsys):
@@ -317,12 +346,6 @@ def test_option_errors_exit_2_with_one_line(tmp_path, capsys):
         assert re.fullmatch(rf"error: .*{pattern}.*\n", stderr), stderr
 
 
-def test_subcommands_of_missing_modules_say_so(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "classify.eda", None)
-    assert cli.main(["eda", "data/demo", "--whatever"]) == 2
-    assert capsys.readouterr().err == "error: eda is not available yet\n"
-
-
 def test_command_line_end_to_end_without_tensorflow_noise(tmp_path):
     table = make_table(tmp_path / "features")
     proc = subprocess.run(
@@ -347,13 +370,33 @@ def test_svm_calibration_adapts_to_a_class_with_two_training_rows():
     X = rng.normal(size=(len(y), 4)) + (y == "b")[:, None] * 3.0
     pipe = make_pipeline("svm", seed=0, n_classes=3)
     fit_pipeline(pipe, X, y, {}, where="fold1")
-    assert pipe.steps[-1][1].cv == 2
     assert pipe.predict_proba(X).shape == (len(y), 3)
 
     lonely = np.array(["a"] * 20 + ["b"] * 20 + ["c"], dtype=object)
     from classify.errors import ModelError
-    with pytest.raises(ModelError, match="svm cannot be fitted on fold2: a class has a single training row"):
+    with pytest.raises(ModelError, match="svm could not be fitted on fold2: ValueError: class 'c' has a "
+                                         "single training row"):
         fit_pipeline(make_pipeline("svm", seed=0, n_classes=3), X[:-1], lonely, {}, where="fold2")
+
+
+def test_training_gives_the_models_with_inner_splits_their_groups(tmp_path, monkeypatch):
+    import classify.models
+
+    seen = []
+
+    def spy(name, real):
+        def wrapped(y, groups, *args, **kwargs):
+            seen.append((name, groups is not None and len(groups) == len(y)))
+            return real(y, groups, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(classify.models, "calibration_folds", spy("svm", classify.models.calibration_folds))
+    monkeypatch.setattr(classify.models, "validation_split", spy("hgb", classify.models.validation_split))
+    table = make_table(tmp_path / "features", meta=False)
+    train(table, tmp_path / "run", TrainOptions(models="svm,hgb", jobs=1, quiet=True), log=_quiet, warn=_quiet)
+    # Each of the four splits gives the model the groups of its training rows (no
+    # features.json: no final fit).
+    assert seen == [("svm", True)] * 4 + [("hgb", True)] * 4
 
 
 def test_a_library_failure_in_a_fit_is_one_named_error(tmp_path, capsys, monkeypatch):

@@ -1,0 +1,287 @@
+"""HTML report of a training run: ``python -m classify report RUN``.
+
+Reads the run folder through :mod:`classify.rundir` and writes
+``RUN/report/index.html`` with its PNGs and the audio of the most confidently
+wrong clips beside it, so the ``report/`` folder can be zipped and shared:
+leaderboard and the model in the bundle, CV protocol (a leaky one is flagged
+at the top), scores per split, extraction summary, confusion matrices and
+per-class scores of the best model (the others one click away), and the
+wrong predictions to listen to. This module gathers the numbers and draws
+the figures; ``templates/report.html.j2`` lays them out.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.spectrogram import mel_spectrogram
+from features.wav import write_wav
+
+from .. import plots
+from ..errors import RunDirError
+from ..rundir import CONFUSION_KINDS, LEADERBOARD, Run, load_run, probability_column
+from .render import Table, rel_url, render_page, slug
+
+__all__ = ["N_WRONG", "build_report"]
+
+#: Out-of-fold predictions listed as "most confidently wrong".
+N_WRONG = 12
+_AUDIO_SR = 22050
+_MAX_AUDIO_SECONDS = 30.0
+
+
+def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: list[str] | None = None,
+                 n_wrong: int = N_WRONG, audio_root: str | Path | None = None) -> Path:
+    """Write the report of the training run in ``run_dir``; returns the path of ``index.html``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Folder written by ``python -m classify train``.
+    out : str or Path, optional
+        Output folder (default ``RUN/report``).
+    models : list of str, optional
+        Models to include (default: every model of the leaderboard).
+    n_wrong : int
+        Most confidently wrong out-of-fold predictions of the best model to show.
+    audio_root : str or Path, optional
+        Dataset root used to find the clips' audio (default: ``root`` of features.json).
+
+    Returns
+    -------
+    Path
+        ``OUT/index.html``.
+
+    Raises
+    ------
+    RunDirError
+        A file of the run is missing or lacks a column; the message names it.
+    """
+    if n_wrong < 0:
+        raise ValueError(f"n_wrong={n_wrong} must be 0 or more")
+    r = load_run(run_dir)
+    shown = _select_models(r, models)
+    best = shown[0]
+    # Read every matrix before drawing anything: a broken run fails fast, naming the file.
+    matrices = {(m, kind): r.confusion(m, kind) for m in shown for kind in CONFUSION_KINDS}
+    out = Path(out) if out is not None else r.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = r.info.features_json
+    root_from_meta = Path(meta["root"]) if meta and meta.get("root") else None
+    root = Path(audio_root) if audio_root is not None else root_from_meta
+    # "run" says little; the dataset's name says which report this is.
+    name = root_from_meta.name if root_from_meta else r.path.resolve().name
+    return render_page(
+        "report.html.j2", out / "index.html",
+        title=f"Training report: {name}", subtitle=str(r.path.resolve()),
+        toc=[("summary", "Leaderboard"), ("protocol", "CV protocol"), ("splits", "Scores per split"),
+             ("extraction", "Extraction"), ("models", "Confusions per model"),
+             ("wrong", "Confidently wrong"), ("details", "Run details")],
+        protocol=r.info.protocol,
+        summary=_summary(r, best, shown),
+        splits=_splits(r, shown, out),
+        extraction=_extraction(meta, r.info.table),
+        models=[_model(r, model, model == best, matrices, out) for model in shown],
+        wrong=_wrong(r, best, n_wrong, root, out, audio_root is not None) if n_wrong else None,
+        details=_details(r),
+    )
+
+
+# ----------------------------------------------------------------- sections
+
+
+def _summary(r: Run, best: str, shown: list[str]) -> dict[str, Any]:
+    board = r.leaderboard[r.leaderboard["model"].isin(shown)].reset_index(drop=True)
+    info = r.info
+    return {
+        "best": best, "accuracy_mean": float(board.loc[0, "accuracy_mean"]),
+        "accuracy_std": float(board.loc[0, "accuracy_std"]), "n_rows": info.n_rows,
+        "n_classes": len(info.classes), "n_features": info.n_features,
+        "bundle": r.bundle_dir.name if r.bundle_dir is not None else None,
+        "final_model": info.final_model, "board": Table.of(board),
+    }
+
+
+def _splits(r: Run, shown: list[str], out: Path) -> dict[str, Any]:
+    # Leaderboard order, so the legend lists the best model first.
+    folds = r.folds[r.folds["model"].isin(shown)]
+    folds = folds.iloc[np.argsort([shown.index(m) for m in folds["model"]], kind="stable")]
+    figures = []
+    for metric in ("accuracy", "macro_f1"):
+        name = f"folds_{metric}.png"
+        label = plots.metric_label(metric)
+        plots.save_figure(plots.split_scores_figure(folds, metric=metric, title=f"{label} per held-out split"),
+                          out / name)
+        figures.append({"src": name, "alt": f"{label} of every model on every held-out split"})
+    return {"figures": figures, "table": Table.of(folds.reset_index(drop=True))}
+
+
+def _extraction(meta: dict | None, table: str) -> dict[str, Any] | None:
+    if meta is None:
+        return None
+    clips = meta.get("clips") or {}
+    params = meta.get("params") or {}
+    pairs = [("Dataset root", meta.get("root", "")), ("Layout", meta.get("layout", "")),
+             ("Clips total", clips.get("total", "")), ("Clips ok", clips.get("ok", "")),
+             ("Clips failed", clips.get("failed", "")),
+             ("Clips per second", _rounded(meta.get("clips_per_second"))),
+             ("Wall time (s)", _rounded(meta.get("wall_seconds"))), ("Workers", meta.get("jobs", "")),
+             ("Preset", params.get("preset", "")), ("Sample rate (Hz)", params.get("sr", "")),
+             ("Parameter key", meta.get("param_key", "")), ("Created", meta.get("created", ""))]
+    return {"pairs": pairs, "table": table, "failed": clips.get("failed") or 0}
+
+
+def _rounded(value: Any) -> Any:
+    return round(float(value), 2) if isinstance(value, int | float) else ("" if value is None else value)
+
+
+def _model(r: Run, model: str, is_best: bool, matrices: dict, out: Path) -> dict[str, Any]:
+    figures = []
+    for kind, normalized in (("counts", False), ("normalized", True)):
+        name = f"confusion_{slug(model)}_{kind}.png"
+        what = "row-normalised" if normalized else "counts"
+        title = f"{model}: {what} confusion matrix (out-of-fold)"
+        plots.save_figure(plots.confusion_figure(matrices[model, kind], title=title, normalized=normalized),
+                          out / name)
+        figures.append({"src": name, "alt": f"Confusion matrix of {model}, {what}", "normalized": normalized})
+    rows = r.per_class[r.per_class["model"] == model].reset_index(drop=True)
+    rows = rows.drop(columns=["model", "protocol"])
+    per_class = None
+    if len(rows):
+        per_class = f"per_class_{slug(model)}.png"
+        plots.save_figure(plots.per_class_scores_figure(rows, title=f"{model}: per-class precision, recall and F1"),
+                          out / per_class)
+    return {"name": model, "best": is_best, "figures": figures, "per_class": per_class,
+            "per_class_table": Table.of(rows)}
+
+
+def _wrong(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_given: bool) -> dict[str, Any]:
+    preds = r.predictions[r.predictions["model"] == best]
+    is_wrong = preds["label"].astype(str) != preds["predicted"].astype(str)
+    wrong = preds[is_wrong].sort_values("confidence", ascending=False, kind="stable").head(n_wrong)
+    usable_root = root if root is not None and root.is_dir() else None
+    finder = _ClipFinder(usable_root, r.info.path_column)
+    # A rerun with other settings must not leave the previous run's clips in a shared folder.
+    for stale in [*out.glob("wrong_[0-9]*.png"), *out.glob("audio/wrong_[0-9]*.wav")]:
+        stale.unlink()
+    return {
+        "model": best, "n_shown": len(wrong), "n_wrong": int(is_wrong.sum()), "n_predictions": len(preds),
+        "root": str(root) if root is not None else None, "root_exists": usable_root is not None,
+        "root_source": "--audio-root" if root_given else "features.json",
+        "has_paths": r.info.path_column is not None,
+        "cards": [_card(i, row, finder, out) for i, (_, row) in enumerate(wrong.iterrows(), start=1)],
+    }
+
+
+def _card(i: int, row: pd.Series, finder: _ClipFinder, out: Path) -> dict[str, Any]:
+    from features.audio import load_audio
+    from features.errors import FeaturesError
+    from features.params import FeatureParams
+
+    rel = "" if pd.isna(row["path"]) else str(row["path"])
+    true, predicted = str(row["label"]), str(row["predicted"])
+    p_true = row.get(probability_column(true))
+    card = {"number": i, "true": true, "predicted": predicted, "confidence": float(row["confidence"]),
+            "p_true": float(p_true) if p_true is not None and pd.notna(p_true) else None,
+            "split": None if pd.isna(row["split"]) else str(row["split"]), "path": rel,
+            "root": str(finder.root) if finder.root is not None else None, "problem": None, "audio": None}
+    source = finder.find(rel, true)
+    if source is None:
+        return card | {"problem": "not found"}
+    try:
+        y, _ = load_audio(source, FeatureParams(sr=_AUDIO_SR, duration=_MAX_AUDIO_SECONDS))
+    except (FeaturesError, OSError, ValueError) as exc:
+        return card | {"problem": str(exc)}
+    name, stem = PurePosixPath(rel).name, f"wrong_{i:02d}"
+    audio_file = out / "audio" / f"{stem}.wav"
+    write_wav(audio_file, y, _AUDIO_SR)
+    plots.save_figure(plots.spectrogram_figure(mel_spectrogram(y, _AUDIO_SR, name=name),
+                                               title=f"Mel spectrogram of {name}"), out / f"{stem}.png")
+    return card | {"audio": {"src": rel_url(audio_file, out), "label": f"{name}, true {true}, predicted {predicted}"},
+                   "image": {"src": f"{stem}.png",
+                             "alt": f"Mel spectrogram of {name}, true {true}, predicted {predicted}"}}
+
+
+def _details(r: Run) -> dict[str, Any]:
+    info = r.info
+    pairs = [("Table", info.table), ("Table SHA-256", info.table_sha256), ("Rows", info.n_rows),
+             ("Features", info.n_features), ("Models", ", ".join(info.models)),
+             ("Classes", ", ".join(info.classes))]
+    groups = [(heading, [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in value.items()])
+              for value, heading in ((info.params, "Training parameters"), (info.timings, "Timings (s)"),
+                                     (info.versions, "Versions")) if value]
+    return {"pairs": pairs, "groups": groups}
+
+
+# --------------------------------------------------------------------- data
+
+
+def _select_models(r: Run, models: list[str] | None) -> list[str]:
+    board = list(r.leaderboard["model"])
+    if not models:
+        return board
+    unknown = [m for m in models if m not in board]
+    if unknown:
+        raise RunDirError(f"--models {','.join(unknown)} not in {r.path / LEADERBOARD}; "
+                          f"choose from {','.join(board)}.")
+    # Leaderboard order, so the first one is the best of those asked for.
+    return [m for m in board if m in models]
+
+
+class _ClipFinder:
+    """Finds the audio of a ``predictions.csv`` row under the dataset root.
+
+    A ``path`` is used exactly as written, and only if it stays inside the
+    root: ``predictions.csv`` is a file anyone can edit, so absolute paths,
+    ``..`` and symlinks leading out of the root are refused. Tables that name
+    clips by file name only (``path_column == "filename"``, GTZAN-style) are
+    matched against the dataset's own clip list on file name *and* label,
+    and only when exactly one clip matches; a clip of another class with the
+    same name is never played instead.
+    """
+
+    def __init__(self, root: Path | None, path_column: str | None) -> None:
+        self.root = root
+        self.path_column = path_column
+        self._by_name: dict[tuple[str, str], list[str]] | None = None
+
+    def find(self, name: str, label: str) -> Path | None:
+        if self.root is None or not name:
+            return None
+        if self.path_column == "path":
+            return _inside(self.root, name)
+        if self.path_column == "filename":
+            matches = self._clips_by_name().get((name, label), [])
+            return _inside(self.root, matches[0]) if len(matches) == 1 else None
+        return None
+
+    def _clips_by_name(self) -> dict[tuple[str, str], list[str]]:
+        if self._by_name is None:
+            from features.datasets import discover
+            from features.errors import FeaturesError
+
+            self._by_name = {}
+            try:
+                clips = discover(self.root).clips
+            except (FeaturesError, OSError):
+                return self._by_name
+            for rel, label in zip(clips["path"].astype(str), clips["label"].astype(str), strict=True):
+                self._by_name.setdefault((PurePosixPath(rel).name, label), []).append(rel)
+        return self._by_name
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """The file ``root/rel`` if it exists and really lies inside ``root``, else None."""
+    parts = PurePosixPath(rel)
+    if parts.is_absolute() or ".." in parts.parts:
+        return None
+    try:
+        real = (root / parts).resolve(strict=True)
+        inside = real.is_relative_to(root.resolve(strict=True))
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return None
+    return real if inside and real.is_file() else None

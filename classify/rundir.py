@@ -1,0 +1,309 @@
+"""The run folder: what ``classify train`` writes and ``classify report`` reads.
+
+This module owns its one schema: the file names, the columns of every CSV
+and the keys of ``run.json``. Training writes the folder through
+:func:`write_tables` and :func:`write_run_info`; the report reads it with
+:func:`load_run`, which checks it against the same definitions, so the two
+sides cannot drift apart. Layout::
+
+    leaderboard.csv  folds.csv  per_class.csv  predictions.csv
+    confusion/<model>_{counts,normalized}.{csv,png}  folds.png
+    report.md  run.json  model/ (the bundle, written by classify.bundle)
+
+A column named ``fold`` is always the dataset's predefined fold, with the
+feature table's values (an integer, empty when there is none), so files can
+be joined on it; the held-out part of a split is named in ``split``
+(``fold7``, ``split3``, ``holdout (leaky)``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.atomic import write_text
+from features.table import write_csv, write_json
+
+from .bundle import BUNDLE_JSON
+from .errors import RunDirError
+from .evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
+from .tables import undo_formula_guard
+
+__all__ = [
+    "BUNDLE_DIR",
+    "COLUMNS",
+    "CONFUSION_KINDS",
+    "FOLDS",
+    "FOLDS_FIGURE",
+    "LEADERBOARD",
+    "PER_CLASS",
+    "PREDICTIONS",
+    "REPORT_MD",
+    "RUN_JSON",
+    "Run",
+    "RunInfo",
+    "confusion_file",
+    "load_run",
+    "probability_column",
+    "write_report_md",
+    "write_run_info",
+    "write_tables",
+]
+
+LEADERBOARD = "leaderboard.csv"
+FOLDS = "folds.csv"
+PER_CLASS = "per_class.csv"
+PREDICTIONS = "predictions.csv"
+CONFUSION_DIR = "confusion"
+CONFUSION_KINDS = ("counts", "normalized")
+FOLDS_FIGURE = "folds.png"
+REPORT_MD = "report.md"
+RUN_JSON = "run.json"
+BUNDLE_DIR = "model"
+
+#: Columns of every CSV, in order. ``predictions.csv`` then has one
+#: ``prob_<class>`` column per class (:func:`probability_column`); the
+#: leaderboard and per-class tables say which protocol made them.
+COLUMNS = {
+    LEADERBOARD: (*LEADERBOARD_COLUMNS, "protocol"),
+    FOLDS: FOLDS_COLUMNS,
+    PER_CLASS: (*PER_CLASS_COLUMNS, "protocol"),
+    PREDICTIONS: ("path", "label", "fold", "split", "model", "predicted", "confidence"),
+}
+# Text that must stay text when read back: class names and paths such as "007".
+_TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol")
+
+
+def probability_column(label: str) -> str:
+    """``prob_<label>``: the column of ``predictions.csv`` holding that class's probability."""
+    return f"prob_{label}"
+
+
+def confusion_file(model: str, kind: str, suffix: str = ".csv") -> str:
+    """``confusion/<model>_<kind><suffix>``, relative to the run folder."""
+    if kind not in CONFUSION_KINDS:
+        raise ValueError(f"kind={kind!r} must be one of {CONFUSION_KINDS}")
+    return f"{CONFUSION_DIR}/{model}_{kind}{suffix}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """``run.json``: provenance, protocol, parameters, versions and timings of a run.
+
+    Attributes
+    ----------
+    table, table_sha256 : str
+        The feature table trained on (absolute path) and its checksum.
+    features_json : dict or None
+        The table's ``features.json`` (extraction parameters, dataset root),
+        None when the table had none.
+    protocol : dict
+        :meth:`classify.splits.Protocol.to_dict` plus its ``label``.
+    params : dict
+        The training options, the output folder and every model's parameters.
+    models : list of str
+        Models cross-validated, in ``--models`` order.
+    best_model : str
+        Best mean accuracy (first row of the leaderboard).
+    final_model : str
+        The model refitted on all rows: ``--final``, else ``best_model``.
+    model_bundle : str or None
+        Where the final model was saved; None when no bundle was saved.
+    classes, feature_columns : list of str
+    feature_source : str
+        Where the feature columns came from.
+    path_column : str or None
+        The table column copied into ``predictions.csv``'s ``path``:
+        ``"path"`` (relative to the dataset root), ``"filename"`` (a file
+        name only, as in GTZAN-style tables) or None (rows are named
+        ``row N``).
+    versions, timings : dict
+    n_rows, n_features : int
+    created : str
+        ISO 8601 time, UTC.
+    """
+
+    table: str
+    table_sha256: str
+    features_json: dict[str, Any] | None
+    protocol: dict[str, Any]
+    params: dict[str, Any]
+    models: list[str]
+    best_model: str
+    final_model: str
+    model_bundle: str | None
+    classes: list[str]
+    feature_columns: list[str]
+    feature_source: str
+    path_column: str | None
+    versions: dict[str, str]
+    timings: dict[str, Any]
+    n_rows: int
+    n_features: int
+    created: str
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | Path = RUN_JSON) -> RunInfo:
+        """Check ``data`` (read from ``run.json``) against the fields; RunDirError names what is wrong."""
+        if not isinstance(data, dict):
+            raise RunDirError(f"{where} must hold a JSON object; re-run training to rewrite it.")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise RunDirError(f"{where} lacks key(s) {missing}; it was written by another version: "
+                              "re-run training.")
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """A run folder as read by :func:`load_run`: run.json and the four tables."""
+
+    path: Path
+    info: RunInfo
+    leaderboard: pd.DataFrame
+    folds: pd.DataFrame
+    per_class: pd.DataFrame
+    predictions: pd.DataFrame
+
+    @property
+    def bundle_dir(self) -> Path | None:
+        """The saved model bundle of :attr:`RunInfo.final_model`, None when none was saved."""
+        bundle = self.path / BUNDLE_DIR
+        return bundle if self.info.model_bundle and (bundle / BUNDLE_JSON).is_file() else None
+
+    def confusion(self, model: str, kind: str) -> pd.DataFrame:
+        """A confusion matrix: true classes as rows, predicted ones as columns."""
+        path = self.path / confusion_file(model, kind)
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the "
+                              "confusion matrices.")
+        try:
+            matrix = pd.read_csv(path, index_col=0, dtype=str)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training.") from None
+        matrix.index = matrix.index.astype(str)
+        matrix.columns = matrix.columns.astype(str)
+        values = matrix.apply(pd.to_numeric, errors="coerce")
+        if values.shape[0] != values.shape[1] or list(values.index) != list(values.columns):
+            raise RunDirError(f"{path} must be a square matrix with the same classes as rows and "
+                              f"columns; rows {list(values.index)}, columns {list(values.columns)}.")
+        if kind == "counts" and values.isna().to_numpy().any():
+            raise RunDirError(f"{path} has empty or non-numeric cells; re-run training.")
+        return values
+
+
+# ------------------------------------------------------------------ writing
+
+
+def write_tables(
+    run_dir: Path,
+    *,
+    leaderboard: pd.DataFrame,
+    folds: pd.DataFrame,
+    per_class: pd.DataFrame,
+    predictions: pd.DataFrame,
+    confusions: dict[str, dict[str, pd.DataFrame]],
+) -> None:
+    """Write the four CSVs and the confusion matrices; matrices of other models are removed.
+
+    Parameters
+    ----------
+    run_dir : Path
+    leaderboard, folds, per_class, predictions : pd.DataFrame
+        With the columns of :data:`COLUMNS` (``predictions`` then ``prob_<class>``).
+    confusions : dict
+        ``{model: {"counts": matrix, "normalized": matrix}}``; a matrix has
+        the true classes as index and the predicted ones as columns.
+    """
+    frames = {LEADERBOARD: leaderboard, FOLDS: folds, PER_CLASS: per_class, PREDICTIONS: predictions}
+    for name, frame in frames.items():
+        expected = list(COLUMNS[name])
+        if list(frame.columns[:len(expected)]) != expected:
+            raise ValueError(f"{name}: columns {list(frame.columns)} do not start with {expected}")
+    for name, frame in frames.items():
+        write_csv(frame, run_dir / name)
+    _clear_confusions(run_dir / CONFUSION_DIR)
+    for model, kinds in confusions.items():
+        for kind, matrix in kinds.items():
+            # "true" would read as the boolean TRUE in a spreadsheet.
+            table = matrix.rename_axis(index="true_label", columns=None).reset_index()
+            write_csv(table, run_dir / confusion_file(model, kind))
+
+
+def write_run_info(run_dir: Path, info: RunInfo) -> Path:
+    """Write ``run.json``."""
+    return write_json(dataclasses.asdict(info), run_dir / RUN_JSON)
+
+
+def write_report_md(run_dir: Path, text: str) -> Path:
+    """Write ``report.md``."""
+    return write_text(run_dir / REPORT_MD, text)
+
+
+def _clear_confusions(directory: Path) -> None:
+    # A model dropped from --models must not leave its old matrices behind.
+    if directory.is_dir():
+        for path in directory.glob("*_*.*"):
+            if path.stem.endswith(tuple(f"_{k}" for k in CONFUSION_KINDS)) and path.suffix in (".csv", ".png"):
+                path.unlink()
+
+
+# ------------------------------------------------------------------ reading
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read and check a run folder written by ``python -m classify train``.
+
+    Raises
+    ------
+    RunDirError
+        The folder, ``run.json`` or a table is missing or lacks what the
+        schema promises; the message names the file.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"run folder {path} does not exist; train first with 'python -m classify "
+                          f"train TABLE --out {path}' (or 'make train').")
+    meta_path = path / RUN_JSON
+    if not meta_path.is_file():
+        raise RunDirError(f"{meta_path} is missing; is {path} a folder written by "
+                          "'python -m classify train'?")
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{meta_path} is not valid JSON ({exc}); re-run training to rewrite it.") from None
+    info = RunInfo.from_dict(data, meta_path)
+    tables = {name: _read_csv(path / name, columns) for name, columns in COLUMNS.items()}
+    if tables[LEADERBOARD].empty:
+        raise RunDirError(f"{path / LEADERBOARD} has no rows; re-run training.")
+    return Run(path, info, tables[LEADERBOARD], tables[FOLDS], tables[PER_CLASS], tables[PREDICTIONS])
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the whole "
+                          "run folder.")
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+                         na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training to rewrite it.") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RunDirError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}. Re-run training.")
+    for name in set(_TEXT_COLUMNS) & set(df.columns):
+        df[name] = undo_formula_guard(df[name])
+    if "fold" in df.columns:
+        df["fold"] = _fold_values(df["fold"])
+    return df
+
+
+def _fold_values(s: pd.Series) -> pd.Series:
+    # Whole-number folds (the feature table's) come back as nullable integers.
+    numbers = pd.to_numeric(s, errors="coerce")
+    if numbers.notna().sum() == s.notna().sum() and (numbers.dropna() % 1 == 0).all():
+        return numbers.astype("Int64")
+    return s.astype(object)
