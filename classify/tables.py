@@ -151,7 +151,8 @@ def load_table(path: str | Path) -> FeatureTable:
     path : str or Path
         ``.csv`` or ``.parquet`` file with a ``label`` column and numeric
         feature columns; ``<stem>.schema.csv`` and ``<stem>.json`` beside it
-        are read when present.
+        are read when present. A table written by ``features extract`` must
+        be exactly the file its ``features.json`` describes (SHA-256).
 
     Returns
     -------
@@ -160,7 +161,9 @@ def load_table(path: str | Path) -> FeatureTable:
     Raises
     ------
     TableError
-        Missing or unreadable file, no ``label`` column, no rows, empty
+        The table does not match its ``features.json`` (changed since, from
+        another run, or an interrupted write); missing or unreadable file,
+        no ``label`` column, no rows, empty
         labels, fewer than two classes, no feature column, a non-numeric
         feature value (names the column and the first bad row) or non-finite
         feature values (names the columns and how many rows).
@@ -175,6 +178,7 @@ def load_table(path: str | Path) -> FeatureTable:
     (('a', 'b'), 2)
     """
     path = Path(path)
+    _check_provenance(path)
     raw = _read(path)
     if LABEL_COLUMN not in raw.columns:
         shown = ", ".join(map(str, raw.columns[:12])) + (" ..." if raw.shape[1] > 12 else "")
@@ -248,6 +252,34 @@ def _read_schema(path: Path) -> pd.DataFrame | None:
             "the table or delete the file to infer feature columns"
         )
     return schema
+
+
+def _check_provenance(path: Path) -> None:
+    """Refuse a table that is not the one its ``features.json`` describes.
+
+    Only outputs of ``features extract`` carry the SHA-256 of their files
+    (``files``); a table from elsewhere, or an older extraction, has
+    nothing to check against.
+    """
+    from features.errors import OutputMismatchError
+    from features.outputs import verify_outputs
+
+    if any(path.parent.glob(".committing-*")):
+        listed = True  # a set being replaced: verify_outputs explains
+    else:
+        try:
+            meta = json.loads(path.with_name(f"{path.stem}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # absent, or _read_meta reports it
+        listed = isinstance(meta, dict) and isinstance(meta.get("files"), dict)
+        if listed and path.name not in meta["files"]:
+            raise TableError(f"{path.with_name(path.stem + '.json')} does not list {path.name}, "
+                             f"so the table comes from another run: re-extract it")
+    if listed:
+        try:
+            verify_outputs(path)
+        except OutputMismatchError as exc:
+            raise TableError(f"cannot use {path}: {exc}") from None
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:

@@ -237,3 +237,23 @@ def test_cli_missing_table_and_unknown_model(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )
     assert_one_line_error(proc, r"--models: unknown model\(s\) 'xgb'; choose from mlp,logreg")
+
+
+def test_table_that_does_not_match_its_features_json_is_refused(demo_root, tmp_path):
+    from features.extract import extract_dataset
+
+    res = extract_dataset(demo_root, tmp_path / "out", quiet=True, jobs=1)
+    assert load_table(res.tables["parquet"]).n_rows == res.n_ok  # the genuine set loads
+    csv = res.tables["csv"]
+    csv.write_text(csv.read_text().replace(",dog_bark,", ",siren,", 1))  # an edit by hand
+    with pytest.raises(TableError, match="features.csv is not the file .* SHA-256 differs"):
+        load_table(csv)
+    (tmp_path / "out" / ".committing-1234").mkdir()  # a run died while replacing the set
+    with pytest.raises(TableError, match="being replaced when a run stopped"):
+        load_table(res.tables["parquet"])
+    proc = subprocess.run([sys.executable, "-m", "classify", "train", str(res.tables["parquet"]),
+                           "--out", str(tmp_path / "run"), "--models", "logreg"],
+                          capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode != 0 and "being replaced when a run stopped" in proc.stderr
+    assert "Traceback" not in proc.stderr
