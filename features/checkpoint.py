@@ -95,7 +95,7 @@ class Checkpoint:
         """Save one finished batch atomically."""
         if batch.n_clips == 0:
             return
-        every = np.sort(np.array(batch.all_indices(), dtype=np.int64))
+        every = np.unique(np.array(batch.all_indices(), dtype=np.int64))
         target = self.dir / f"batch-{every[0]:09d}-{every[-1]:09d}-{every.size}.npz"
         with atomic_path(target) as tmp, open(tmp, "wb") as f:
             np.savez(
@@ -105,6 +105,9 @@ class Checkpoint:
                 duration_s=batch.duration_s,
                 orig_sample_rate=batch.orig_sample_rate,
                 orig_channels=batch.orig_channels,
+                segment=batch.segment,
+                segment_start_s=batch.segment_start_s,
+                segment_end_s=batch.segment_end_s,
                 error_indices=np.array([i for i, _ in batch.errors], dtype=np.int64),
                 errors_json=np.array(json.dumps([list(e) for _, e in batch.errors])),
             )
@@ -145,7 +148,7 @@ class Checkpoint:
 
 def _read_index(path: Path) -> tuple[np.ndarray, int]:
     with np.load(path, allow_pickle=False) as z:
-        indices = np.concatenate([z["indices"], z["error_indices"]]).astype(np.int64)
+        indices = np.unique(np.concatenate([z["indices"], z["error_indices"]]).astype(np.int64))
         features = z["features"]
         if features.ndim != 2 or features.shape[0] != len(z["indices"]):
             raise ValueError(f"{path}: malformed batch file")
@@ -157,6 +160,7 @@ def _read_rows(path: Path, lo: int, hi: int) -> BatchResult:
     with np.load(path, allow_pickle=False) as z:
         indices = z["indices"].astype(np.int64)
         keep = (indices >= lo) & (indices < hi)
+        windowed = "segment" in z.files and z["segment"].size == indices.size > 0
         return BatchResult(
             indices=indices[keep],
             features=z["features"].astype(np.float64)[keep],
@@ -164,12 +168,20 @@ def _read_rows(path: Path, lo: int, hi: int) -> BatchResult:
             orig_sample_rate=z["orig_sample_rate"].astype(np.int64)[keep],
             orig_channels=z["orig_channels"].astype(np.int64)[keep],
             errors=[],
+            segment=z["segment"].astype(np.int64)[keep] if windowed else np.empty(0, np.int64),
+            segment_start_s=z["segment_start_s"][keep] if windowed else np.empty(0),
+            segment_end_s=z["segment_end_s"][keep] if windowed else np.empty(0),
         )
 
 
 def _sorted_concat(parts: list[BatchResult], n_features: int) -> BatchResult:
     indices = np.concatenate([p.indices for p in parts])
-    order = np.argsort(indices, kind="stable")
+    windowed = all(p.segment.size == p.indices.size for p in parts)
+    if windowed:
+        segment = np.concatenate([p.segment for p in parts])
+        order = np.lexsort((segment, indices))  # clip order, then window order
+    else:
+        order = np.argsort(indices, kind="stable")
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts])[order]
@@ -181,6 +193,9 @@ def _sorted_concat(parts: list[BatchResult], n_features: int) -> BatchResult:
         orig_sample_rate=cat("orig_sample_rate"),
         orig_channels=cat("orig_channels"),
         errors=[],
+        segment=cat("segment") if windowed else np.empty(0, np.int64),
+        segment_start_s=cat("segment_start_s") if windowed else np.empty(0),
+        segment_end_s=cat("segment_end_s") if windowed else np.empty(0),
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from .cli_types import int_at_least
 from .errors import DatasetLayoutError, FeaturesError, UsageError
 from .layouts import LAYOUTS, help_lines
-from .params import Preset
+from .params import SEGMENT_LAST, Preset
 
 PROG = "python -m features"
 
@@ -147,6 +147,18 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--fixed-length", metavar="S", type=_seconds(False),
                    help="cut or pad (with silence) every clip to exactly this many seconds, "
                         "so all clips have equal length (default: keep their length)")
+    p.add_argument("--segment", metavar="S", type=_seconds(False),
+                   help="cut every clip into windows of S seconds, one row per window "
+                        "(columns segment, segment_start_s, segment_end_s); a window's group "
+                        "is its clip's (or the dataset's own group), so no split separates "
+                        "the windows of one clip (default: one row per clip)")
+    p.add_argument("--segment-hop", metavar="S", type=_seconds(False),
+                   help="seconds from one window's start to the next (default: --segment, "
+                        "windows side by side)")
+    p.add_argument("--segment-last", choices=SEGMENT_LAST, default="drop",
+                   help="a clip's last window when shorter than --segment: 'drop' it or "
+                        "zero-'pad' it; a clip shorter than one window always keeps one "
+                        "padded window (default: %(default)s)")
     p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=0,
                    help="worker processes of the local backend; 0 = one per CPU core "
                         "(default: 0)")
@@ -225,8 +237,12 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         raise UsageError(f"--manifest only works with --layout manifest, not {layout!r}")
     if args.manifest is not None:
         layout = "manifest"
+    if args.segment is None and (args.segment_hop is not None or args.segment_last != "drop"):
+        raise UsageError("--segment-hop and --segment-last need --segment SECONDS")
     params = FeatureParams(preset=args.preset, sr=args.sr, offset=args.offset,
-                           duration=args.duration, fixed_length=args.fixed_length)
+                           duration=args.duration, fixed_length=args.fixed_length,
+                           segment=args.segment, segment_hop=args.segment_hop,
+                           segment_last=args.segment_last)
     from .errors import ExtractionInterrupted, OutputBusyError
     from .extract import extract_dataset
 

@@ -41,6 +41,12 @@ _US8K_CSV = "metadata/UrbanSound8K.csv"
 _US8K_REQUIRED = ("slice_file_name", "fold", "class")
 _GTZAN_DIRS = ("genres", "genres_original")
 _MANIFEST_REQUIRED = ("path", "label")
+#: The parts of a dataset's own train/validation/test split (column ``split``).
+SPLITS = ("train", "validation", "test")
+_SPLIT_NAMES = {"training": "train", "val": "validation", "valid": "validation",
+                "dev": "validation", "testing": "test"}
+_SC_LISTS = {"validation": "validation_list.txt", "test": "testing_list.txt"}
+_SC_NOISE = "_background_noise_"
 _ROW_ERROR = DatasetLayoutError.__name__
 _INT_RE = r"[+-]?\d{1,18}(?:\.0*)?"  # "3" or "3.0" (spreadsheets write integers as floats)
 _EXPECTED = "; ".join(f"{layout.shape} (layout {name})" for name, layout in LAYOUTS.items())
@@ -114,6 +120,10 @@ class Dataset:
         The manifest CSV actually read (layout manifest only).
     tree : LocalTree or RemoteTree
         How the root is read (see :mod:`features.storage`).
+    notes : dict
+        What the layout found beside the clips: ``warnings`` (str list, e.g.
+        a speaker in two parts of the split) and ``background_noise`` (the
+        Speech Commands noise files, which are not clips).
     """
 
     root: Path | str
@@ -122,6 +132,7 @@ class Dataset:
     errors: list[ErrorRecord] = dataclasses.field(default_factory=list)
     manifest: Path | str | None = None
     tree: Any = dataclasses.field(default=None, repr=False, compare=False)
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def extra_columns(self) -> list[str]:
@@ -201,8 +212,9 @@ def discover(
         return Dataset(root_path, "manifest", clips, errors, manifest=where, tree=tree)
     if layout is None:
         layout = _detect(tree)
-    clips, errors = _READERS[layout](tree)
-    return Dataset(root_path, layout, clips, errors, tree=tree)
+    notes: dict[str, Any] = {}
+    clips, errors = _READERS[layout](tree, notes)
+    return Dataset(root_path, layout, clips, errors, tree=tree, notes=notes)
 
 
 def _detect(tree) -> str:
@@ -213,7 +225,7 @@ def _detect(tree) -> str:
 
 
 # --------------------------------------------------------------- urbansound8k
-def _read_urbansound8k(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+def _read_urbansound8k(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     csv = _CsvFile(tree, _US8K_CSV)
     if not tree.is_file(_US8K_CSV):
         raise DatasetLayoutError(
@@ -249,6 +261,77 @@ def _read_urbansound8k(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     return _finish(df, rows, errors, problems, _US8K_CSV, path, error_path, label, fold, group, extras)
 
 
+# ------------------------------------------------------------ speech commands
+def _read_speechcommands(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    """``ROOT/<word>/<speaker>_nohash_<n>.wav`` plus the official split lists.
+
+    label = the word folder; group = the speaker (the file name before
+    ``_nohash_``); split = validation or test when ``validation_list.txt``
+    or ``testing_list.txt`` lists the clip, else train. ``_background_noise_``
+    holds noise for augmentation, not clips: its files go to ``notes``.
+    """
+    errors: list[ErrorRecord] = []
+    found = []
+    for word in _subdirs(tree, "", errors):
+        if word.startswith("_"):
+            continue
+        found.extend((word, p) for p in _walk_audio(tree, f"{word}/", False, errors))
+    found.sort()
+    if not found:
+        raise DatasetLayoutError(
+            f"layout 'speechcommands' expects {tree.root}/<word>/<speaker>_nohash_<n>.wav; "
+            f"no word folder holds an audio file")
+    notes["background_noise"] = sorted(_walk_audio(tree, f"{_SC_NOISE}/", False, []))
+    listed: dict[str, str] = {}
+    present = {p for _, p in found}
+    for part, name in _SC_LISTS.items():
+        if not tree.is_file(name):
+            continue
+        with tree.open(name) as f:
+            lines = f.read().decode("utf-8-sig").splitlines()
+        for row, line in enumerate(lines, start=1):
+            rel = line.strip().replace("\\", "/")
+            if not rel:
+                continue
+            if rel not in present:
+                errors.append(ErrorRecord(rel, row, "metadata", _ROW_ERROR,
+                                          f"{name} row {row}: {rel!r} is listed but not in the "
+                                          f"dataset. Restore the file or remove the line.",
+                                          "listed clip not found"))
+            elif listed.setdefault(rel, part) != part:
+                listed[rel] = "both"
+    keep = []
+    for word, rel in found:
+        if listed.get(rel) == "both":
+            errors.append(ErrorRecord(rel, None, "metadata", _ROW_ERROR,
+                                      f"{rel!r} is listed in both {_SC_LISTS['validation']} and "
+                                      f"{_SC_LISTS['test']}; it was left out. Keep it in one list.",
+                                      "listed in two parts of the split"))
+        else:
+            keep.append((word, rel))
+    split = [listed.get(rel, "train") for _, rel in keep]
+    speakers = [rel.rsplit("/", 1)[-1].split("_nohash_")[0] for _, rel in keep]
+    notes["warnings"] = _speakers_in_two_parts(speakers, split)
+    has_lists = any(tree.is_file(name) for name in _SC_LISTS.values())
+    clips = _clips_frame([rel for _, rel in keep], [w for w, _ in keep], _no_folds(len(keep)),
+                         speakers, {}, split if has_lists else None)
+    return clips, errors
+
+
+def _speakers_in_two_parts(speakers: list[str], split: list[str]) -> list[str]:
+    parts: dict[str, set[str]] = {}
+    for speaker, part in zip(speakers, split, strict=True):
+        parts.setdefault(speaker, set()).add(part)
+    crossing = {s: p for s, p in parts.items() if len(p) > 1}
+    if not crossing:
+        return []
+    shown = ", ".join(f"{s} ({'/'.join(sorted(p))})" for s, p in sorted(crossing.items())[:10])
+    more = f" and {len(crossing) - 10} more" if len(crossing) > 10 else ""
+    return [(f"{len(crossing)} speaker(s) have clips in more than one part of the split: "
+            f"{shown}{more}. The holdout scores leak across those speakers; the official "
+            f"lists keep every speaker in one part.")]
+
+
 # ------------------------------------------------------------------ manifest
 def _read_manifest(csv: _CsvFile, shown: str) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     df, rows, errors = _read_csv(csv, shown)
@@ -273,8 +356,14 @@ def _read_manifest(csv: _CsvFile, shown: str) -> tuple[pd.DataFrame, list[ErrorR
     else:
         fold = _no_folds(len(df))
     group = df["group"].str.strip() if "group" in df.columns else ""
-    extras = [c for c in df.columns if c not in ID_COLUMNS]
-    return _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras)
+    split = None
+    if "split" in df.columns:
+        split = df["split"].str.strip().str.lower().map(lambda v: _SPLIT_NAMES.get(v, v))
+        problems.add(~split.isin(SPLITS), lambda i: (
+            f"split {df['split'].iat[i]!r} is not one of: {', '.join(SPLITS)}"))
+    extras = [c for c in df.columns if c not in (*ID_COLUMNS, "split")]
+    return _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras,
+                   split)
 
 
 class _CsvFile:
@@ -308,7 +397,7 @@ def _find_manifest(tree, manifest: str | os.PathLike[str]) -> _CsvFile:
 
 
 # ------------------------------------------------------------ folder layouts
-def _read_gtzan(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+def _read_gtzan(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     bases = [d for d in _GTZAN_DIRS if tree.is_dir(d)]
     if not bases:
         raise DatasetLayoutError(
@@ -325,7 +414,7 @@ def _read_gtzan(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     )
 
 
-def _read_folders(tree) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+def _read_folders(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     found, errors = _scan_classes(tree, "", recursive=True)
     if not found:
         raise DatasetLayoutError(
@@ -518,7 +607,8 @@ def _no_folds(n: int) -> pd.Series:
     return pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool)))
 
 
-def _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras):
+def _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras,
+            split=None):
     """Turn the checked metadata into (clips, errors), dropping bad and duplicate rows."""
     good = np.flatnonzero(~problems.bad)
     for pos, first in _duplicates(path.iloc[good].tolist()).items():
@@ -534,7 +624,8 @@ def _finish(df, rows, errors, problems, shown, path, error_path, label, fold, gr
     keep = ~problems.bad
     group_col = group[keep] if isinstance(group, pd.Series) else [group] * int(keep.sum())
     extra_cols = {_extra_name(c): df[c][keep] for c in extras}
-    clips = _clips_frame(path[keep], label[keep], fold[keep], group_col, extra_cols)
+    clips = _clips_frame(path[keep], label[keep], fold[keep], group_col, extra_cols,
+                         None if split is None else split[keep])
     return clips, errors
 
 
@@ -556,13 +647,15 @@ def _extra_name(column: str) -> str:
     return f"source_{column}" if column in ID_COLUMNS else column
 
 
-def _clips_frame(path, label, fold, group, extras: dict) -> pd.DataFrame:
+def _clips_frame(path, label, fold, group, extras: dict, split=None) -> pd.DataFrame:
     columns = {
         "path": _str_column(path),
         "label": _str_column(label),
         "fold": pd.Series(pd.array(fold, dtype="Int64")),
         "group": _str_column(group),
     }
+    if split is not None:
+        columns["split"] = _str_column(split)
     for name, values in extras.items():
         columns[name] = _str_column(values)
     return pd.DataFrame(columns)
@@ -578,11 +671,14 @@ def _str_column(values) -> pd.Series:
 # _read_manifest, since it needs the manifest's location.
 _DETECTORS = {
     "urbansound8k": lambda tree: tree.is_file(_US8K_CSV),
+    "speechcommands": lambda tree: (any(tree.is_file(n) for n in _SC_LISTS.values())
+                                    or tree.is_dir(_SC_NOISE)),
     "gtzan": lambda tree: any(tree.is_dir(d) for d in _GTZAN_DIRS),
     "folders": _has_class_folders_with_audio,
 }
 _READERS = {
     "urbansound8k": _read_urbansound8k,
+    "speechcommands": _read_speechcommands,
     "gtzan": _read_gtzan,
     "folders": _read_folders,
 }

@@ -59,7 +59,8 @@ class ExtractResult:
     schema, metadata, errors_csv : Path
         ``features.schema.csv``, ``features.json`` and ``errors.csv``.
     n_total, n_ok, n_failed : int
-        Clips (plus unusable metadata rows) seen, in the table, in errors.csv.
+        Clips (plus unusable metadata rows) seen, in the table, in errors.csv
+        (a clip cut into windows counts once).
     n_reused : int
         Clips taken from the checkpoint of an interrupted run.
     errors : list of ErrorRecord
@@ -72,6 +73,8 @@ class ExtractResult:
         Things the user should know (a stale lock taken over).
     up_to_date : bool
         True when ``out`` already held these outputs and nothing was computed.
+    n_rows : int or None
+        Rows of the table, when clips were cut into windows (``segment``).
     """
 
     out: Path
@@ -88,6 +91,7 @@ class ExtractResult:
     strict: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
     up_to_date: bool = False
+    n_rows: int | None = None
 
     @property
     def table(self) -> Path:
@@ -103,7 +107,8 @@ class ExtractResult:
 
     def summary(self) -> str:
         """Counts, where the table and the errors are, and the failures by reason."""
-        lines = [(f"{self.n_ok} clips ok, {self.n_failed} failed; "
+        windows = "" if self.n_rows is None else f" ({self.n_rows} windows)"
+        lines = [(f"{self.n_ok} clips ok{windows}, {self.n_failed} failed; "
                  f"table: {self.table}; errors: {self.errors_csv}")]
         lines += [f"  {line}" for line in failure_lines(self.errors)]
         if self.n_ok == 0 and self.n_total > 0:
@@ -351,18 +356,28 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
             executor.close()
             raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
 
-    errors = [*dataset.errors, *(ErrorRecord(*fields) for _, fields in checkpoint.errors())]
-    clips = _table.typed_metadata(dataset.clips)
+    clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
+    errors = [*dataset.errors, *clip_errors]
+    n_ok = len(items) - len(clip_errors)
+    clips = dataset.clips
+    if params.segment is not None:
+        # Windows of a clip share its group, so that no split separates them.
+        clips = clips.assign(group=clips["group"].where(clips["group"] != "", clips["path"]))
+    clips = _table.typed_metadata(clips)
+    windowed = params.segment is not None
     empty = _table.build_table(
-        clips.iloc[:0], _table.empty_audio(), np.empty((0, len(names))), names, params.preset)
+        clips.iloc[:0], _table.empty_audio(), np.empty((0, len(names))), names, params.preset,
+        _table.empty_segments() if windowed else None)
 
     def chunks() -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         for rows in checkpoint.iter_rows(outputs.CHUNK_ROWS):
             audio = pd.DataFrame({c: getattr(rows, c) for c in _table.AUDIO_COLUMNS})
+            segments = (pd.DataFrame({c: getattr(rows, c) for c in _table.SEGMENT_COLUMNS})
+                        if windowed else None)
             yield _table.build_table(clips.iloc[rows.indices], audio, rows.features, names,
-                                     params.preset)
+                                     params.preset, segments)
 
     wall = time.perf_counter() - start
     n_new = len(items) - n_reused
@@ -375,13 +390,18 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         "versions": _versions(),
         "clips": {
             "total": len(items) + len(dataset.errors),
-            "ok": None,  # set by write_outputs
+            "ok": n_ok,
             "failed": len(errors),
             "reused_from_checkpoint": n_reused,
             "failed_by_stage": {s: sum(e.stage == s for e in errors) for s in _stages()},
             "failed_by_reason": dict(collections.Counter(e.reason for e in errors).most_common()),
         },
         "n_features": len(names),
+        "warnings": dataset.notes.get("warnings", []),
+        **({"background_noise": dataset.notes["background_noise"]}
+           if "background_noise" in dataset.notes else {}),
+        "segment": None if params.segment is None else {
+            "seconds": params.segment, "hop": params.segment_hop, "last": params.segment_last},
         "dataset_key": dkey,
         "wall_seconds": round(wall, 3),
         "clips_per_second": round(n_new / wall, 2) if wall > 0 else None,
@@ -390,7 +410,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         .replace("+00:00", "Z"),
     }
-    written, n_ok = outputs.write_outputs(
+    written, n_rows = outputs.write_outputs(
         out, clips=clips, chunks=chunks(), empty=empty,
         schema=_table.build_schema(empty, params, layout=dataset.layout),
         errors=_table.errors_frame(errors), formats=formats, meta=meta,
@@ -401,7 +421,8 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         metadata=out / outputs.METADATA, errors_csv=out / "errors.csv",
         n_total=meta["clips"]["total"], n_ok=n_ok, n_failed=len(errors),
         n_reused=n_reused, errors=errors, wall_seconds=time.perf_counter() - start,
-        strict=strict, notes=notes,
+        strict=strict, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
+        n_rows=None if params.segment is None else n_rows,
     )
 
 
@@ -449,6 +470,7 @@ def _up_to_date(out: Path, params: FeatureParams, dataset_key: str, formats: Seq
         wall_seconds=time.perf_counter() - start, strict=strict,
         notes=[*notes, (f"up to date: {out} already holds these features of this dataset "
                        f"(--force computes them again)")], up_to_date=True,
+        n_rows=meta.get("rows") if meta.get("segment") else None,
     )
 
 
@@ -477,9 +499,10 @@ def extract_files(
 
     Returns
     -------
-    table : pd.DataFrame [shape=(n_ok, 1 + n_features)]
+    table : pd.DataFrame [shape=(n_rows, 1 + n_features)]
         Column ``path`` (as given) then the feature columns, one row per
-        readable file, in input order.
+        readable file, in input order; with ``params.segment``, one row per
+        window, and ``segment, segment_start_s, segment_end_s`` after ``path``.
     errors : list of ErrorRecord
         One per file that could not be read or analysed.
 
@@ -494,6 +517,7 @@ def extract_files(
     from .datasets import ErrorRecord
     from .executors import LocalExecutor
     from .runner import Driver
+    from .table import SEGMENT_COLUMNS
     from .work import Item
 
     params = FeatureParams() if params is None else params
@@ -517,6 +541,10 @@ def extract_files(
     indices = np.concatenate([p.indices for p in parts]) if parts else np.empty(0, np.int64)
     features = np.vstack([p.features for p in parts]) if parts else np.empty((0, len(names)))
     df = pd.DataFrame(features, columns=names)
+    if params.segment is not None:
+        for position, column in enumerate(SEGMENT_COLUMNS, start=0):
+            values = np.concatenate([getattr(p, column) for p in parts]) if parts else []
+            df.insert(position, column, values)
     df.insert(0, "path", [shown[i] for i in indices])
     return df, errors
 

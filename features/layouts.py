@@ -39,6 +39,9 @@ class Layout:
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
     Layout("urbansound8k", "ROOT/metadata/UrbanSound8K.csv + ROOT/audio/fold1..fold10/",
            "the 'class' column of UrbanSound8K.csv"),
+    Layout("speechcommands", "ROOT/<word>/<speaker>_nohash_<n>.wav + validation_list.txt, "
+                             "testing_list.txt (and _background_noise_/)",
+           "the word folder holding the clip (group: the speaker; split: from the lists)"),
     Layout("gtzan", "ROOT/genres/<genre>/*.wav (or genres_original/, the Kaggle copy)",
            "the genre folder name"),
     Layout("folders", "ROOT/<label>/<clip>: one folder per class",

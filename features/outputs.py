@@ -180,7 +180,7 @@ def write_outputs(
         T.write_csv(schema, staging / "features.schema.csv")
         T.write_csv(errors, staging / "errors.csv")
         names = [f"features.{f}" for f in formats] + ["features.schema.csv", "errors.csv"]
-        meta = {**meta, "clips": {**meta.get("clips", {}), "ok": n_rows},
+        meta = {**meta, "rows": n_rows,
                 "outputs": {f: f"features.{f}" for f in formats},
                 "files": {n: {"sha256": T.file_sha256(staging / n),
                               "bytes": (staging / n).stat().st_size} for n in names}}

@@ -16,6 +16,9 @@ from typing import Any
 
 from .errors import UsageError
 
+#: What happens to the last window of a clip when it is shorter than ``segment``.
+SEGMENT_LAST = ("drop", "pad")
+
 
 class Preset(str, enum.Enum):
     """Which set of features to compute."""
@@ -45,6 +48,17 @@ class FeatureParams:
         STFT frame and hop length in samples (librosa's defaults).
     n_mfcc : int
         MFCC count; ``None`` picks the preset's (40 default, 20 gtzan).
+    segment : float or None
+        If set, every clip is cut into windows of this many seconds and the
+        table has one row per window (columns ``segment``,
+        ``segment_start_s``, ``segment_end_s``); None: one row per clip.
+    segment_hop : float or None
+        Seconds from one window's start to the next (default: ``segment``,
+        windows side by side; smaller values overlap them).
+    segment_last : {"drop", "pad"}
+        The last window of a clip, when shorter than ``segment``: ``drop``
+        it, or zero-``pad`` it to full length. Either way a clip shorter
+        than one window keeps one window, zero-padded, so no clip vanishes.
 
     Examples
     --------
@@ -63,6 +77,9 @@ class FeatureParams:
     n_fft: int = 2048
     hop_length: int = 512
     n_mfcc: int | None = None
+    segment: float | None = None
+    segment_hop: float | None = None
+    segment_last: str = "drop"
 
     def __post_init__(self) -> None:
         # Values are normalised here (3 and 3.0 are one duration, numpy ints
@@ -77,6 +94,7 @@ class FeatureParams:
         if offset < 0:
             raise UsageError(f"offset={self.offset} must be >= 0 seconds")
         object.__setattr__(self, "offset", offset)
+        self._check_segments()
         for name in ("duration", "fixed_length"):
             value = getattr(self, name)
             if value is None:
@@ -85,6 +103,28 @@ class FeatureParams:
             if not value > 0:
                 raise UsageError(f"{name}={getattr(self, name)} must be a positive number of seconds")
             object.__setattr__(self, name, value)
+
+    def _check_segments(self) -> None:
+        if self.segment is None:
+            if self.segment_hop is not None or self.segment_last != "drop":
+                raise UsageError("segment_hop and segment_last need segment (the window length)")
+            return
+        for name in ("segment", "segment_hop"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = _seconds(name, value)
+            if not value > 0:
+                raise UsageError(f"{name}={getattr(self, name)} must be a positive number of seconds")
+            object.__setattr__(self, name, value)
+        if self.segment_hop is None:
+            object.__setattr__(self, "segment_hop", self.segment)
+        if self.segment_last not in SEGMENT_LAST:
+            raise UsageError(f"segment_last={self.segment_last!r} is not one of: "
+                             f"{', '.join(SEGMENT_LAST)}")
+        if round(self.segment * self.sr) < 1 or round(self.segment_hop * self.sr) < 1:
+            raise UsageError(f"segment={self.segment} s and segment_hop={self.segment_hop} s "
+                             f"must each hold at least one sample at sr={self.sr}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (the preset as its string value)."""
@@ -109,7 +149,13 @@ class FeatureParams:
         >>> FeatureParams(duration=3).key() == FeatureParams(duration=3.0).key()
         True
         """
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        d = self.to_dict()
+        if self.segment is None:
+            # Off, the window fields are left out: tables and models made before
+            # they existed keep their keys.
+            for name in ("segment", "segment_hop", "segment_last"):
+                del d[name]
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

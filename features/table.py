@@ -32,6 +32,7 @@ from .params import FeatureParams, Preset
 
 IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
 AUDIO_COLUMNS = ("duration_s", "orig_sample_rate", "orig_channels")
+SEGMENT_COLUMNS = ("segment", "segment_start_s", "segment_end_s")
 SCHEMA_COLUMNS = ("column", "role", "dtype", "unit", "description")
 ERROR_COLUMNS = ("path", "row", "stage", "reason", "error_type", "message")
 FORMATS = ("csv", "parquet")
@@ -52,6 +53,7 @@ def build_table(
     features: np.ndarray,
     feature_names: Sequence[str],
     preset: Preset | str = Preset.DEFAULT,
+    segments: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Assemble the feature table, one row per successful clip.
 
@@ -68,6 +70,10 @@ def build_table(
         Column names of ``features`` (``compute.feature_columns(params)``).
     preset : Preset or str
         ``gtzan`` gives the tutorial's header ``filename,<features>,label``.
+    segments : pd.DataFrame, optional
+        ``segment, segment_start_s, segment_end_s`` of each row, for a table
+        of windows: they follow the identifying columns (``filename`` for
+        ``gtzan``).
 
     Returns
     -------
@@ -95,13 +101,25 @@ def build_table(
         raise ValueError(f"clips lacks identifying column(s) {missing}")
     feats = pd.DataFrame(features, columns=list(feature_names))
     clips = clips.reset_index(drop=True)
+    windows = []
+    if segments is not None:
+        if len(segments) != len(clips):
+            raise ValueError(f"segments has {len(segments)} rows but clips has {len(clips)}")
+        windows = [pd.DataFrame({
+            "segment": segments["segment"].to_numpy(dtype=np.int64),
+            "segment_start_s": segments["segment_start_s"].to_numpy(dtype=np.float64),
+            "segment_end_s": segments["segment_end_s"].to_numpy(dtype=np.float64),
+        })]
     if Preset(preset) is Preset.GTZAN:
         filename = clips["path"].astype(str).str.rsplit("/", n=1).str[-1]
         return pd.concat(
-            [filename.rename("filename"), feats, clips["label"].astype(str)], axis=1
+            [filename.rename("filename"), *windows, feats, clips["label"].astype(str)], axis=1
         )
     ids = clips.copy()
     ids["fold"] = ids["fold"].astype("Int64")
+    if windows:
+        n_ids = len(IDENTIFIER_COLUMNS) + ("split" in ids.columns)
+        ids = pd.concat([ids.iloc[:, :n_ids], windows[0], ids.iloc[:, n_ids:]], axis=1)
     audio = pd.DataFrame(
         {
             "duration_s": audio["duration_s"].to_numpy(dtype=np.float64),
@@ -146,6 +164,12 @@ def typed_metadata(clips: pd.DataFrame) -> pd.DataFrame:
         elif (filled.str.fullmatch(_INTEGER) | filled.str.fullmatch(_DECIMAL)).all():
             out[name] = pd.to_numeric(text.where(text != "")).astype("float64")
     return out
+
+
+def empty_segments() -> pd.DataFrame:
+    """The window columns of a table with no rows, with their dtypes."""
+    return pd.DataFrame({"segment": np.empty(0, np.int64), "segment_start_s": np.empty(0),
+                         "segment_end_s": np.empty(0)})
 
 
 def empty_audio() -> pd.DataFrame:
@@ -193,7 +217,20 @@ _IDENTIFIER_TEXT = {
     "group": (
         "",
         ("recording the clip was cut from: clips with the same group must stay on the "
-        "same side of a train/test split (empty when unknown)"),
+        "same side of a train/test split (empty when unknown; in a table of windows, the "
+        "clip's path when the dataset has no group)"),
+    ),
+    "split": (
+        "",
+        ("part of the dataset's own train/validation/test split the clip belongs to "
+         "(train, validation or test); keep it for the holdout protocol"),
+    ),
+    "segment": ("", "0-based position of this window within its clip (one row per window)"),
+    "segment_start_s": ("s", "where this window's audio starts, from the start of the file"),
+    "segment_end_s": (
+        "s",
+        ("where this window's audio ends, from the start of the file; a last window that "
+         "was zero-padded ends where the clip's audio ends"),
     ),
 }
 

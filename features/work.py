@@ -69,20 +69,24 @@ class BatchResult:
     message, reason))`` so that workers never import the dataset code.
     """
 
-    indices: np.ndarray  # int64 [shape=(n_ok,)], clip indices in dataset order
-    features: np.ndarray  # float64 [shape=(n_ok, n_features)]
-    duration_s: np.ndarray  # float64 [shape=(n_ok,)]
-    orig_sample_rate: np.ndarray  # int64 [shape=(n_ok,)]
-    orig_channels: np.ndarray  # int64 [shape=(n_ok,)]
+    indices: np.ndarray  # int64 [shape=(n_rows,)], clip index of each row, dataset order
+    features: np.ndarray  # float64 [shape=(n_rows, n_features)]
+    duration_s: np.ndarray  # float64 [shape=(n_rows,)]
+    orig_sample_rate: np.ndarray  # int64 [shape=(n_rows,)]
+    orig_channels: np.ndarray  # int64 [shape=(n_rows,)]
     errors: list[tuple[int, tuple]]
+    # With FeatureParams.segment, one row per window: its index and span (s).
+    segment: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
+    segment_start_s: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    segment_end_s: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
 
     @property
     def n_clips(self) -> int:
-        return len(self.indices) + len(self.errors)
+        return len(np.unique(self.indices)) + len(self.errors)
 
     def all_indices(self) -> list[int]:
-        """Every clip index of the batch, good or bad."""
-        return [*self.indices.tolist(), *(i for i, _ in self.errors)]
+        """Every clip index of the batch, good or bad, once each."""
+        return [*np.unique(self.indices).tolist(), *(i for i, _ in self.errors)]
 
     @classmethod
     def of_errors(cls, errors: list[tuple[int, tuple]], n_features: int) -> BatchResult:
@@ -175,6 +179,7 @@ def run_batch(params: FeatureParams, items: Sequence[Item], key: str = "",
     BatchResult
     """
     from .audio import LongClip, read_clip
+    from .segments import windows
 
     computer = _computer(params)
     ok: list[tuple[int, np.ndarray, Any]] = []
@@ -191,29 +196,44 @@ def run_batch(params: FeatureParams, items: Sequence[Item], key: str = "",
                 stage = "features"
                 if faults and any(part in item.shown for part in faults.get("raise", ())):
                     raise ZeroDivisionError("boom")
-                vec = computer.compute_blocks(y.blocks) if isinstance(y, LongClip) else computer.compute(y)
-                vec = np.asarray(vec, dtype=np.float64)
-                if not np.all(np.isfinite(vec)):
-                    raise BadAudioError(f"{item.shown}: features are not finite (NaN or inf)",
-                                        reason="features are not finite")
+                if params.segment is None:
+                    vec = (computer.compute_blocks(y.blocks) if isinstance(y, LongClip)
+                           else computer.compute(y))
+                    rows = [(_finite(vec, item.shown), None)]
+                else:
+                    blocks = y.blocks() if isinstance(y, LongClip) else [y]
+                    rows = [(_finite(computer.compute(w.samples), item.shown),
+                             (w.index, w.start_s, w.end_s)) for w in windows(blocks, params)]
             except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
                 reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
                 message = str(exc) or repr(exc)
                 errors.append((item.index, (item.shown, None, stage, type(exc).__name__,
                                             message, reason)))
                 continue
-            ok.append((item.index, vec, info))
+            ok.extend((item.index, vec, info, window) for vec, window in rows)
     return _pack(ok, errors, len(computer.columns))
 
 
-def _pack(ok: list[tuple[int, np.ndarray, Any]], errors: list, n_features: int) -> BatchResult:
+def _finite(vec: np.ndarray, shown: str) -> np.ndarray:
+    vec = np.asarray(vec, dtype=np.float64)
+    if not np.all(np.isfinite(vec)):
+        raise BadAudioError(f"{shown}: features are not finite (NaN or inf)",
+                            reason="features are not finite")
+    return vec
+
+
+def _pack(ok: list[tuple[int, np.ndarray, Any, Any]], errors: list, n_features: int) -> BatchResult:
+    windows = [w for *_, w in ok if w is not None]
     return BatchResult(
-        indices=np.array([i for i, _, _ in ok], dtype=np.int64),
-        features=(np.vstack([v for _, v, _ in ok]) if ok else np.empty((0, n_features))),
-        duration_s=np.array([a.duration_s for _, _, a in ok], dtype=np.float64),
-        orig_sample_rate=np.array([a.orig_sample_rate for _, _, a in ok], dtype=np.int64),
-        orig_channels=np.array([a.orig_channels for _, _, a in ok], dtype=np.int64),
+        indices=np.array([i for i, *_ in ok], dtype=np.int64),
+        features=(np.vstack([v for _, v, *_ in ok]) if ok else np.empty((0, n_features))),
+        duration_s=np.array([a.duration_s for _, _, a, _ in ok], dtype=np.float64),
+        orig_sample_rate=np.array([a.orig_sample_rate for _, _, a, _ in ok], dtype=np.int64),
+        orig_channels=np.array([a.orig_channels for _, _, a, _ in ok], dtype=np.int64),
         errors=errors,
+        segment=np.array([w[0] for w in windows], dtype=np.int64),
+        segment_start_s=np.array([w[1] for w in windows], dtype=np.float64),
+        segment_end_s=np.array([w[2] for w in windows], dtype=np.float64),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -284,9 +285,9 @@ def test_manifest_problems_are_named(tmp_path):
 
 # ------------------------------------------------------------ usage errors
 def test_unknown_layout_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="layout='kaggle' is not one of: urbansound8k, gtzan, folders, manifest"):
+    with pytest.raises(UsageError, match="layout=.kaggle. is not one of: urbansound8k, speechcommands, gtzan, folders, manifest"):
         discover(tmp_path, layout="kaggle")
-    assert tuple(LAYOUTS) == ("urbansound8k", "gtzan", "folders", "manifest")
+    assert tuple(LAYOUTS) == ("urbansound8k", "speechcommands", "gtzan", "folders", "manifest")
 
 
 def test_manifest_and_layout_must_agree(tmp_path):
@@ -318,3 +319,68 @@ def test_error_record_from_exception_and_stage_check():
     assert reasoned.reason == "file does not exist" and reasoned.message == "x.wav: gone"
     with pytest.raises(UsageError, match="stage='decode'"):
         ErrorRecord("a.wav", None, "decode", "OSError", "x")
+
+
+# ------------------------------------------------------------ speech commands
+
+
+def _speech_commands(root, write_wav, *, validation="", testing="", noise=True):
+    tone = np.sin(2 * np.pi * 440 * np.arange(1600) / 16000)
+    for word in ("yes", "no"):
+        for speaker in ("aa11", "bb22", "cc33"):
+            for n in range(2):
+                write_wav(root / word / f"{speaker}_nohash_{n}.wav", tone, 16000)
+    if noise:
+        write_wav(root / "_background_noise_" / "pink_noise.wav", tone, 16000)
+    (root / "validation_list.txt").write_text(validation)
+    (root / "testing_list.txt").write_text(testing)
+    return root
+
+
+def test_speech_commands_layout_reads_the_lists_exactly(tmp_path, write_wav):
+    root = _speech_commands(
+        tmp_path, write_wav,
+        validation="yes/bb22_nohash_0.wav\nyes/bb22_nohash_1.wav\nno/bb22_nohash_0.wav\n"
+                   "no/bb22_nohash_1.wav\n",
+        testing="yes/cc33_nohash_0.wav\r\nyes/cc33_nohash_1.wav\r\nno/cc33_nohash_0.wav\r\n"
+                "no/cc33_nohash_1.wav\r\n\r\n")
+    ds = discover(root)
+    assert ds.layout == "speechcommands" and ds.errors == []
+    clips = ds.clips.set_index("path")
+    assert list(ds.clips.columns) == ["path", "label", "fold", "group", "split"]
+    assert clips.loc["yes/aa11_nohash_0.wav", ["label", "group", "split"]].tolist() == [
+        "yes", "aa11", "train"]
+    by_split = ds.clips.groupby("split")["path"].apply(sorted).to_dict()
+    assert by_split["validation"] == sorted(
+        f"{w}/bb22_nohash_{n}.wav" for w in ("yes", "no") for n in (0, 1))
+    assert by_split["test"] == sorted(
+        f"{w}/cc33_nohash_{n}.wav" for w in ("yes", "no") for n in (0, 1))
+    assert len(by_split["train"]) == 4
+    assert ds.notes["background_noise"] == ["_background_noise_/pink_noise.wav"]
+    assert "_background_noise_" not in set(ds.clips["label"])
+    assert ds.notes["warnings"] == []
+
+
+def test_speech_commands_speaker_in_two_sets_and_bad_list_lines_are_reported(tmp_path, write_wav):
+    root = _speech_commands(tmp_path, write_wav,
+                            validation="yes/bb22_nohash_0.wav\nno/aa11_nohash_0.wav\n",
+                            testing="no/aa11_nohash_0.wav\nyes/zz99_nohash_0.wav\n")
+    ds = discover(root)
+    [warning] = ds.notes["warnings"]
+    assert "bb22 (train/validation)" in warning and "leak" in warning
+    by_reason = {e.reason: e for e in ds.errors}
+    assert by_reason["listed in two parts of the split"].path == "no/aa11_nohash_0.wav"
+    missing = by_reason["listed clip not found"]
+    assert (missing.path, missing.row) == ("yes/zz99_nohash_0.wav", 2)
+    assert "no/aa11_nohash_0.wav" not in set(ds.clips["path"])
+
+
+def test_manifest_split_column_is_normalised_and_checked(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    _manifest(root / "m.csv", "path,label,split\na.wav,x,train\nb.wav,x,VAL\nc.wav,y,testing\n"
+                              "d.wav,y,later\n")
+    ds = discover(root, manifest=root / "m.csv")
+    assert ds.clips["split"].tolist() == ["train", "validation", "test"]
+    [err] = ds.errors
+    assert err.row == 4 and "split 'later' is not one of: train, validation, test" in err.message

@@ -441,3 +441,79 @@ def test_features_stage_never_imports_tensorflow(tmp_path, write_wav):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True []"
     assert (tmp_path / "out" / "features.csv").is_file()
+
+
+# ------------------------------------------------------------------- windows
+
+
+def test_segment_rows_one_per_window_with_the_clip_as_group(tmp_path, write_wav):
+    from features.audio import load_audio
+    from features.compute import FeatureComputer
+
+    root = tmp_path / "f"
+    write_wav(root / "a" / "long.wav", _tone(1, seconds=2.5), 8000)
+    write_wav(root / "b" / "short.wav", _tone(2, seconds=0.4), 8000)
+    params = FeatureParams(segment=1.0)
+    res = X.extract_dataset(root, tmp_path / "out", params, **FAST)
+    assert res.n_ok == 2 and res.n_rows == 3 and "(3 windows)" in res.summary()
+    table = pd.read_parquet(res.tables["parquet"])
+    assert list(table.columns[:7]) == ["path", "label", "fold", "group", "segment",
+                                       "segment_start_s", "segment_end_s"]
+    rows = table[["path", "group", "segment", "segment_start_s", "segment_end_s"]]
+    assert rows.values.tolist() == [
+        ["a/long.wav", "a/long.wav", 0, 0.0, 1.0],
+        ["a/long.wav", "a/long.wav", 1, 1.0, 2.0],   # the last 0.5 s is dropped
+        ["b/short.wav", "b/short.wav", 0, 0.0, 0.4],  # shorter than a window: kept, padded
+    ]
+    y, _ = load_audio(root / "a" / "long.wav", params)
+    computer = FeatureComputer(params)
+    names = feature_columns(params)
+    np.testing.assert_array_equal(table.loc[1, names].to_numpy(float),
+                                  computer.compute(y[22050:44100]))
+    schema = pd.read_csv(res.schema).set_index("column")
+    assert (schema.loc[["segment", "segment_start_s", "segment_end_s"], "role"] == "identifier").all()
+    assert json.loads(res.metadata.read_text())["segment"] == {"seconds": 1.0, "hop": 1.0,
+                                                               "last": "drop"}
+
+    padded = X.extract_dataset(root, tmp_path / "pad", FeatureParams(segment=1.0, segment_hop=0.5,
+                                                                    segment_last="pad"), **FAST)
+    spans = pd.read_csv(padded.tables["csv"])[["path", "segment_start_s", "segment_end_s"]]
+    assert spans[spans["path"] == "a/long.wav"].values[:, 1:].tolist() == [
+        [0.0, 1.0], [0.5, 1.5], [1.0, 2.0], [1.5, 2.5]]
+
+
+def test_segment_keeps_the_dataset_group_and_is_the_same_on_every_path(demo_root, tmp_path,
+                                                                        monkeypatch):
+    from features import audio
+
+    params = FeatureParams(segment=1.5, segment_last="pad")
+    res = X.extract_dataset(demo_root, tmp_path / "one", params, **FAST)
+    table = pd.read_parquet(res.tables["parquet"])
+    assert (table["group"] == table["fsID"]).all()  # UrbanSound8K's own group stays
+    assert table.groupby("path")["group"].nunique().max() == 1
+    # Long clips are cut from blocks: the same windows and numbers (run here, in this
+    # process, where the lowered threshold applies).
+    from features.work import Item, run_batch
+
+    monkeypatch.setattr(audio, "BLOCKWISE_ABOVE_SAMPLES", 1000)
+    monkeypatch.setattr(audio, "BLOCK_FRAMES", 777)
+    clip = table["path"].iloc[0]
+    batch = run_batch(params, [Item(0, str(demo_root / clip), clip)])
+    mine = table[table["path"] == clip]
+    assert batch.segment.tolist() == mine["segment"].tolist()
+    np.testing.assert_array_equal(batch.segment_end_s, mine["segment_end_s"].to_numpy())
+    names = feature_columns(params)
+    np.testing.assert_allclose(batch.features, mine[names].to_numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_segment_with_the_gtzan_preset_and_for_loose_files(tmp_path, write_wav):
+    root = tmp_path / "g"
+    write_wav(root / "genres" / "pop" / "pop.00001.wav", _tone(3, seconds=2.0), 8000)
+    res = X.extract_dataset(root, tmp_path / "out", FeatureParams(preset="gtzan", segment=1.0),
+                            **FAST)
+    assert _header(res.tables["csv"]).startswith("filename,segment,segment_start_s,segment_end_s,"
+                                                  "chroma_stft,")
+    df, errors = X.extract_files([root / "genres" / "pop" / "pop.00001.wav"],
+                                 FeatureParams(segment=1.0))
+    assert errors == [] and df["segment"].tolist() == [0, 1]
+    assert list(df.columns[:4]) == ["path", "segment", "segment_start_s", "segment_end_s"]
