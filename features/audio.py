@@ -34,7 +34,8 @@ from . import storage
 from .errors import AudioReadError, BadAudioError, DecoderRefusedError
 from .params import FeatureParams
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "LongClip", "is_audio_path", "load_audio", "read_clip"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "LongClip", "is_audio_path", "load_audio",
+           "load_channels", "read_clip"]
 
 #: File extensions (lower case, with the dot) treated as audio. libsndfile
 #: decodes all but the last group; those need an audioread backend (ffmpeg)
@@ -208,6 +209,38 @@ def load_audio(path: str | os.PathLike[str], params: FeatureParams) -> tuple[np.
     if isinstance(y, LongClip):
         y = np.concatenate(list(y.blocks()))
     return y, info
+
+
+def load_channels(path: str | os.PathLike[str], params: FeatureParams) -> np.ndarray | None:
+    """Each channel of a multi-channel clip, resampled, cut or padded like :func:`load_audio`.
+
+    For the stereo-split augmentation (each channel as its own example).
+
+    Returns
+    -------
+    np.ndarray [shape=(channels, n), dtype=float32] or None
+        None for a mono clip, or one that libsndfile cannot read.
+    """
+    name = os.fspath(path)
+    try:
+        with _open_source(name) as source:
+            if not isinstance(source, _SoundFileSource) or source.info.orig_channels < 2:
+                return None
+            f = source.f
+            start, n = source._span(params.offset, params.duration)
+            if start >= f.frames:
+                return None
+            f.seek(start)
+            x = f.read(frames=n, dtype="float32", always_2d=True)
+    except (DecoderRefusedError, sf.SoundFileError):
+        return None
+    if x.size == 0 or not np.isfinite(x).all():
+        return None
+    channels = [_resample(np.ascontiguousarray(x[:, c]), source.info.orig_sample_rate, params.sr)
+                for c in range(x.shape[1])]
+    if params.fixed_length is not None:
+        channels = [_fix_length(c, round(params.fixed_length * params.sr)) for c in channels]
+    return np.stack(channels)
 
 
 def _load(source: _Source, name: str, params: FeatureParams) -> np.ndarray:

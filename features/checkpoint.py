@@ -87,6 +87,10 @@ class Checkpoint:
             self._saved.append(_Saved(path, np.sort(indices)))
         return len(seen)
 
+    def saved(self) -> list[_Saved]:
+        """The saved batch files and their clip indices."""
+        return list(self._saved)
+
     def finished(self) -> set[int]:
         """Clip indices already saved."""
         return {int(i) for s in self._saved for i in s.indices}
@@ -163,7 +167,7 @@ def _read_rows(path: Path, lo: int, hi: int) -> BatchResult:
         windowed = "segment" in z.files and z["segment"].size == indices.size > 0
         return BatchResult(
             indices=indices[keep],
-            features=z["features"].astype(np.float64)[keep],
+            features=z["features"][keep],
             duration_s=z["duration_s"].astype(np.float64)[keep],
             orig_sample_rate=z["orig_sample_rate"].astype(np.int64)[keep],
             orig_channels=z["orig_channels"].astype(np.int64)[keep],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cli_types import int_at_least
 from .errors import DatasetLayoutError, FeaturesError, UsageError
+from .extract import BACKENDS
 from .layouts import LAYOUTS, help_lines
 from .params import SEGMENT_LAST, Preset
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_extract(commands)
+    _add_patches(commands)
     _add_demo(commands)
     return parser
 
@@ -127,12 +129,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("root", metavar="ROOT", help="the dataset folder")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="output folder (default: data/output/<ROOT's folder name>/features)")
-    p.add_argument("--layout", metavar="NAME",
-                   help=f"dataset layout, one of: {', '.join(LAYOUTS)} "
-                        "(default: detect it)")
-    p.add_argument("--manifest", metavar="FILE",
-                   help="CSV listing the clips (columns path,label and optional fold,group); "
-                        "implies --layout manifest")
+    _add_dataset_options(p)
     p.add_argument("--preset", choices=[p.value for p in Preset], default=Preset.DEFAULT.value,
                    help="feature set: 'default' = means and stds of 40 MFCCs, 12 chroma bins, "
                         "spectral centroid/bandwidth/roll-off, zero-crossing rate and RMS; "
@@ -159,18 +156,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                    help="a clip's last window when shorter than --segment: 'drop' it or "
                         "zero-'pad' it; a clip shorter than one window always keeps one "
                         "padded window (default: %(default)s)")
-    p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=0,
-                   help="worker processes of the local backend; 0 = one per CPU core "
-                        "(default: 0)")
-    p.add_argument("--backend", choices=("local", "dask"), default="local",
-                   help="where batches run: 'local' worker processes, or a 'dask' cluster "
-                        "(with --scheduler) (default: %(default)s)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="with --backend dask: tcp://HOST:PORT of a running Dask scheduler, "
-                        "or local:N to start N worker processes on this machine")
-    p.add_argument("--clip-timeout", metavar="S", type=_seconds(False), default=None,
-                   help="a clip taking longer than S seconds plus 2 s per MB of file is "
-                        "stopped and reported (stage timeout) (default: 60)")
+    _add_runner_options(p)
     p.add_argument("--format", metavar="LIST", type=_formats, default=("csv", "parquet"),
                    dest="formats",
                    help="table file format(s): csv, parquet or csv,parquet (default: both); "
@@ -179,6 +165,31 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                    help="compute everything again, even if --out already holds the features "
                         "of these parameters on this unchanged dataset (then the run only "
                         "checks that and ends)")
+    p.set_defaults(func=_cmd_extract)
+
+
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", metavar="NAME",
+                   help=f"dataset layout, one of: {', '.join(LAYOUTS)} "
+                        "(default: detect it)")
+    p.add_argument("--manifest", metavar="FILE",
+                   help="CSV listing the clips (columns path,label and optional fold,group,"
+                        "split); implies --layout manifest")
+
+
+def _add_runner_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=0,
+                   help="worker processes of the local backend; 0 = one per CPU core "
+                        "(default: 0)")
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="where batches run: 'local' worker processes, or a 'dask' cluster "
+                        "(with --scheduler) (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --backend dask: tcp://HOST:PORT of a running Dask scheduler, "
+                        "or local:N to start N worker processes on this machine")
+    p.add_argument("--clip-timeout", metavar="S", type=_seconds(False), default=None,
+                   help="a clip taking longer than S seconds plus 2 s per MB of file is "
+                        "stopped and reported (stage timeout) (default: 60)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 3 if any clip failed (the outputs are still written)")
     p.add_argument("--quiet", action="store_true",
@@ -186,7 +197,115 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", metavar="N", type=_positive_int,
                    help="advanced: clips per worker task (default: chosen from the clip "
                         "count and --jobs; smaller = finer-grained resume)")
-    p.set_defaults(func=_cmd_extract)
+
+
+def _check_dataset_args(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(root, layout) after checking ROOT, --layout, --manifest and the backend options."""
+    from .storage import is_url
+
+    root = args.root
+    if not is_url(root) and not Path(root).is_dir():
+        raise UsageError(f"ROOT {root!r} is not a folder; give the dataset folder")
+    if (args.manifest is not None and not is_url(args.manifest)
+            and not Path(args.manifest).is_file()):
+        raise UsageError(f"--manifest {args.manifest!r} does not exist")
+    layout = args.layout
+    if layout is not None and layout not in LAYOUTS:
+        raise UsageError(f"--layout {layout!r} is not one of: {', '.join(LAYOUTS)}")
+    if args.manifest is not None and layout not in (None, "manifest"):
+        raise UsageError(f"--manifest only works with --layout manifest, not {layout!r}")
+    if args.manifest is not None:
+        layout = "manifest"
+    if args.scheduler is not None and args.backend != "dask":
+        raise UsageError("--scheduler needs --backend dask")
+    if args.backend == "dask" and not args.scheduler:
+        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT or local:N")
+    return root, layout
+
+
+_PATCHES_HELP = f"""\
+Write one log-mel spectrogram patch per clip of the dataset in ROOT, the
+input of spectrogram CNNs (classify train --models cnn). Every clip is made
+mono, resampled, cut or zero-padded to --duration seconds, then turned into
+librosa's melspectrogram in dB (power_to_db, top_db 80).
+
+It runs like 'extract': same layouts and ROOT URLs, parallel on local
+processes or Dask, resumable, crash- and timeout-isolated, errors.csv.
+
+Written to --out (default data/output/<ROOT's folder name>/patches):
+  patches.npy                 float32 [clips, n_mels, frames], memory-mappable
+  patches.csv / .parquet      row i describes patch i: path, label, fold, group,
+                              [split], metadata, duration_s, orig_sample_rate,
+                              orig_channels, stereo_row
+  channels.npy                float32 [stereo clips, 2, n_mels, frames]: each
+                              channel of stereo clips (stereo-split augmentation)
+  noise.npy                   patches of the dataset's background noise, if any
+  patches.json                parameters, key, counts, SHA-256 of every file
+  errors.csv
+
+example:
+  {PROG} patches data/demo --jobs 2
+"""
+
+
+def _add_patches(commands: argparse._SubParsersAction) -> None:
+    from .patches import DEFAULT_SECONDS
+
+    p = commands.add_parser(
+        "patches", help="write one log-mel patch per clip (input of spectrogram CNNs)",
+        description=_PATCHES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("root", metavar="ROOT", help="the dataset folder or URL")
+    p.add_argument("--out", metavar="DIR", type=Path,
+                   help="output folder (default: data/output/<ROOT's folder name>/patches)")
+    _add_dataset_options(p)
+    defaults = ", ".join(f"{k} {v:g} s" for k, v in DEFAULT_SECONDS.items())
+    p.add_argument("--duration", metavar="S", type=_seconds(False),
+                   help=f"seconds per patch (default: the dataset's clip length: {defaults}; "
+                        "else the median length of its clips)")
+    p.add_argument("--sr", metavar="HZ", type=_positive_int, default=22050,
+                   help="sample rate before analysis (default: %(default)s)")
+    p.add_argument("--n-mels", metavar="N", type=_positive_int, default=64,
+                   help="mel bands (default: %(default)s)")
+    p.add_argument("--n-fft", metavar="N", type=_positive_int, default=1024,
+                   help="STFT frame length in samples (default: %(default)s)")
+    p.add_argument("--hop-length", metavar="N", type=_positive_int, default=512,
+                   help="STFT hop in samples (default: %(default)s)")
+    p.add_argument("--offset", metavar="S", type=_seconds(True), default=0.0,
+                   help="skip this many seconds at the start of every clip (default: 0)")
+    p.add_argument("--no-stereo", action="store_true",
+                   help="do not keep the channels of stereo clips (no stereo-split augmentation)")
+    _add_runner_options(p)
+    p.set_defaults(func=_cmd_patches)
+
+
+def _cmd_patches(args: argparse.Namespace) -> int:
+    from .errors import ExtractionInterrupted, OutputBusyError
+    from .patches import extract_patches
+
+    root, layout = _check_dataset_args(args)
+    params = {"sr": args.sr, "n_mels": args.n_mels, "n_fft": args.n_fft,
+              "hop_length": args.hop_length, "offset": args.offset, "stereo": not args.no_stereo}
+    if args.duration is not None:
+        params["duration"] = args.duration
+    out = args.out or default_out(root).with_name("patches")
+    try:
+        result = extract_patches(root, out, params, layout=layout, manifest=args.manifest,
+                                 jobs=args.jobs, quiet=args.quiet, strict=args.strict,
+                                 batch_size=args.batch_size, backend=args.backend,
+                                 scheduler=args.scheduler, clip_timeout=args.clip_timeout)
+    except ExtractionInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    except OutputBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 5
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    if result.n_reused:
+        print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
+    print(result.summary())
+    return result.exit_code
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -218,25 +337,8 @@ def default_out(root: str | Path) -> Path:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .params import FeatureParams
-    from .storage import is_url
 
-    root = args.root
-    if not is_url(root) and not Path(root).is_dir():
-        raise UsageError(f"ROOT {root!r} is not a folder; give the dataset folder")
-    if (args.manifest is not None and not is_url(args.manifest)
-            and not Path(args.manifest).is_file()):
-        raise UsageError(f"--manifest {args.manifest!r} does not exist")
-    if args.scheduler is not None and args.backend != "dask":
-        raise UsageError("--scheduler needs --backend dask")
-    if args.backend == "dask" and not args.scheduler:
-        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT or local:N")
-    layout = args.layout
-    if layout is not None and layout not in LAYOUTS:
-        raise UsageError(f"--layout {layout!r} is not one of: {', '.join(LAYOUTS)}")
-    if args.manifest is not None and layout not in (None, "manifest"):
-        raise UsageError(f"--manifest only works with --layout manifest, not {layout!r}")
-    if args.manifest is not None:
-        layout = "manifest"
+    root, layout = _check_dataset_args(args)
     if args.segment is None and (args.segment_hop is not None or args.segment_last != "drop"):
         raise UsageError("--segment-hop and --segment-last need --segment SECONDS")
     params = FeatureParams(preset=args.preset, sr=args.sr, offset=args.offset,

@@ -44,7 +44,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .errors import BadAudioError, UsageError
 from .params import FeatureParams, Preset
 
-__all__ = ["FeatureComputer", "feature_columns", "reference_features"]
+__all__ = ["FeatureComputer", "feature_columns", "log_mel", "reference_features"]
 
 # librosa's defaults for the features we replicate.
 N_MELS = 128
@@ -216,6 +216,51 @@ class FeatureComputer:
         return f"FeatureComputer({self.params!r})"
 
 
+def log_mel(y: np.ndarray, *, sr: int, n_fft: int, hop_length: int, n_mels: int,
+            top_db: float | None = TOP_DB) -> np.ndarray:
+    """Log-mel spectrogram: ``power_to_db(melspectrogram(y=y, ...), top_db=top_db)``.
+
+    The same numbers as librosa (Slaney mel bank, power 2, ``center=True``
+    with zero padding, ``ref=1``, ``amin=1e-10``), from this module's STFT.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,), dtype=float32]
+        Mono audio at ``sr``.
+    sr, n_fft, hop_length, n_mels : int
+    top_db : float or None
+        Floor relative to the loudest bin (None: no floor).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n // hop_length), dtype=float32]
+
+    Examples
+    --------
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> log_mel(y, sr=22050, n_fft=2048, hop_length=512, n_mels=64).shape
+    (64, 44)
+    """
+    y = _check_audio(y)
+    frames = _frames(y, n_fft, hop_length)
+    window = _hann(n_fft)
+    power = np.empty((frames.shape[0], n_fft // 2 + 1), dtype=y.dtype)
+    for start in range(0, frames.shape[0], _BLOCK):
+        block = slice(start, start + _BLOCK)
+        mag = _magnitude(frames[block], window, y.dtype)
+        np.multiply(mag, mag, out=power[block])
+    mel = _mel_bank_cached(sr, n_fft, n_mels) @ power.T
+    db = 10.0 * np.log10(np.maximum(AMIN, mel))
+    if top_db is not None:
+        db = np.maximum(db, db.max() - top_db)
+    return db.astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_bank_cached(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    return _mel_bank(sr, n_fft, n_mels)
+
+
 def reference_features(y: np.ndarray, params: FeatureParams) -> np.ndarray:
     """The same feature vector computed the slow, obvious way with librosa.
 
@@ -370,11 +415,11 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return freqs
 
 
-def _mel_bank(sr: int, n_fft: int) -> np.ndarray:
-    """librosa ``filters.mel(sr=sr, n_fft=n_fft)``: [shape=(128, 1 + n_fft // 2)] float32."""
+def _mel_bank(sr: int, n_fft: int, n_mels: int = N_MELS) -> np.ndarray:
+    """librosa ``filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)``: [shape=(n_mels, 1 + n_fft // 2)] float32."""
     fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
     max_mel = _hz_to_mel(np.array([sr / 2.0]))[0]
-    mel_f = _mel_to_hz(np.linspace(0.0, max_mel, N_MELS + 2))
+    mel_f = _mel_to_hz(np.linspace(0.0, max_mel, n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     lower = -ramps[:-2] / fdiff[:-1, None]

@@ -44,7 +44,7 @@ LOCK_NAME = ".lock"
 METADATA = "features.json"
 #: Rows per Parquet row group and per CSV chunk.
 CHUNK_ROWS = 10_000
-_STAGING = ".staging-"
+STAGING = ".staging-"
 _COMMITTING = ".committing-"
 
 
@@ -131,7 +131,7 @@ def _now() -> str:
 
 def clean_leftovers(out: Path) -> None:
     """Remove staging folders of runs that died (call while holding the lock)."""
-    for leftover in [*out.glob(_STAGING + "*"), *out.glob(_COMMITTING + "*")]:
+    for leftover in [*out.glob(STAGING + "*"), *out.glob(_COMMITTING + "*")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -173,10 +173,10 @@ def write_outputs(
     n_rows : int
         Rows in the table.
     """
-    staging = out / f"{_STAGING}{uuid.uuid4().hex[:12]}"
+    staging = out / f"{STAGING}{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
-        n_rows = _write_tables(staging, chunks, empty, clips, formats)
+        n_rows = write_tables(staging, chunks, empty, clips, formats)
         T.write_csv(schema, staging / "features.schema.csv")
         T.write_csv(errors, staging / "errors.csv")
         names = [f"features.{f}" for f in formats] + ["features.schema.csv", "errors.csv"]
@@ -185,14 +185,19 @@ def write_outputs(
                 "files": {n: {"sha256": T.file_sha256(staging / n),
                               "bytes": (staging / n).stat().st_size} for n in names}}
         T.write_json(meta, staging / METADATA)
-        _commit(out, staging, names, formats)
+        commit(out, staging, names, METADATA,
+               stale=[f"features.{f}" for f in set(T.FORMATS) - set(formats)])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {f: out / f"features.{f}" for f in formats}, n_rows
 
 
-def _write_tables(folder: Path, chunks: Iterator, empty: pd.DataFrame, clips: pd.DataFrame,
-                  formats: Sequence[str]) -> int:
+def write_tables(folder: Path, chunks: Iterator[pd.DataFrame], empty: pd.DataFrame,
+                 clips: pd.DataFrame, formats: Sequence[str], *, stem: str = "features") -> int:
+    """Stream a table, chunk by chunk, into ``<stem>.csv`` and/or ``<stem>.parquet``.
+
+    Returns the number of rows written.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -202,10 +207,10 @@ def _write_tables(folder: Path, chunks: Iterator, empty: pd.DataFrame, clips: pd
     with contextlib.ExitStack() as stack:
         writer = None
         if "parquet" in formats:
-            writer = stack.enter_context(pq.ParquetWriter(folder / "features.parquet", arrow_schema))
+            writer = stack.enter_context(pq.ParquetWriter(folder / f"{stem}.parquet", arrow_schema))
         text = None
         if "csv" in formats:
-            text = stack.enter_context(open(folder / "features.csv", "w", encoding="utf-8",
+            text = stack.enter_context(open(folder / f"{stem}.csv", "w", encoding="utf-8",
                                             newline=""))
         first = True
         for part in _frames(chunks, empty):
@@ -243,8 +248,9 @@ def _arrow_schema(empty: pd.DataFrame):
     return schema
 
 
-def _commit(out: Path, staging: Path, names: list[str], formats: Sequence[str]) -> None:
-    """Move the staged files into ``out``, ``features.json`` last.
+def commit(out: Path, staging: Path, names: Sequence[str], metadata: str,
+           stale: Sequence[str] = ()) -> None:
+    """Move the staged files into ``out``, the ``metadata`` file last; remove ``stale`` ones.
 
     The staging folder is first renamed to ``.committing-*``: while it
     exists, :func:`verify_outputs` refuses the folder, so a crash between
@@ -252,7 +258,7 @@ def _commit(out: Path, staging: Path, names: list[str], formats: Sequence[str]) 
     """
     from .work import injected_faults
 
-    committing = out / f"{_COMMITTING}{staging.name[len(_STAGING):]}"
+    committing = out / f"{_COMMITTING}{staging.name[len(STAGING):]}"
     os.replace(staging, committing)
     fsync_dir(out)
     crash_after = (injected_faults() or {}).get("commit_crash_after")
@@ -260,11 +266,11 @@ def _commit(out: Path, staging: Path, names: list[str], formats: Sequence[str]) 
         if crash_after is not None and i >= int(crash_after):
             os.kill(os.getpid(), signal.SIGKILL)  # tests only: a crash between two writes
         os.replace(committing / name, out / name)
-    for stale in set(T.FORMATS) - set(formats):
+    for name in stale:
         # A table left by an earlier run with other --format must not pass for this one.
         with contextlib.suppress(FileNotFoundError):
-            (out / f"features.{stale}").unlink()
-    os.replace(committing / METADATA, out / METADATA)
+            (out / name).unlink()
+    os.replace(committing / metadata, out / metadata)
     fsync_dir(out)
     committing.rmdir()
 
@@ -272,13 +278,15 @@ def _commit(out: Path, staging: Path, names: list[str], formats: Sequence[str]) 
 # --------------------------------------------------------------------- verifying
 
 
-def verify_outputs(path: str | os.PathLike[str]) -> dict[str, Any]:
+def verify_outputs(path: str | os.PathLike[str], metadata: str = METADATA) -> dict[str, Any]:
     """Check an output folder (or a table in it) against its ``features.json``.
 
     Parameters
     ----------
     path : path
         The output folder, or one of the files in it.
+    metadata : str
+        The file that describes the set (``patches.json`` for patches).
 
     Returns
     -------
@@ -299,7 +307,7 @@ def verify_outputs(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise OutputMismatchError(
             f"the outputs in {folder} were being replaced when a run stopped, so they are "
             f"not a complete set; {rerun}")
-    meta_path = folder / METADATA
+    meta_path = folder / metadata
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:

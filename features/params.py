@@ -180,3 +180,94 @@ def _seconds(name: str, value: Any) -> float:
         raise UsageError(f"{name}={value!r} must be a finite number of seconds "
                          f"(leave it unset to read whole clips)")
     return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchParams:
+    """Everything that defines an array of log-mel patches (the CNN's input).
+
+    Every clip becomes one patch: mono, resampled to ``sr``, cut or
+    zero-padded to ``duration`` seconds (from ``offset``), then
+    ``power_to_db(melspectrogram(...), top_db=top_db)`` as librosa computes
+    it.
+
+    Parameters
+    ----------
+    duration : float
+        Seconds per patch (the CLI picks the dataset's usual length).
+    sr : int
+        Sample rate before analysis.
+    n_mels, n_fft, hop_length : int
+        Mel bands, STFT frame and hop, in samples.
+    top_db : float or None
+        Floor of each patch relative to its loudest bin (None: none).
+    offset : float
+        Seconds skipped at the start of every clip.
+    stereo : bool
+        Also keep a patch per channel of stereo clips (for the stereo-split
+        augmentation of training clips).
+
+    Examples
+    --------
+    >>> PatchParams(duration=4.0).shape
+    (64, 173)
+    """
+
+    duration: float
+    sr: int = 22050
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 512
+    top_db: float | None = 80.0
+    offset: float = 0.0
+    stereo: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("sr", "n_mels", "n_fft", "hop_length"):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        duration = _seconds("duration", self.duration)
+        if not duration > 0:
+            raise UsageError(f"duration={self.duration} must be a positive number of seconds")
+        object.__setattr__(self, "duration", duration)
+        offset = _seconds("offset", self.offset)
+        if offset < 0:
+            raise UsageError(f"offset={self.offset} must be >= 0 seconds")
+        object.__setattr__(self, "offset", offset)
+        if self.top_db is not None:
+            top_db = _seconds("top_db", self.top_db)
+            if not top_db > 0:
+                raise UsageError(f"top_db={self.top_db} must be a positive number of dB")
+            object.__setattr__(self, "top_db", top_db)
+        if not isinstance(self.stereo, bool):
+            raise UsageError(f"stereo={self.stereo!r} must be True or False")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise UsageError(f"n_mels={self.n_mels} is more than the {self.n_fft // 2 + 1} FFT "
+                             f"bins of n_fft={self.n_fft}; lower n_mels or raise n_fft")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(mel bands, frames) of one patch."""
+        return self.n_mels, 1 + round(self.duration * self.sr) // self.hop_length
+
+    def audio_params(self) -> FeatureParams:
+        """How clips are loaded for this patch: mono, resampled, cut or padded."""
+        return FeatureParams(sr=self.sr, offset=self.offset, duration=self.duration,
+                             fixed_length=self.duration)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PatchParams:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UsageError(f"unknown patch parameter(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    def key(self) -> str:
+        """Short stable hash (keys checkpoints, arrays and models)."""
+        blob = json.dumps({"kind": "patches", **self.to_dict()}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

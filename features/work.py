@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BadAudioError
-from .params import FeatureParams
+from .params import FeatureParams, PatchParams
 
 __all__ = ["FAULTS_ENV", "BatchResult", "DaskProgress", "FileProgress", "Item", "run_batch"]
 
@@ -158,14 +158,15 @@ def _no_reporter(key: str):
     yield lambda index: None
 
 
-def run_batch(params: FeatureParams, items: Sequence[Item], key: str = "",
+def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: str = "",
               progress: FileProgress | DaskProgress | None = None,
               faults: dict[str, Any] | None = None) -> BatchResult:
     """Load and analyse a batch of clips; a bad clip becomes an error, never an exception.
 
     Parameters
     ----------
-    params : FeatureParams
+    params : FeatureParams or PatchParams
+        Feature vectors (one row per clip, or per window) or log-mel patches.
     items : sequence of Item
     key : str
         The task's key, under which progress is reported.
@@ -178,44 +179,66 @@ def run_batch(params: FeatureParams, items: Sequence[Item], key: str = "",
     -------
     BatchResult
     """
-    from .audio import LongClip, read_clip
-    from .segments import windows
-
-    computer = _computer(params)
-    ok: list[tuple[int, np.ndarray, Any]] = []
+    analyse = _patch_rows if isinstance(params, PatchParams) else _feature_rows
+    ok: list[tuple[int, np.ndarray, Any, Any]] = []
     errors: list[tuple[int, tuple]] = []
     report_to = progress.reporter if progress is not None else _no_reporter
     with _single_thread(), report_to(key) as report:
         for item in items:
             report(item.index)
-            stage = "load"
+            stage = ["load"]
             try:
                 if faults:
                     _inject(faults, item.shown)
-                y, info = read_clip(item.location, params)
-                stage = "features"
-                if faults and any(part in item.shown for part in faults.get("raise", ())):
-                    raise ZeroDivisionError("boom")
-                if params.segment is None:
-                    vec = (computer.compute_blocks(y.blocks) if isinstance(y, LongClip)
-                           else computer.compute(y))
-                    rows = [(_finite(vec, item.shown), None)]
-                else:
-                    blocks = y.blocks() if isinstance(y, LongClip) else [y]
-                    rows = [(_finite(computer.compute(w.samples), item.shown),
-                             (w.index, w.start_s, w.end_s)) for w in windows(blocks, params)]
+                rows, info = analyse(item, params, stage, faults)
             except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
                 reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
                 message = str(exc) or repr(exc)
-                errors.append((item.index, (item.shown, None, stage, type(exc).__name__,
+                errors.append((item.index, (item.shown, None, stage[0], type(exc).__name__,
                                             message, reason)))
                 continue
             ok.extend((item.index, vec, info, window) for vec, window in rows)
-    return _pack(ok, errors, len(computer.columns))
+    return _pack(ok, errors, row_width(params))
+
+
+def row_width(params: FeatureParams | PatchParams) -> int:
+    """Values per row of a batch's ``features``."""
+    if isinstance(params, PatchParams):
+        from .patches import patch_width
+
+        return patch_width(params)
+    return len(_computer(params).columns)
+
+
+def _feature_rows(item: Item, params: FeatureParams, stage: list[str], faults: Any):
+    """Feature vectors of one clip: one row, or one per window; and the source's facts."""
+    from .audio import LongClip, read_clip
+    from .segments import windows
+
+    computer = _computer(params)
+    y, info = read_clip(item.location, params)
+    stage[0] = "features"
+    if faults and any(part in item.shown for part in faults.get("raise", ())):
+        raise ZeroDivisionError("boom")
+    if params.segment is None:
+        vec = computer.compute_blocks(y.blocks) if isinstance(y, LongClip) else computer.compute(y)
+        return [(_finite(vec, item.shown), None)], info
+    blocks = y.blocks() if isinstance(y, LongClip) else [y]
+    return [(_finite(computer.compute(w.samples), item.shown), (w.index, w.start_s, w.end_s))
+            for w in windows(blocks, params)], info
+
+
+def _patch_rows(item: Item, params: PatchParams, stage: list[str], faults: Any):
+    """The log-mel patch of one clip (flattened), and the source's facts."""
+    from .patches import patch_row
+
+    vec, info = patch_row(item.location, params, stage)
+    return [(_finite(vec, item.shown).astype(np.float32), None)], info
 
 
 def _finite(vec: np.ndarray, shown: str) -> np.ndarray:
-    vec = np.asarray(vec, dtype=np.float64)
+    vec = np.asarray(vec)
+    vec = vec if vec.dtype == np.float32 else vec.astype(np.float64)
     if not np.all(np.isfinite(vec)):
         raise BadAudioError(f"{shown}: features are not finite (NaN or inf)",
                             reason="features are not finite")

@@ -389,7 +389,7 @@ def test_failed_final_write_keeps_old_outputs_and_checkpoint(tmp_path, write_wav
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs, "_write_tables", fail)
+    monkeypatch.setattr(outputs, "write_tables", fail)
     with pytest.raises(OSError, match="disk full"):
         X.extract_dataset(root, out, FeatureParams(sr=16000), **FAST)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old

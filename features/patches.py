@@ -1,0 +1,437 @@
+"""Log-mel patches: one fixed-shape spectrogram per clip, for spectrogram CNNs.
+
+:func:`extract_patches` runs on the same machinery as the feature table
+(discovery, the fault-isolated runner on local processes or Dask,
+checkpoint and resume, timeouts, ``errors.csv``, a locked output folder
+whose files appear together) and writes, in ``OUT``:
+
+- ``patches.npy``: float32 [shape=(n_clips, n_mels, n_frames)], one patch
+  per clip, memory-mappable (``np.load(..., mmap_mode="r")``);
+- ``patches.csv`` / ``patches.parquet``: the index, row ``i`` describing
+  patch ``i``, with the feature table's identifying and metadata columns,
+  ``duration_s, orig_sample_rate, orig_channels`` and ``stereo_row``;
+- ``channels.npy``: float32 [shape=(n_stereo, 2, n_mels, n_frames)], the
+  patches of each channel of the stereo clips (``stereo_row`` points into
+  it, -1 for other clips), for the stereo-split augmentation;
+- ``noise.npy``: float32 [shape=(n_noise, n_mels, n_frames)], patches cut
+  from the dataset's own background-noise recordings (Speech Commands'
+  ``_background_noise_``), for noise augmentation; empty when it has none;
+- ``patches.json``: the :class:`~features.params.PatchParams`, their key,
+  counts, and the SHA-256 of every other file (written last);
+- ``errors.csv``.
+
+A patch is the clip, mono, resampled, cut or zero-padded to ``duration``
+seconds, then ``librosa.power_to_db(librosa.feature.melspectrogram(...),
+top_db=80)``; :func:`patch_row` computes it for one file.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .params import PatchParams
+
+__all__ = ["DEFAULT_SECONDS", "default_duration", "extract_patches", "patch_files", "patch_row"]
+
+#: Patch length by dataset layout: the clips' own length where it is fixed.
+DEFAULT_SECONDS = {"urbansound8k": 4.0, "speechcommands": 1.0, "gtzan": 30.0}
+# How many clips' headers are read to choose a length for other layouts.
+_SAMPLE_FOR_DURATION = 200
+INDEX_EXTRA = ("stereo_row",)
+
+
+def patch_width(params: PatchParams) -> int:
+    """Values per clip in a batch row: the patch, and both channels' with ``stereo``."""
+    n_mels, n_frames = params.shape
+    return n_mels * n_frames * (3 if params.stereo else 1)
+
+
+def patch_row(location: str, params: PatchParams, stage: list[str] | None = None
+              ) -> tuple[np.ndarray, Any]:
+    """One clip's patch, and with ``params.stereo`` its two channels' (flattened, float32).
+
+    A mono clip repeats its patch for both channels, so every row has one
+    width; :func:`extract_patches` keeps channels only for stereo clips.
+
+    Returns
+    -------
+    row : np.ndarray [shape=(patch_width(params),), dtype=float32]
+    info : AudioInfo
+    """
+    from .audio import load_audio, load_channels
+    from .compute import log_mel
+
+    audio = params.audio_params()
+    y, info = load_audio(location, audio)
+    if stage is not None:
+        stage[0] = "features"
+    mel = {"sr": params.sr, "n_fft": params.n_fft, "hop_length": params.hop_length,
+           "n_mels": params.n_mels, "top_db": params.top_db}
+    patch = log_mel(y, **mel)
+    parts = [patch]
+    if params.stereo:
+        channels = load_channels(location, audio) if info.orig_channels >= 2 else None
+        if channels is not None:
+            parts += [log_mel(channels[0], **mel), log_mel(channels[1], **mel)]
+        else:
+            parts += [patch, patch]
+    return np.concatenate([p.ravel() for p in parts]).astype(np.float32), info
+
+
+def default_duration(dataset: Any) -> float:
+    """Patch length for a dataset: its layout's clip length, else the median of its clips.
+
+    The median is taken over the headers of up to 200 clips spread over the
+    dataset, rounded to 0.1 s.
+    """
+    if dataset.layout in DEFAULT_SECONDS:
+        return DEFAULT_SECONDS[dataset.layout]
+    import soundfile as sf
+
+    paths = dataset.clips["path"].tolist()
+    step = max(1, len(paths) // _SAMPLE_FOR_DURATION)
+    seconds = []
+    for rel in paths[::step][:_SAMPLE_FOR_DURATION]:
+        with contextlib.suppress(Exception):
+            seconds.append(sf.info(dataset.location(rel)).duration)
+    if not seconds:
+        raise UsageError("cannot tell the clips' length to choose a patch duration; "
+                         "give one with --duration SECONDS")
+    return max(0.1, round(statistics.median(seconds), 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchResult:
+    """What :func:`extract_patches` wrote and how it went."""
+
+    out: Path
+    params: PatchParams
+    n_total: int
+    n_ok: int
+    n_failed: int
+    n_reused: int
+    n_stereo: int
+    n_noise: int
+    errors: list[Any]
+    notes: list[str]
+    strict: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        from .extract import EXIT_NO_CLIPS
+
+        if self.n_ok == 0 and self.n_total > 0:
+            return EXIT_NO_CLIPS
+        return 3 if self.strict and self.n_failed else 0
+
+    def summary(self) -> str:
+        from .extract import failure_lines
+
+        shape = "x".join(map(str, self.params.shape))
+        lines = [(f"{self.n_ok} patches of {shape} ({self.params.duration:g} s), "
+                 f"{self.n_failed} failed; {self.n_stereo} stereo clips kept per channel, "
+                 f"{self.n_noise} noise patches; in {self.out}")]
+        lines += [f"  {line}" for line in failure_lines(self.errors)]
+        if self.n_ok == 0 and self.n_total > 0:
+            lines.append("no clip could be analysed: fix the cause above, then run again")
+        return "\n".join(lines)
+
+
+def extract_patches(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    params: PatchParams | dict[str, Any] | None = None,
+    *,
+    layout: str | None = None,
+    manifest: str | os.PathLike | None = None,
+    jobs: int | None = 0,
+    quiet: bool = False,
+    strict: bool = False,
+    batch_size: int | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
+    clip_timeout: float | None = None,
+) -> PatchResult:
+    """Write one log-mel patch per clip of a dataset (see the module docstring).
+
+    Parameters
+    ----------
+    root, out, layout, manifest, jobs, quiet, strict, batch_size, backend, scheduler, clip_timeout
+        As :func:`features.extract.extract_dataset`.
+    params : PatchParams or dict, optional
+        The patch parameters; a dict (or None) without ``duration`` gets
+        the dataset's default length (:func:`default_duration`).
+
+    Returns
+    -------
+    PatchResult
+    """
+    from . import outputs
+    from .datasets import discover
+    from .executors import open_executor
+    from .extract import _check_batch_size, _check_clip_timeout, _resolve_jobs
+
+    start = time.perf_counter()
+    jobs = _resolve_jobs(jobs)
+    _check_batch_size(batch_size)
+    _check_clip_timeout(clip_timeout)
+    dataset = discover(root, layout=layout, manifest=manifest)
+    if not isinstance(params, PatchParams):
+        given = dict(params or {})
+        given.setdefault("duration", default_duration(dataset))
+        params = PatchParams(**given)
+    out = Path(out)
+    progress_dir = tempfile.mkdtemp(prefix="features-running-")
+    executor = open_executor(params, backend, jobs, scheduler, progress_dir)
+    try:
+        with outputs.OutputLock(out) as lock:
+            outputs.clean_leftovers(out)
+            return _run(dataset, out, params, executor, jobs=jobs, quiet=quiet, strict=strict,
+                        batch_size=batch_size, clip_timeout=clip_timeout, start=start,
+                        notes=[m for m in [lock.message()] if m])
+    finally:
+        executor.close()
+        shutil.rmtree(progress_dir, ignore_errors=True)
+
+
+def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, strict, batch_size,
+         clip_timeout, start, notes) -> PatchResult:
+    from .checkpoint import Checkpoint, clips_key
+    from .datasets import ErrorRecord
+    from .errors import ExtractionInterrupted
+    from .extract import _progress, _say, _versions
+    from .runner import Driver
+    from .work import Item
+
+    paths = dataset.clips["path"].astype(str).tolist()
+    stamps = dataset.stamps()
+    items = [Item(i, dataset.location(p), p, size)
+             for i, (p, (size, _)) in enumerate(zip(paths, stamps, strict=True))]
+    ckey = clips_key(paths, stamps)
+    checkpoint = Checkpoint(out, params.key(), ckey, patch_width(params))
+    n_reused = checkpoint.open(len(items))
+    finished = checkpoint.finished()
+    todo = [item for item in items if item.index not in finished]
+    with _progress(len(items), n_reused, quiet) as bar:
+        driver = Driver(executor, checkpoint, n_features=patch_width(params),
+                        key=f"patches-{params.key()}-{ckey}", clip_timeout=clip_timeout,
+                        on_done=bar.update, say=_say(bar))
+        try:
+            driver.run(todo, batch_size)
+        except KeyboardInterrupt:
+            executor.close()
+            raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
+    clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
+    noise, noise_errors = _noise_patches(dataset, params)
+    errors = [*dataset.errors, *clip_errors, *noise_errors]
+    meta = {
+        "params": params.to_dict(),
+        "param_key": params.key(),
+        "shape": list(params.shape),
+        "root": str(dataset.root),
+        "layout": dataset.layout,
+        "versions": _versions(),
+        "clips": {"total": len(items) + len(dataset.errors), "ok": len(items) - len(clip_errors),
+                  "failed": len(errors), "reused_from_checkpoint": n_reused},
+        "warnings": dataset.notes.get("warnings", []),
+        "noise_sources": dataset.notes.get("background_noise", []),
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "jobs": jobs,
+        "runner": executor.describe(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    n_stereo = _write(out, dataset, checkpoint, params, noise, errors, meta)
+    checkpoint.remove()
+    return PatchResult(
+        out=out, params=params, n_total=meta["clips"]["total"], n_ok=meta["clips"]["ok"],
+        n_failed=len(errors), n_reused=n_reused, n_stereo=n_stereo, n_noise=len(noise),
+        errors=errors, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
+        strict=strict,
+    )
+
+
+def _noise_patches(dataset: Any, params: PatchParams) -> tuple[np.ndarray, list[Any]]:
+    """Patches cut side by side from the dataset's background-noise recordings."""
+    from .audio import load_audio
+    from .compute import log_mel
+    from .datasets import ErrorRecord
+    from .params import FeatureParams
+
+    patches, errors = [], []
+    length = round(params.duration * params.sr)
+    for rel in dataset.notes.get("background_noise", []):
+        try:
+            y, _ = load_audio(dataset.location(rel), FeatureParams(sr=params.sr))
+        except Exception as exc:  # noqa: BLE001 - a bad noise file is reported, not fatal
+            errors.append(ErrorRecord.from_exception(exc, path=rel, stage="load"))
+            continue
+        for start in range(0, y.size - length + 1, length):
+            patches.append(log_mel(y[start:start + length], sr=params.sr, n_fft=params.n_fft,
+                                   hop_length=params.hop_length, n_mels=params.n_mels,
+                                   top_db=params.top_db))
+    shape = (len(patches), *params.shape)
+    return (np.stack(patches) if patches else np.empty(shape, np.float32)), errors
+
+
+def _write(out: Path, dataset: Any, checkpoint: Any, params: PatchParams, noise: np.ndarray,
+           errors: list[Any], meta: dict[str, Any]) -> int:
+    """Write the arrays and the index into a staging folder, then move them in as a set."""
+    import pandas as pd
+
+    from . import outputs
+    from . import table as T
+
+    n_mels, n_frames = params.shape
+    size = n_mels * n_frames
+    clips = T.typed_metadata(dataset.clips)
+    rows, stereo = _row_facts(checkpoint)
+    stereo &= params.stereo
+    staging = out / f"{outputs.STAGING}{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        patches = np.lib.format.open_memmap(staging / "patches.npy", mode="w+", dtype=np.float32,
+                                            shape=(rows, n_mels, n_frames))
+        channels = np.lib.format.open_memmap(staging / "channels.npy", mode="w+",
+                                             dtype=np.float32,
+                                             shape=(int(stereo.sum()), 2, n_mels, n_frames))
+        np.save(staging / "noise.npy", noise.astype(np.float32))
+        index_parts = []
+        at = st = 0
+        for batch in checkpoint.iter_rows(outputs.CHUNK_ROWS):
+            k = len(batch.indices)
+            values = np.asarray(batch.features, dtype=np.float32)
+            patches[at:at + k] = values[:, :size].reshape(k, n_mels, n_frames)
+            is_stereo = batch.orig_channels >= 2 if params.stereo else np.zeros(k, bool)
+            stereo_row = np.full(k, -1, dtype=np.int64)
+            n_st = int(is_stereo.sum())
+            stereo_row[is_stereo] = np.arange(st, st + n_st)
+            if n_st:
+                channels[st:st + n_st] = values[is_stereo, size:].reshape(n_st, 2, n_mels,
+                                                                          n_frames)
+            audio = pd.DataFrame({c: getattr(batch, c) for c in T.AUDIO_COLUMNS})
+            part = T.build_table(clips.iloc[batch.indices], audio, np.empty((k, 0)), [])
+            part["stereo_row"] = stereo_row
+            index_parts.append(part)
+            at, st = at + k, st + n_st
+        patches.flush()
+        channels.flush()
+        del patches, channels
+        empty = T.build_table(clips.iloc[:0], T.empty_audio(), np.empty((0, 0)), [])
+        empty["stereo_row"] = np.empty(0, np.int64)
+        outputs.write_tables(staging, iter(index_parts), empty, clips, ("csv", "parquet"),
+                             stem="patches")
+        T.write_csv(T.errors_frame(errors), staging / "errors.csv")
+        names = ["patches.npy", "channels.npy", "noise.npy", "patches.csv", "patches.parquet",
+                 "errors.csv"]
+        meta = {**meta, "rows": rows, "stereo_rows": int(stereo.sum()), "noise_rows": len(noise),
+                "files": {n: {"sha256": T.file_sha256(staging / n),
+                              "bytes": (staging / n).stat().st_size} for n in names}}
+        T.write_json(meta, staging / PATCHES_JSON)
+        outputs.commit(out, staging, names, PATCHES_JSON)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return int(stereo.sum())
+
+
+PATCHES_JSON = "patches.json"
+
+
+def _row_facts(checkpoint: Any) -> tuple[int, np.ndarray]:
+    """(rows, stereo flag per row in order), read without the patches themselves."""
+    channels = []
+    for saved in sorted(checkpoint.saved(), key=lambda s: int(s.indices[0])):
+        with np.load(saved.path, allow_pickle=False) as z:
+            channels.append((z["indices"], z["orig_channels"]))
+    if not channels:
+        return 0, np.zeros(0, bool)
+    indices = np.concatenate([i for i, _ in channels])
+    counts = np.concatenate([c for _, c in channels])
+    order = np.argsort(indices, kind="stable")
+    return len(indices), counts[order] >= 2
+
+
+def patch_files(paths: Iterable[str | os.PathLike], params: PatchParams, *,
+                jobs: int | None = 1) -> tuple[np.ndarray, list[str], list[Any]]:
+    """Patches of loose audio files (for predicting with a CNN), each in a worker process.
+
+    Returns
+    -------
+    patches : np.ndarray [shape=(n_ok, n_mels, n_frames), dtype=float32]
+    paths : list of str
+        The files the patches belong to, in input order.
+    errors : list of ErrorRecord
+    """
+    from .checkpoint import Checkpoint
+    from .datasets import ErrorRecord
+    from .executors import LocalExecutor
+    from .extract import _resolve_jobs, _size
+    from .runner import Driver
+    from .work import Item
+
+    plain = dataclasses.replace(params, stereo=False)
+    shown = [str(p) for p in paths]
+    items = [Item(i, s, s, _size(s)) for i, s in enumerate(shown)]
+    jobs = _resolve_jobs(jobs)
+    n_mels, n_frames = plain.shape
+    with tempfile.TemporaryDirectory(prefix="features-") as tmp:
+        executor = LocalExecutor(plain, min(jobs, max(1, len(items))), os.path.join(tmp, "run"))
+        checkpoint = Checkpoint(Path(tmp), plain.key(), "files", patch_width(plain))
+        checkpoint.open(len(items))
+        try:
+            Driver(executor, checkpoint, n_features=patch_width(plain),
+                   key=f"patchfiles-{plain.key()}", clip_timeout=None).run(items, None)
+        finally:
+            executor.close()
+        parts = list(checkpoint.iter_rows(max(1, len(items))))
+        errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
+    if not parts:
+        return np.empty((0, n_mels, n_frames), np.float32), [], errors
+    values = np.vstack([p.features for p in parts]).astype(np.float32)
+    indices = np.concatenate([p.indices for p in parts])
+    return values.reshape(-1, n_mels, n_frames), [shown[i] for i in indices], errors
+
+
+def read_patches(folder: str | os.PathLike) -> dict[str, Any]:
+    """Open an output folder of :func:`extract_patches` after checking it is one whole set.
+
+    Returns
+    -------
+    dict
+        ``params`` (PatchParams), ``meta`` (patches.json), ``index``
+        (DataFrame), ``patches``, ``channels``, ``noise`` (read-only
+        memory maps).
+    """
+    import pandas as pd
+
+    from .outputs import verify_outputs
+
+    folder = Path(folder)
+    meta = verify_outputs(folder, metadata=PATCHES_JSON)
+    return {
+        "params": PatchParams.from_dict(meta["params"]),
+        "meta": meta,
+        "index": pd.read_parquet(folder / "patches.parquet"),
+        "patches": np.load(folder / "patches.npy", mmap_mode="r"),
+        "channels": np.load(folder / "channels.npy", mmap_mode="r"),
+        "noise": np.load(folder / "noise.npy", mmap_mode="r"),
+    }
+
+
+def describe(params: PatchParams) -> str:
+    """One line: what a patch is."""
+    return (f"{params.duration:g} s at {params.sr} Hz, {params.n_mels} mel bands x "
+            f"{params.shape[1]} frames (n_fft {params.n_fft}, hop {params.hop_length}), dB "
+            f"with top_db {params.top_db}")
