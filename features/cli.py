@@ -280,7 +280,6 @@ def _add_patches(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_patches(args: argparse.Namespace) -> int:
-    from .errors import ExtractionInterrupted, OutputBusyError
     from .patches import extract_patches
 
     root, layout = _check_dataset_args(args)
@@ -289,11 +288,18 @@ def _cmd_patches(args: argparse.Namespace) -> int:
     if args.duration is not None:
         params["duration"] = args.duration
     out = args.out or default_out(root).with_name("patches")
+    return _finish(lambda: extract_patches(
+        root, out, params, layout=layout, manifest=args.manifest, jobs=args.jobs,
+        quiet=args.quiet, strict=args.strict, batch_size=args.batch_size, backend=args.backend,
+        scheduler=args.scheduler, clip_timeout=args.clip_timeout))
+
+
+def _finish(run) -> int:
+    """Run an extraction; print its notes and summary; return its exit code."""
+    from .errors import ExtractionInterrupted, OutputBusyError
+
     try:
-        result = extract_patches(root, out, params, layout=layout, manifest=args.manifest,
-                                 jobs=args.jobs, quiet=args.quiet, strict=args.strict,
-                                 batch_size=args.batch_size, backend=args.backend,
-                                 scheduler=args.scheduler, clip_timeout=args.clip_timeout)
+        result = run()
     except ExtractionInterrupted as exc:
         print(str(exc), file=sys.stderr)
         return 130
@@ -302,7 +308,7 @@ def _cmd_patches(args: argparse.Namespace) -> int:
         return 5
     for note in result.notes:
         print(note, file=sys.stderr)
-    if result.n_reused:
+    if result.n_reused and not getattr(result, "up_to_date", False):
         print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
     print(result.summary())
     return result.exit_code
@@ -345,29 +351,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                            duration=args.duration, fixed_length=args.fixed_length,
                            segment=args.segment, segment_hop=args.segment_hop,
                            segment_last=args.segment_last)
-    from .errors import ExtractionInterrupted, OutputBusyError
     from .extract import extract_dataset
 
-    try:
-        result = extract_dataset(
-            root, args.out or default_out(root), params, layout=layout,
-            manifest=args.manifest, jobs=args.jobs, formats=args.formats,
-            strict=args.strict, quiet=args.quiet, batch_size=args.batch_size,
-            backend=args.backend, scheduler=args.scheduler, clip_timeout=args.clip_timeout,
-            force=args.force,
-        )
-    except ExtractionInterrupted as exc:
-        print(str(exc), file=sys.stderr)
-        return 130
-    except OutputBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 5
-    for note in result.notes:
-        print(note, file=sys.stderr)
-    if result.n_reused and not result.up_to_date:
-        print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
-    print(result.summary())
-    return result.exit_code
+    return _finish(lambda: extract_dataset(
+        root, args.out or default_out(root), params, layout=layout, manifest=args.manifest,
+        jobs=args.jobs, formats=args.formats, strict=args.strict, quiet=args.quiet,
+        batch_size=args.batch_size, backend=args.backend, scheduler=args.scheduler,
+        clip_timeout=args.clip_timeout, force=args.force))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

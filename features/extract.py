@@ -17,14 +17,12 @@ dataset order and byte-identical whatever the backend and worker count.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import datetime as _dt
 import importlib.metadata
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ExtractionInterrupted, UsageError
+from .errors import UsageError
 from .params import FeatureParams
 
 # pandas and the table writers are imported inside the functions that run in
@@ -183,28 +181,6 @@ def _check_columns(clips: pd.DataFrame, feature_names: Sequence[str]) -> None:
         )
 
 
-def _progress(total: int, initial: int, quiet: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    try:
-        tty = sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    return tqdm(
-        total=total, initial=initial, unit="clips", desc="features", file=sys.stderr,
-        disable=quiet or not tty, dynamic_ncols=True, smoothing=0.1,
-    )
-
-
-def _say(bar: Any):
-    def say(line: str) -> None:
-        if bar.disable:
-            print(line, file=sys.stderr)
-        else:
-            bar.write(line, file=sys.stderr)
-    return say
-
-
 def extract_dataset(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -324,41 +300,27 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
              notes: list[str]) -> ExtractResult:
     from . import outputs
     from . import table as _table
-    from .checkpoint import Checkpoint, clips_key
+    from .checkpoint import clips_key
     from .compute import feature_columns
     from .datasets import ErrorRecord
-    from .runner import Driver
-    from .work import Item
+    from .runner import run_dataset
 
     names = list(feature_columns(params))
     _check_columns(dataset.clips, names)
     paths = dataset.clips["path"].astype(str).tolist()
     stamps = dataset.stamps()
-    items = [Item(i, dataset.location(p), p, size)
-             for i, (p, (size, _)) in enumerate(zip(paths, stamps, strict=True))]
-    ckey = clips_key(paths, stamps)
-    dkey = _dataset_key(dataset, ckey)
+    dkey = _dataset_key(dataset, clips_key(paths, stamps))
     if not force:
         current = _up_to_date(out, params, dkey, formats, start, strict, notes)
         if current is not None:
             return current
-    checkpoint = Checkpoint(out, params.key(), ckey, len(names))
-    n_reused = checkpoint.open(len(items))
-    finished = checkpoint.finished()
-    todo = [item for item in items if item.index not in finished]
-    with _progress(len(items), n_reused, quiet) as bar:
-        driver = Driver(executor, checkpoint, n_features=len(names),
-                        key=f"features-{params.key()}-{ckey}", clip_timeout=clip_timeout,
-                        on_done=bar.update, say=_say(bar))
-        try:
-            driver.run(todo, batch_size)
-        except KeyboardInterrupt:
-            executor.close()
-            raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
+    checkpoint, n_items, n_reused = run_dataset(
+        dataset, out, params, executor, n_features=len(names), kind="features", quiet=quiet,
+        batch_size=batch_size, clip_timeout=clip_timeout, stamps=stamps)
 
     clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
     errors = [*dataset.errors, *clip_errors]
-    n_ok = len(items) - len(clip_errors)
+    n_ok = n_items - len(clip_errors)
     clips = dataset.clips
     if params.segment is not None:
         # Windows of a clip share its group, so that no split separates them.
@@ -380,7 +342,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
                                      params.preset, segments)
 
     wall = time.perf_counter() - start
-    n_new = len(items) - n_reused
+    n_new = n_items - n_reused
     meta = {
         "params": params.to_dict(),
         "param_key": params.key(),
@@ -389,7 +351,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         "manifest": None if dataset.manifest is None else str(dataset.manifest),
         "versions": _versions(),
         "clips": {
-            "total": len(items) + len(dataset.errors),
+            "total": n_items + len(dataset.errors),
             "ok": n_ok,
             "failed": len(errors),
             "reused_from_checkpoint": n_reused,
@@ -512,32 +474,18 @@ def extract_files(
     """
     import pandas as pd
 
-    from .checkpoint import Checkpoint
     from .compute import feature_columns
     from .datasets import ErrorRecord
-    from .executors import LocalExecutor
-    from .runner import Driver
+    from .runner import run_files
     from .table import SEGMENT_COLUMNS
-    from .work import Item
 
     params = FeatureParams() if params is None else params
     if not isinstance(params, FeatureParams):
         raise UsageError(f"params={params!r} must be a FeatureParams")
     names = list(feature_columns(params))
     shown = [str(p) for p in paths]
-    items = [Item(i, s, s, _size(s)) for i, s in enumerate(shown)]
-    jobs = _resolve_jobs(jobs)
-    with tempfile.TemporaryDirectory(prefix="features-") as tmp:
-        executor = LocalExecutor(params, min(jobs, max(1, len(items))), os.path.join(tmp, "running"))
-        checkpoint = Checkpoint(Path(tmp), params.key(), "files", len(names))
-        checkpoint.open(len(items))
-        try:
-            Driver(executor, checkpoint, n_features=len(names), key=f"files-{params.key()}",
-                   clip_timeout=None).run(items, None)
-        finally:
-            executor.close()
-        parts = list(checkpoint.iter_rows(max(1, len(items))))
-        errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
+    parts, failed = run_files(shown, params, n_features=len(names), jobs=_resolve_jobs(jobs))
+    errors = [ErrorRecord(*fields) for fields in failed]
     indices = np.concatenate([p.indices for p in parts]) if parts else np.empty(0, np.int64)
     features = np.vstack([p.features for p in parts]) if parts else np.empty((0, len(names)))
     df = pd.DataFrame(features, columns=names)
@@ -547,9 +495,3 @@ def extract_files(
             df.insert(position, column, values)
     df.insert(0, "path", [shown[i] for i in indices])
     return df, errors
-
-
-def _size(path: str) -> int:
-    with contextlib.suppress(OSError):
-        return os.stat(path).st_size
-    return -1

@@ -209,31 +209,13 @@ def extract_patches(
 
 def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, strict, batch_size,
          clip_timeout, start, notes) -> PatchResult:
-    from .checkpoint import Checkpoint, clips_key
     from .datasets import ErrorRecord
-    from .errors import ExtractionInterrupted
-    from .extract import _progress, _say, _versions
-    from .runner import Driver
-    from .work import Item
+    from .extract import _versions
+    from .runner import run_dataset
 
-    paths = dataset.clips["path"].astype(str).tolist()
-    stamps = dataset.stamps()
-    items = [Item(i, dataset.location(p), p, size)
-             for i, (p, (size, _)) in enumerate(zip(paths, stamps, strict=True))]
-    ckey = clips_key(paths, stamps)
-    checkpoint = Checkpoint(out, params.key(), ckey, patch_width(params))
-    n_reused = checkpoint.open(len(items))
-    finished = checkpoint.finished()
-    todo = [item for item in items if item.index not in finished]
-    with _progress(len(items), n_reused, quiet) as bar:
-        driver = Driver(executor, checkpoint, n_features=patch_width(params),
-                        key=f"patches-{params.key()}-{ckey}", clip_timeout=clip_timeout,
-                        on_done=bar.update, say=_say(bar))
-        try:
-            driver.run(todo, batch_size)
-        except KeyboardInterrupt:
-            executor.close()
-            raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
+    checkpoint, n_items, n_reused = run_dataset(
+        dataset, out, params, executor, n_features=patch_width(params), kind="patches",
+        quiet=quiet, batch_size=batch_size, clip_timeout=clip_timeout)
     clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
     noise, noise_errors = _noise_patches(dataset, params)
     errors = [*dataset.errors, *clip_errors, *noise_errors]
@@ -244,7 +226,7 @@ def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, stri
         "root": str(dataset.root),
         "layout": dataset.layout,
         "versions": _versions(),
-        "clips": {"total": len(items) + len(dataset.errors), "ok": len(items) - len(clip_errors),
+        "clips": {"total": n_items + len(dataset.errors), "ok": n_items - len(clip_errors),
                   "failed": len(errors), "reused_from_checkpoint": n_reused},
         "warnings": dataset.notes.get("warnings", []),
         "noise_sources": dataset.notes.get("background_noise", []),
@@ -374,29 +356,15 @@ def patch_files(paths: Iterable[str | os.PathLike], params: PatchParams, *,
         The files the patches belong to, in input order.
     errors : list of ErrorRecord
     """
-    from .checkpoint import Checkpoint
     from .datasets import ErrorRecord
-    from .executors import LocalExecutor
-    from .extract import _resolve_jobs, _size
-    from .runner import Driver
-    from .work import Item
+    from .extract import _resolve_jobs
+    from .runner import run_files
 
     plain = dataclasses.replace(params, stereo=False)
     shown = [str(p) for p in paths]
-    items = [Item(i, s, s, _size(s)) for i, s in enumerate(shown)]
-    jobs = _resolve_jobs(jobs)
     n_mels, n_frames = plain.shape
-    with tempfile.TemporaryDirectory(prefix="features-") as tmp:
-        executor = LocalExecutor(plain, min(jobs, max(1, len(items))), os.path.join(tmp, "run"))
-        checkpoint = Checkpoint(Path(tmp), plain.key(), "files", patch_width(plain))
-        checkpoint.open(len(items))
-        try:
-            Driver(executor, checkpoint, n_features=patch_width(plain),
-                   key=f"patchfiles-{plain.key()}", clip_timeout=None).run(items, None)
-        finally:
-            executor.close()
-        parts = list(checkpoint.iter_rows(max(1, len(items))))
-        errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
+    parts, failed = run_files(shown, plain, n_features=patch_width(plain), jobs=_resolve_jobs(jobs))
+    errors = [ErrorRecord(*fields) for fields in failed]
     if not parts:
         return np.empty((0, n_mels, n_frames), np.float32), [], errors
     values = np.vstack([p.features for p in parts]).astype(np.float32)

@@ -251,3 +251,101 @@ class Driver:
         self.done += 1
         self.on_done(1)
         self.say(f"warning: {message}")
+
+
+def progress_bar(total: int, initial: int, quiet: bool, desc: str = "features") -> Any:
+    """A tqdm bar on stderr, hidden with ``quiet`` or when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tqdm(total=total, initial=initial, unit="clips", desc=desc, file=sys.stderr,
+                disable=quiet or not tty, dynamic_ncols=True, smoothing=0.1)
+
+
+def _say(bar: Any) -> Any:
+    def say(line: str) -> None:
+        if bar.disable:
+            print(line, file=sys.stderr)
+        else:
+            bar.write(line, file=sys.stderr)
+    return say
+
+
+def run_dataset(dataset: Any, out: Any, params: Any, executor: Executor, *, n_features: int,
+                kind: str, quiet: bool, batch_size: int | None, clip_timeout: float | None,
+                stamps: list[tuple[int, str]] | None = None) -> tuple[Checkpoint, int, int]:
+    """Analyse every clip of ``dataset`` not already in the checkpoint under ``out``.
+
+    Returns
+    -------
+    checkpoint : Checkpoint
+        Holds a result or an error row for every clip.
+    n_clips, n_reused : int
+        Clips in the dataset, and those taken from an earlier run's checkpoint.
+
+    Raises
+    ------
+    ExtractionInterrupted
+        On Ctrl-C, after stopping the workers; the checkpoint stays.
+    """
+    from .checkpoint import clips_key
+    from .errors import ExtractionInterrupted
+
+    paths = dataset.clips["path"].astype(str).tolist()
+    stamps = dataset.stamps() if stamps is None else stamps
+    items = [Item(i, dataset.location(p), p, size)
+             for i, (p, (size, _)) in enumerate(zip(paths, stamps, strict=True))]
+    ckey = clips_key(paths, stamps)
+    checkpoint = Checkpoint(out, params.key(), ckey, n_features)
+    n_reused = checkpoint.open(len(items))
+    finished = checkpoint.finished()
+    todo = [item for item in items if item.index not in finished]
+    with progress_bar(len(items), n_reused, quiet, desc=kind) as bar:
+        driver = Driver(executor, checkpoint, n_features=n_features,
+                        key=f"{kind}-{params.key()}-{ckey}", clip_timeout=clip_timeout,
+                        on_done=bar.update, say=_say(bar))
+        try:
+            driver.run(todo, batch_size)
+        except KeyboardInterrupt:
+            executor.close()
+            raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
+    return checkpoint, len(items), n_reused
+
+
+def run_files(paths: Sequence[str], params: Any, *, n_features: int, jobs: int
+              ) -> tuple[list[BatchResult], list[tuple]]:
+    """Analyse loose files in worker processes (no dataset, no output folder, no bar).
+
+    Returns the rows in input order (batches) and the error records' fields.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .executors import LocalExecutor
+
+    items = [Item(i, s, s, _size(s)) for i, s in enumerate(paths)]
+    with tempfile.TemporaryDirectory(prefix="features-") as tmp:
+        executor = LocalExecutor(params, min(jobs, max(1, len(items))), os.path.join(tmp, "run"))
+        checkpoint = Checkpoint(Path(tmp), params.key(), "files", n_features)
+        checkpoint.open(len(items))
+        try:
+            Driver(executor, checkpoint, n_features=n_features, key=f"files-{params.key()}",
+                   clip_timeout=None).run(items, None)
+        finally:
+            executor.close()
+        parts = list(checkpoint.iter_rows(max(1, len(items))))
+        errors = [fields for _, fields in checkpoint.errors()]
+    return parts, errors
+
+
+def _size(path: str) -> int:
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_size
+    return -1

@@ -17,7 +17,7 @@ from features import outputs
 from features.checkpoint import Checkpoint
 from features.compute import feature_columns
 from features.datasets import discover
-from features.errors import UsageError
+from features.errors import ExtractionInterrupted, UsageError
 from features.params import FeatureParams
 from features.runner import Driver
 from features.work import FAULTS_ENV
@@ -307,7 +307,7 @@ def test_interrupted_run_resumes_from_the_checkpoint(tmp_path, write_wav, monkey
 
     out = tmp_path / "out"
     monkeypatch.setattr(Driver, "_finished", interrupt_third)
-    with pytest.raises(X.ExtractionInterrupted, match="interrupted: 4 of 10 clips done; run the "
+    with pytest.raises(ExtractionInterrupted, match="interrupted: 4 of 10 clips done; run the "
                                                       "same command again to resume"):
         X.extract_dataset(root, out, batch_size=2, **FAST)
     assert not (out / "features.csv").exists()
