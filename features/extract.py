@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as _dt
-import importlib.metadata
 import os
 import platform
 import shutil
@@ -99,9 +98,7 @@ class ExtractResult:
     @property
     def exit_code(self) -> int:
         """0; 4 when no clip succeeded; 3 when ``strict`` and any clip failed."""
-        if self.n_ok == 0 and self.n_total > 0:
-            return EXIT_NO_CLIPS
-        return 3 if self.strict and self.n_failed else 0
+        return exit_code(self.n_ok, self.n_total, self.n_failed, self.strict)
 
     def summary(self) -> str:
         """Counts, where the table and the errors are, and the failures by reason."""
@@ -112,6 +109,14 @@ class ExtractResult:
         if self.n_ok == 0 and self.n_total > 0:
             lines.append("no clip could be analysed: fix the cause above, then run again")
         return "\n".join(lines)
+
+
+def exit_code(n_ok: int, n_total: int, n_failed: int, strict: bool) -> int:
+    """The command's exit status: 4 when no clip succeeded (something systemic),
+    3 with ``strict`` when any failed, else 0."""
+    if n_ok == 0 and n_total > 0:
+        return EXIT_NO_CLIPS
+    return 3 if strict and n_failed else 0
 
 
 def failure_lines(errors: Sequence[Any], limit: int = 8) -> list[str]:
@@ -156,17 +161,11 @@ def _check_clip_timeout(clip_timeout: float | None) -> None:
 
 
 def _versions() -> dict[str, str]:
+    """Versions recorded in features.json: the arithmetic's libraries and the writers'."""
     from .runner import library_versions
 
-    def dist(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
     extra = ("librosa", "pandas", "pyarrow", "joblib", "distributed")
-    return {**library_versions(), "python": platform.python_version(),
-            **{n: dist(n) for n in extra}}
+    return {**library_versions(extra), "python": platform.python_version()}
 
 
 def _check_columns(clips: pd.DataFrame, feature_names: Sequence[str]) -> None:

@@ -135,11 +135,7 @@ class FeatureParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureParams:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise UsageError(f"unknown feature parameter(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        return _from_dict(cls, d, "feature")
 
     def key(self) -> str:
         """Short stable hash of the parameters (keys checkpoints, tables and models).
@@ -157,6 +153,14 @@ class FeatureParams:
                 del d[name]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _from_dict(cls: Any, d: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UsageError(f"unknown {what} parameter(s) {unknown}; known: {sorted(names)}")
+    return cls(**d)
 
 
 def _preset(value: Any) -> Preset:
@@ -261,11 +265,7 @@ class PatchParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PatchParams:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise UsageError(f"unknown patch parameter(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        return _from_dict(cls, d, "patch")
 
     def key(self) -> str:
         """Short stable hash (keys checkpoints, arrays and models)."""

@@ -131,11 +131,9 @@ class PatchResult:
 
     @property
     def exit_code(self) -> int:
-        from .extract import EXIT_NO_CLIPS
+        from .extract import exit_code
 
-        if self.n_ok == 0 and self.n_total > 0:
-            return EXIT_NO_CLIPS
-        return 3 if self.strict and self.n_failed else 0
+        return exit_code(self.n_ok, self.n_total, self.n_failed, self.strict)
 
     def summary(self) -> str:
         from .extract import failure_lines

@@ -51,15 +51,15 @@ BATCHES_PER_WORKER = 8
 POLL_SECONDS = 0.2
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries whose arithmetic is in the table."""
+def library_versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Versions of Python and of the libraries whose arithmetic is in the table (and ``extra``)."""
     def dist(name: str) -> str:
         try:
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    names = ("numpy", "soundfile", "soxr", "audioread", "fsspec")
+    names = ("numpy", "soundfile", "soxr", "audioread", "fsspec", *extra)
     return {"python": ".".join(platform.python_version_tuple()[:2]),
             **{n: dist(n) for n in names}, "soundfeatures": dist("soundfeatures")}
 
