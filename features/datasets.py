@@ -201,7 +201,9 @@ def discover(
         raise UsageError("layout 'manifest' needs a manifest CSV file (--manifest FILE.csv)")
     tree = storage.tree_for(root)
     root_path: Path | str = tree.root if storage.is_url(tree.root) else Path(tree.root)
-    if not tree.is_dir():
+    # A web server cannot be listed: with a manifest, a URL root need not be.
+    listable = manifest is None or not storage.is_url(tree.root)
+    if listable and not tree.is_dir():
         what = "does not exist" if not tree.exists() else "is not a directory"
         raise DatasetLayoutError(f"dataset root {root_path} {what}; pass the dataset folder")
 

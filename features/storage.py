@@ -130,7 +130,11 @@ class LocalTree:
 
 
 class RemoteTree:
-    """A dataset root behind an fsspec URL, listed once."""
+    """A dataset root behind an fsspec URL, listed once, on first need.
+
+    A web server (``https://``) usually cannot be listed: such a root needs
+    a manifest, and a clip's size is then asked for file by file.
+    """
 
     def __init__(self, root: str) -> None:
         import fsspec
@@ -144,45 +148,52 @@ class RemoteTree:
                 f"(s3fs for s3://, gcsfs for gs://, aiohttp for https://)."
             ) from None
         self.base = base.rstrip("/")
-        self._files: dict[str, dict[str, Any]] = {}
-        self._children: dict[str, dict[str, bool]] = {"": {}}
+        self._listing: tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]] | None = None
+
+    def _listed(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
+        if self._listing is not None:
+            return self._listing
+        files: dict[str, dict[str, Any]] = {}
+        children: dict[str, dict[str, bool]] = {"": {}}
         try:
             listing = self.fs.find(self.base, withdirs=True, detail=True)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotImplementedError, ValueError):
             listing = {}
         except OSError as exc:
-            raise DatasetLayoutError(f"cannot list {root}: {exc}") from None
+            raise DatasetLayoutError(f"cannot list {self.root}: {exc}") from None
         for path, info in listing.items():
-            rel = posixpath.relpath(path.rstrip("/"), self.base) if path.rstrip("/") != self.base else ""
+            name = path.rstrip("/")
+            rel = posixpath.relpath(name, self.base) if name != self.base else ""
             if not rel or rel.startswith(".."):
                 continue
             is_dir = info.get("type") == "directory"
             if not is_dir:
-                self._files[rel] = info
-            self._add(rel, is_dir)
-
-    def _add(self, rel: str, is_dir: bool) -> None:
-        parent, _, name = rel.rpartition("/")
-        self._children.setdefault(rel, {}) if is_dir else None
-        siblings = self._children.setdefault(parent, {})
-        siblings[name] = siblings.get(name, False) or is_dir
-        if parent:
-            self._add(parent, True)
+                files[rel] = info
+            _add(children, rel, is_dir)
+        self._listing = files, children
+        return self._listing
 
     def location(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
     def exists(self) -> bool:
-        return bool(self._files) or self.fs.exists(self.base)
+        return bool(self._listed()[0]) or self.fs.exists(self.base)
 
     def is_file(self, rel: str) -> bool:
-        return rel in self._files
+        if rel in self._listed()[0]:
+            return True
+        try:  # servers that cannot be listed still answer for one file
+            return bool(self.fs.isfile(f"{self.base}/{rel}"))
+        except (OSError, ValueError, NotImplementedError):
+            return False
 
     def is_dir(self, rel: str = "") -> bool:
-        return rel in self._children and (bool(rel) or bool(self._files))
+        files, children = self._listed()
+        return rel in children and (bool(rel) or bool(files))
 
     def scan(self, rel: str) -> list[Entry]:
-        return [Entry(name, is_dir) for name, is_dir in sorted(self._children.get(rel, {}).items())]
+        children = self._listed()[1]
+        return [Entry(name, is_dir) for name, is_dir in sorted(children.get(rel, {}).items())]
 
     def identity(self, rel: str) -> None:
         return None
@@ -193,12 +204,26 @@ class RemoteTree:
             yield f
 
     def stamp(self, rel: str) -> tuple[int, str]:
-        info = self._files.get(rel)
+        info = self._listed()[0].get(rel)
         if info is None:
-            return -1, "missing"
+            try:
+                info = self.fs.info(f"{self.base}/{rel}")
+            except (OSError, ValueError, NotImplementedError):
+                return -1, "missing"
         change = (info.get("ETag") or info.get("etag") or info.get("md5Hash")
                   or info.get("LastModified") or info.get("mtime") or info.get("updated") or "")
         return int(info.get("size") or 0), str(change)
+
+
+def _add(children: dict[str, dict[str, bool]], rel: str, is_dir: bool) -> None:
+    """Enter ``rel`` and its parent folders into a listing's tree."""
+    parent, _, name = rel.rpartition("/")
+    if is_dir:
+        children.setdefault(rel, {})
+    siblings = children.setdefault(parent, {})
+    siblings[name] = siblings.get(name, False) or is_dir
+    if parent:
+        _add(children, parent, True)
 
 
 def tree_for(root: str | os.PathLike[str]) -> LocalTree | RemoteTree:

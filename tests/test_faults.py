@@ -9,12 +9,15 @@ lines), and a dataset read from an S3-API server on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -368,3 +371,25 @@ def test_dataset_on_s3_is_read_by_the_workers(tmp_path, dataset, reference, s3):
                     str(tmp_path / "m"), "--jobs", "1", env=s3)
     assert proc.returncode == 0, proc.stderr
     assert pd.read_csv(tmp_path / "m" / "features.csv")["path"].tolist() == ["a/a00.wav"]
+
+
+def test_dataset_on_a_web_server_with_a_manifest(tmp_path, dataset, reference):
+    lines = ["path,label"] + [f"{p.relative_to(dataset).as_posix()},{p.parent.name}"
+                              for p in sorted(dataset.rglob("*.wav"))]
+    (dataset / "clips.csv").write_text("\n".join(lines) + "\n")
+    handler = functools.partial(_QuietHandler, directory=str(dataset))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        proc = _extract(url, "--manifest", f"{url}/clips.csv", "--out", str(tmp_path / "out"),
+                        "--jobs", "2")
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "features.csv").read_bytes() == reference
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
