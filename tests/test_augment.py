@@ -129,7 +129,7 @@ def test_no_augmented_example_comes_from_a_validation_or_test_clip():
     held_out = set(val) | set(test)
     assert held_out and not held_out & set(train)
 
-    extra = augment(train, patches, index, augmentation=Augmentation(copies=3),
+    extra = augment(train, patches, index, augmentation=Augmentation(copies=3, stereo_split=True),
                     channels=channels, noise=None, rng=0)
     assert set(extra.source.tolist()) <= set(train.tolist())
     assert not set(extra.source.tolist()) & held_out
@@ -153,12 +153,13 @@ def test_augment_is_seeded_and_keeps_shapes():
     a = augment(train, patches, index, channels=channels, rng=7)
     b = augment(train, patches, index, channels=channels, rng=7)
     c = augment(train, patches, index, channels=channels, rng=8)
+    assert "stereo" not in a.kind and len(a.X) == len(train)  # the default: one copy, no split
     np.testing.assert_array_equal(a.X, b.X)
     assert not np.array_equal(a.X, c.X)
     assert a.X.dtype == np.float32 and a.X.shape[1:] == patches.shape[1:]
     # only the stereo split, or nothing at all
     only_stereo = augment(train, patches, index, channels=channels,
-                          augmentation=Augmentation(transforms=()), rng=0)
+                          augmentation=Augmentation(transforms=(), stereo_split=True), rng=0)
     assert set(only_stereo.kind.tolist()) == {"stereo"}
     nothing = augment(train, patches, index, augmentation=Augmentation(copies=0, stereo_split=False))
     assert nothing.X.shape == (0, 16, 24) and nothing.source.size == 0
@@ -195,3 +196,7 @@ def test_augment_rejects_bad_rows_and_settings():
         augment([0], patches, index, channels=channels[:, :, :8])
     aug = Augmentation(transforms=["gain", "shift"], snr_db=[3, 9])
     assert Augmentation.from_dict(aug.to_dict()) == aug
+    from features.params import PatchParams
+
+    made = Augmentation.for_patches(PatchParams(duration=1.0, sr=16000, top_db=60), copies=2)
+    assert (made.sr, made.top_db, made.copies) == (16000, 60.0, 2)
