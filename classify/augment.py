@@ -33,7 +33,7 @@ import pandas as pd
 
 __all__ = [
     "TRANSFORMS", "Augmentation", "Augmented", "augment", "gain", "mix_noise",
-    "pitch_shift", "time_shift", "time_stretch",
+    "pitch_shift", "synthetic_noise", "time_shift", "time_stretch",
 ]
 
 #: Transform names, in the order :class:`Augmentation` lists them.
