@@ -31,6 +31,7 @@ import re
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -377,7 +378,10 @@ class DaskExecutor(Executor):
                 with _worker_environment(), dask.config.set({
                     "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
                     "distributed.worker.daemon": False,
-                }), _sigint_ignored():
+                }), _sigint_ignored(), warnings.catch_warnings():
+                    # Without a dashboard the scheduler still serves its health page, on
+                    # 8787 or, when that port is taken, on another: nothing to warn about.
+                    warnings.filterwarnings("ignore", message="Port .* is already in use")
                     self._cluster = LocalCluster(
                         n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                         dashboard_address=None, silence_logs=50,
