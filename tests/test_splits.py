@@ -355,7 +355,7 @@ def test_windows_of_a_clip_never_straddle_a_split(cv):
 
 
 def test_random_splits_windows_and_says_so():
-    y, folds, groups, parts, clips = windows()
+    y, *_, clips = windows()
     p = build_protocol("random", y, clips=clips)
     (split,) = p.splits
     assert set(clips[split.train]) & set(clips[split.test]), "the leak this protocol shows"
