@@ -76,8 +76,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated models to compare (default: %(default)s)")
     parser.add_argument(
         "--cv", default="auto", choices=PROTOCOLS,
-        help="evaluation protocol: auto = the table's folds, else group k-fold on 'group', "
-        "else stratified k-fold; random = leaky shuffled 80/20 hold-out (default: auto)",
+        help="evaluation protocol: auto = the dataset's train/validation/test parts ('split' "
+        "column: holdout), else the table's folds, else group k-fold on 'group', else "
+        "stratified k-fold; random = leaky shuffled 80/20 hold-out (default: auto)",
     )
     parser.add_argument("--k", type=int, default=5,
                         help="splits of the group / stratified protocols (default: 5)")
@@ -94,6 +95,14 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=0,
                         help="worker processes fitting splits in parallel (default: 0 = one "
                         "per core; the scores and predictions do not depend on it)")
+    parser.add_argument("--tune", action="store_true",
+                        help="choose each model's parameters by a small successive-halving search "
+                        "inside every training part (inner splits keep folds/groups whole; the "
+                        "test part never takes part); the final model is tuned on all rows. "
+                        "Chosen parameters: 'params' in folds.csv, 'tuning' in run.json")
+    parser.add_argument("--no-importance", dest="importance", action="store_false",
+                        help="skip the grouped permutation importance of the feature families "
+                        "(importance.csv, importance.png)")
     parser.add_argument("--quiet", action="store_true", help="no per-split progress lines")
     parser.set_defaults(handler=_train)
 
@@ -104,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         models=args.models, cv=args.cv, k=args.k, seed=args.seed, mlp_layers=args.mlp_layers,
         class_weight=args.class_weight, final=args.final, epochs=args.epochs, quiet=args.quiet,
-        jobs=args.jobs,
+        jobs=args.jobs, tune=args.tune, importance=args.importance,
     )
     result = train(args.table, args.out, options, log=_say)
     print(flush=True)

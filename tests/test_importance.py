@@ -93,3 +93,59 @@ def test_aggregate_clips_on_a_hand_made_example():
     assert np.argmax(mean, axis=1).tolist() == [1, 2]
     frame = pd.DataFrame(proba).groupby(clips).mean()
     np.testing.assert_allclose(frame.loc[ids].to_numpy(), mean)
+
+
+# ------------------------------------------------------------- through train
+
+
+def signal_and_noise_table(folder, n: int = 120, seed: int = 0):
+    """The GTZAN preset's columns: the MFCCs carry the class, every other family is pure noise."""
+    import synth
+
+    rng = np.random.default_rng(seed)
+    y = np.array(synth.CLASSES)[np.arange(n) % 3]
+    values = rng.normal(size=(n, len(synth.FEATURES)))
+    mfcc = [i for i, c in enumerate(synth.FEATURES) if c.startswith("mfcc")]
+    centres = rng.normal(0, 1.5, (3, len(mfcc)))
+    values[:, mfcc] += centres[np.arange(n) % 3]
+    df = pd.DataFrame(values, columns=synth.FEATURES)
+    df.insert(0, "path", [f"c{i}.wav" for i in range(n)])
+    df.insert(1, "label", y)
+    df.insert(2, "fold", pd.array(np.arange(n) // 3 % 4 + 1, dtype="Int64"))
+    return synth.write(df, folder)
+
+
+def test_importance_is_large_for_the_family_that_carries_the_label_and_about_zero_for_noise(tmp_path):
+    import synth
+
+    from classify.training import TrainOptions, train
+
+    table = signal_and_noise_table(tmp_path / "features")
+    result = train(table, tmp_path / "run", TrainOptions(models="logreg,knn", jobs=1, quiet=True),
+                   log=synth.quiet, warn=synth.quiet)
+    written = pd.read_csv(tmp_path / "run" / "importance.csv")
+    assert list(written.columns) == list(IMPORTANCE_COLUMNS)
+    assert len(written) == 2 * 5 * (1 + 3)  # models x families x (all + classes)
+    overall = written[written["class"] == ALL_CLASSES].set_index(["model", "family"])["importance_mean"]
+    for model in ("logreg", "knn"):
+        assert overall[(model, "mfcc_mean")] > 0.3, model
+        for noise in ("chroma", "rms", "spectral_shape", "zcr"):
+            assert abs(overall[(model, noise)]) < 0.05, (model, noise)
+    per_class = written[(written["family"] == "mfcc_mean") & (written["class"] != ALL_CLASSES)]
+    assert (per_class["importance_mean"] > 0.1).all()
+    assert (tmp_path / "run" / "importance.png").is_file()
+    assert "## Which features matter" in (tmp_path / "run" / "report.md").read_text()
+    assert result.timings["importance_seconds"]["logreg"] >= 0
+
+
+def test_no_importance_writes_none_and_removes_an_old_one(tmp_path, capsys):
+    from classify import cli
+
+    table = signal_and_noise_table(tmp_path / "features")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "importance.csv").write_text("old")
+    assert cli.main(["train", str(table), "--models", "knn", "--jobs", "1", "--quiet", "--no-importance"]) == 0
+    assert not (tmp_path / "run" / "importance.csv").exists()
+    assert not (tmp_path / "run" / "importance.png").exists()
+    info = pd.read_json(tmp_path / "run" / "run.json", typ="series")
+    assert info["importance"] is None and "importance_seconds" not in info["timings"]
