@@ -139,6 +139,10 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
                         help="worker processes for feature extraction (0 = all cores; default 1)")
     parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
                         help="how many ranked classes to show (default %(default)s)")
+    parser.add_argument("--segments", action="store_true",
+                        help="for a model trained on windows (features extract --segment): also "
+                        "show the label of every window under its clip's, and write one row per "
+                        "window to --out (path, segment, segment_start_s, segment_end_s, ...)")
     parser.set_defaults(handler=_predict)
 
 
@@ -147,16 +151,23 @@ def _predict(args: argparse.Namespace) -> int:
     from features.table import write_csv
 
     from .bundle import load_bundle
-    from .predict import format_line, predict_files
+    from .predict import format_line, predict_files, predict_segments
 
-    predictions, errors = predict_files(load_bundle(args.model), args.paths, jobs=args.jobs,
-                                        top=args.top)
+    bundle = load_bundle(args.model)
+    windows = None
+    if args.segments:
+        predictions, windows, errors = predict_segments(bundle, args.paths, jobs=args.jobs, top=args.top)
+    else:
+        predictions, errors = predict_files(bundle, args.paths, jobs=args.jobs, top=args.top)
     for error in errors:
         print(f"skipped {error.path}: {error.message}", file=sys.stderr)
     for _, row in predictions.iterrows():
         print(format_line(row))
+        if windows is not None:
+            for _, window in windows[windows["path"] == row["path"]].iterrows():
+                print(format_line(window))
     if args.out:
-        write_csv(predictions, args.out)
+        write_csv(predictions if windows is None else windows, args.out)
     if predictions.empty:
         print(f"error: none of the {len(errors)} path(s) could be read; "
               "see the messages above", file=sys.stderr)
