@@ -91,7 +91,7 @@ def predict_files(
         return clips, errors
     _check_top(top)
     files, errors = _expand_paths(paths)
-    features = pd.DataFrame()
+    features = pd.DataFrame(columns=["path"])
     if files:
         features, extract_errors = extract_files(files, bundle.feature_params, jobs=jobs)
         errors += extract_errors
