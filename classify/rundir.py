@@ -14,8 +14,8 @@ sides cannot drift apart. Layout::
 A column named ``fold`` is always the dataset's predefined fold, with the
 feature table's values (an integer, empty when there is none), so files can
 be joined on it; the held-out part of a split is named in ``split``
-(``fold7``, ``split3``, ``test`` for ``holdout``, ``holdout (leaky)`` for
-``random``).
+(``fold7``, ``split3``, ``holdout`` for the dataset's test part,
+``holdout (leaky)`` for ``random``).
 
 Columns beyond :data:`COLUMNS` appear in some runs: with ``--tune``,
 ``folds.csv`` ends with ``params`` (the parameters chosen in that split,

@@ -365,7 +365,7 @@ def _holdout(y: np.ndarray, parts: np.ndarray | None, *, auto: bool) -> Split:
         if len(rows) == 0:
             raise SplitError(f"--cv holdout needs rows with split '{part}', and the table has "
                              "none; fix the 'split' column or use --cv folds, group or stratified")
-    return Split(train, test, "test", None, validation)
+    return Split(train, test, "holdout", None, validation)
 
 
 def _clip_stratified(y: np.ndarray, clips: np.ndarray, k: int, seed: int) -> list[Split]:

@@ -290,7 +290,7 @@ def test_holdout_fits_selects_and_reports_on_exactly_its_parts():
     p = build_protocol("auto", y, folds=folds, groups=groups, parts=parts)
     assert p.name == "holdout" and p.n_splits == 1 and not p.leaky, "auto picks holdout before folds"
     (split,) = p.splits
-    assert split.name == "test" and split.fold is None
+    assert split.name == "holdout" and split.fold is None
     assert list(split.train) == list(np.flatnonzero(parts == "train"))
     assert list(split.validation) == list(np.flatnonzero(parts == "validation"))
     assert list(split.test) == list(np.flatnonzero(parts == "test"))
