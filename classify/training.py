@@ -146,6 +146,9 @@ class TrainOptions:
             raise UsageError(f"--epochs {self.epochs!r} must be an integer >= 1")
         if not _is_int(self.jobs) or self.jobs < 0:
             raise UsageError(f"--jobs {self.jobs!r} must be an integer >= 0 (0 = all cores)")
+        for name in ("tune", "importance", "quiet"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.final is not None and self.final not in self.models:
             raise UsageError(
                 f"--final {self.final!r} is not among --models {','.join(self.models)}; "
