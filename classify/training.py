@@ -357,7 +357,7 @@ def cross_validate_model(
                         dtype=np.float32) if options.importance else None)
     rows, chosen, seen = [], [], {}
     fit_total = predict_total = importance_total = 0.0
-    for split, outcome in zip(protocol.splits, _run_splits(template, table, tasks, options)):
+    for split, outcome in zip(protocol.splits, _quiet_restarts(_run_splits(template, table, tasks, options))):
         fit_total += outcome.fit_seconds
         predict_total += outcome.predict_seconds
         importance_total += outcome.importance_seconds
@@ -634,6 +634,18 @@ def _run_splits(template: Pipeline, table: FeatureTable, tasks: list[SplitTask],
     )
     calls = (delayed(fit_split)(template, X, y, classes, task) for task in tasks)
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(calls)
+
+
+def _quiet_restarts(outcomes):
+    """Yield from ``outcomes`` without loky's note that it replaced a worker.
+
+    TensorFlow keeps ~15 MB per Keras fit; after 300 MB (a few tuned MLP
+    splits) loky replaces the worker cleanly, losing no job, and warns.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given",
+                                category=UserWarning)
+        yield from outcomes
 
 
 def fit_pipeline(pipe: Pipeline, X: np.ndarray, y: np.ndarray, fit_params: dict[str, Any], *,
