@@ -9,7 +9,7 @@ import pytest
 import synth
 from sklearn.model_selection import ParameterGrid
 
-from classify import training, tuning
+from classify import cli, training, tuning
 from classify.bundle import load_bundle
 from classify.evaluation import FOLDS_COLUMNS
 from classify.models import MODEL_NAMES, make_pipeline
@@ -66,10 +66,12 @@ def test_the_search_never_sees_the_outer_test_rows(tmp_path, searches):
             assert not set(folds[rows[inner_train]]) & set(folds[rows[inner_test]])
 
 
-def test_chosen_parameters_are_recorded_per_split_and_for_the_final_model(tmp_path):
+def test_chosen_parameters_are_recorded_per_split_and_for_the_final_model(tmp_path, capsys):
     table = synth.write(synth.clips_frame(), tmp_path / "features")
-    options = TrainOptions(models="knn", tune=True, jobs=1, quiet=True, importance=False)
-    train(table, tmp_path / "run", options, log=synth.quiet, warn=synth.quiet)
+    assert cli.main(["train", str(table), "--tune", "--models", "knn", "--jobs", "1", "--no-importance"]) == 0
+    out = capsys.readouterr().out
+    assert "leaderboard (folds, 4 split(s), tuned with --tune):" in out
+    assert "final model knn: --tune chose {" in out and '"n_neighbors": ' in out
     folds = pd.read_csv(tmp_path / "run" / "folds.csv")
     assert list(folds.columns) == [*FOLDS_COLUMNS, "params"]
     chosen = [json.loads(text) for text in folds["params"]]
