@@ -6,7 +6,7 @@ and the extraction parameters copied from ``features.json``. Layout::
 
     model/
         bundle.json      format name + version, classes, columns, features_meta,
-                         library versions, file checksums
+                         [segment], library versions, file checksums
         pipeline.skops   the whole scikit-learn Pipeline (scikit-learn models), or
         scaler.skops     the Pipeline minus its final step   } the Keras MLP
         mlp.keras        the Keras model (native format)     }
@@ -16,6 +16,13 @@ only after every type they contain has been checked against an explicit
 allow-list of scikit-learn/numpy types, and Keras loads in safe mode
 (no Python lambdas). TensorFlow is imported only when an MLP bundle is
 saved or loaded, so importing this module stays light.
+
+A model trained on a segment table (one row per window of a clip) records
+its windows in ``segment`` (``{"seconds": S, "hop": H, "last": "pad" |
+"drop"}``, from features.json); ``predict`` then cuts new clips the same
+way and pools the windows. Such a bundle is written as format 2, so a
+version of this package that cannot cut windows refuses it instead of
+labelling whole clips with a window model.
 """
 from __future__ import annotations
 
@@ -41,7 +48,10 @@ from features.table import file_sha256
 from .errors import BundleError
 
 FORMAT_NAME = "soundfeatures-model-bundle"
-FORMAT_VERSION = 1
+#: The newest format this package reads and writes: 2 adds ``segment``;
+#: a bundle without it is still written as 1.
+FORMAT_VERSION = 2
+SEGMENT_LAST = ("pad", "drop")
 BUNDLE_JSON = "bundle.json"
 PIPELINE_FILE = "pipeline.skops"
 SCALER_FILE = "scaler.skops"
@@ -107,6 +117,9 @@ class Bundle:
         The whole ``bundle.json``.
     path : Path or None
         The bundle directory it was loaded from.
+    segment : dict or None
+        ``{"seconds", "hop", "last"}`` of a model trained on windows; None
+        for a model of whole clips.
     """
 
     model_name: str
@@ -117,6 +130,7 @@ class Bundle:
     features_meta: dict[str, Any]
     meta: dict[str, Any]
     path: Path | None = None
+    segment: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------- save
@@ -130,6 +144,7 @@ def save_bundle(
     class_names: list[str],
     feature_columns: list[str],
     features_meta: dict[str, Any],
+    segment: dict[str, Any] | None = None,
 ) -> Path:
     """Write a fitted model as a bundle directory, atomically.
 
@@ -156,6 +171,9 @@ def save_bundle(
         columns ``features_meta["params"]`` produce.
     features_meta : dict
         The training table's ``features.json`` dict; needs ``"params"``.
+    segment : dict or None
+        The windows the model was trained on (``features.json``'s
+        ``segment``: ``seconds``, ``hop``, ``last``); None for whole clips.
 
     Returns
     -------
@@ -178,9 +196,11 @@ def save_bundle(
     class_names, feature_columns = _check_save_args(
         model_name, estimator, class_names, feature_columns, features_meta)
     kind = _kind_of(estimator)
+    if segment is not None:
+        segment = check_segment(segment, "segment")
     meta = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if segment is not None else 1,
         "package_version": _version("soundfeatures"),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "model_name": model_name,
@@ -192,6 +212,8 @@ def save_bundle(
     }
     if kind == KIND_KERAS_MLP:
         meta["final_step"] = estimator.steps[-1][0]
+    if segment is not None:
+        meta["segment"] = segment
 
     _check_replaceable(directory)
     try:
@@ -238,6 +260,28 @@ def _check_save_args(model_name, estimator, class_names, feature_columns, featur
     params = _params_from_meta(features_meta, "features_meta")
     _check_columns(feature_columns, params, "feature_columns")
     return class_names, feature_columns
+
+
+def check_segment(segment: Any, where: str) -> dict[str, Any]:
+    """The window settings ``{"seconds", "hop", "last"}``, checked; ``hop`` defaults to ``seconds``.
+
+    Examples
+    --------
+    >>> check_segment({"seconds": 3, "last": "pad"}, "features.json")
+    {'seconds': 3.0, 'hop': 3.0, 'last': 'pad'}
+    """
+    if not isinstance(segment, dict):
+        raise BundleError(f"{where}: 'segment' must be an object with seconds, hop and last, "
+                          f"not {segment!r}; retrain on a table from `features extract --segment`")
+    seconds, hop, last = segment.get("seconds"), segment.get("hop"), segment.get("last", "pad")
+    hop = seconds if hop is None else hop
+    for name, value in (("seconds", seconds), ("hop", hop)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise BundleError(f"{where}: segment {name}={value!r} must be a positive number of "
+                              "seconds; retrain on a table from `features extract --segment`")
+    if last not in SEGMENT_LAST:
+        raise BundleError(f"{where}: segment last={last!r} must be one of {', '.join(SEGMENT_LAST)}")
+    return {"seconds": float(seconds), "hop": float(hop), "last": last}
 
 
 def _kind_of(estimator: Any) -> str:
@@ -318,6 +362,7 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
         features_meta=meta["features_meta"],
         meta=meta,
         path=directory,
+        segment=None if meta.get("segment") is None else check_segment(meta["segment"], str(directory / BUNDLE_JSON)),
     )
 
 

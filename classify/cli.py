@@ -76,8 +76,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated models to compare (default: %(default)s)")
     parser.add_argument(
         "--cv", default="auto", choices=PROTOCOLS,
-        help="evaluation protocol: auto = the table's folds, else group k-fold on 'group', "
-        "else stratified k-fold; random = leaky shuffled 80/20 hold-out (default: auto)",
+        help="evaluation protocol: auto = the dataset's train/validation/test parts ('split' "
+        "column: holdout), else the table's folds, else group k-fold on 'group', else "
+        "stratified k-fold; random = leaky shuffled 80/20 hold-out (default: auto)",
     )
     parser.add_argument("--k", type=int, default=5,
                         help="splits of the group / stratified protocols (default: 5)")
@@ -94,6 +95,14 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=0,
                         help="worker processes fitting splits in parallel (default: 0 = one "
                         "per core; the scores and predictions do not depend on it)")
+    parser.add_argument("--tune", action="store_true",
+                        help="choose each model's parameters by a small successive-halving search "
+                        "inside every training part (inner splits keep folds/groups whole; the "
+                        "test part never takes part); the final model is tuned on all rows. "
+                        "Chosen parameters: 'params' in folds.csv, 'tuning' in run.json")
+    parser.add_argument("--no-importance", dest="importance", action="store_false",
+                        help="skip the grouped permutation importance of the feature families "
+                        "(importance.csv, importance.png)")
     parser.add_argument("--quiet", action="store_true", help="no per-split progress lines")
     parser.set_defaults(handler=_train)
 
@@ -104,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         models=args.models, cv=args.cv, k=args.k, seed=args.seed, mlp_layers=args.mlp_layers,
         class_weight=args.class_weight, final=args.final, epochs=args.epochs, quiet=args.quiet,
-        jobs=args.jobs,
+        jobs=args.jobs, tune=args.tune, importance=args.importance,
     )
     result = train(args.table, args.out, options, log=_say)
     print(flush=True)
@@ -130,6 +139,10 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
                         help="worker processes for feature extraction (0 = all cores; default 1)")
     parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
                         help="how many ranked classes to show (default %(default)s)")
+    parser.add_argument("--segments", action="store_true",
+                        help="for a model trained on windows (features extract --segment): also "
+                        "show the label of every window under its clip's, and write one row per "
+                        "window to --out (path, segment, segment_start_s, segment_end_s, ...)")
     parser.set_defaults(handler=_predict)
 
 
@@ -138,16 +151,23 @@ def _predict(args: argparse.Namespace) -> int:
     from features.table import write_csv
 
     from .bundle import load_bundle
-    from .predict import format_line, predict_files
+    from .predict import format_line, predict_files, predict_segments
 
-    predictions, errors = predict_files(load_bundle(args.model), args.paths, jobs=args.jobs,
-                                        top=args.top)
+    bundle = load_bundle(args.model)
+    windows = None
+    if args.segments:
+        predictions, windows, errors = predict_segments(bundle, args.paths, jobs=args.jobs, top=args.top)
+    else:
+        predictions, errors = predict_files(bundle, args.paths, jobs=args.jobs, top=args.top)
     for error in errors:
         print(f"skipped {error.path}: {error.message}", file=sys.stderr)
     for _, row in predictions.iterrows():
         print(format_line(row))
+        if windows is not None:
+            for _, window in windows[windows["path"] == row["path"]].iterrows():
+                print(format_line(window))
     if args.out:
-        write_csv(predictions, args.out)
+        write_csv(predictions if windows is None else windows, args.out)
     if predictions.empty:
         print(f"error: none of the {len(errors)} path(s) could be read; "
               "see the messages above", file=sys.stderr)

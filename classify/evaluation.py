@@ -2,6 +2,14 @@
 
 Pure computation on labels and probabilities; nothing here fits a model,
 reads a file or draws.
+
+On a segment table (one row per window of a clip) a clip's prediction is
+the class of highest mean probability over its windows
+(:func:`aggregate_clips`). The scores of such a run are per clip
+(``accuracy``, ``balanced_accuracy``, ``macro_f1``, the per-class scores
+and confusion matrices), with the per-window accuracy beside them in
+``window_accuracy`` (:data:`SEGMENT_FOLDS_COLUMNS`,
+:data:`SEGMENT_LEADERBOARD_COLUMNS`).
 """
 from __future__ import annotations
 
@@ -28,6 +36,56 @@ FOLDS_COLUMNS = (
     "fit_seconds",
 )
 PER_CLASS_COLUMNS = ("model", "class", "precision", "recall", "f1", "support")
+#: The leaderboard and per-split columns of a run on a segment table: the
+#: scores above are per clip, ``window_accuracy`` per window, ``n_train``
+#: and ``n_test`` count windows, ``n_test_clips`` clips.
+SEGMENT_LEADERBOARD_COLUMNS = (
+    "model", "accuracy_mean", "accuracy_std", "window_accuracy_mean", "balanced_accuracy_mean",
+    "macro_f1_mean", "fit_seconds",
+)
+SEGMENT_FOLDS_COLUMNS = (
+    "model", "split", "fold", "n_train", "n_test", "n_test_clips", "accuracy", "window_accuracy",
+    "balanced_accuracy", "macro_f1", "fit_seconds",
+)
+
+
+def aggregate_clips(
+    clips: np.ndarray, proba: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pool window probabilities per clip: the mean over each clip's windows.
+
+    Parameters
+    ----------
+    clips : np.ndarray [shape=(n_windows,)]
+        The clip (path) of every window.
+    proba : np.ndarray [shape=(n_windows, n_classes)]
+
+    Returns
+    -------
+    ids : np.ndarray [shape=(n_clips,)]
+        Clips in order of first appearance.
+    mean : np.ndarray [shape=(n_clips, n_classes)]
+        Mean probability of each class over the clip's windows; its
+        argmax is the clip's prediction.
+    first : np.ndarray [shape=(n_clips,)]
+        Row of each clip's first window (to read its label, fold, ...).
+    counts : np.ndarray [shape=(n_clips,)]
+        Windows per clip.
+
+    Examples
+    --------
+    >>> ids, mean, first, counts = aggregate_clips(
+    ...     np.array(["a", "b", "a"]), np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]))
+    >>> ids.tolist(), mean.round(2).tolist(), first.tolist(), counts.tolist()
+    (['a', 'b'], [[0.6, 0.4], [0.2, 0.8]], [0, 1], [2, 1])
+    """
+    codes, ids = pd.factorize(np.asarray(clips, dtype=object))
+    counts = np.bincount(codes, minlength=len(ids))
+    sums = np.zeros((len(ids), proba.shape[1]))
+    np.add.at(sums, codes, proba)
+    first = np.full(len(ids), len(codes))
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return np.asarray(ids, dtype=object), sums / counts[:, None], first, counts
 
 
 def split_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -109,15 +167,17 @@ def leaderboard(folds: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     folds : pd.DataFrame
-        Per-split rows with :data:`FOLDS_COLUMNS`.
+        Per-split rows with :data:`FOLDS_COLUMNS` (or
+        :data:`SEGMENT_FOLDS_COLUMNS`).
 
     Returns
     -------
     pd.DataFrame
-        Columns :data:`LEADERBOARD_COLUMNS`, sorted by ``accuracy_mean``
-        (then balanced accuracy, then name) descending. ``accuracy_std``
-        is the spread over splits (0 for a single split); ``fit_seconds``
-        the total fitting time over all splits.
+        Columns :data:`LEADERBOARD_COLUMNS` (with ``window_accuracy`` in
+        the folds: :data:`SEGMENT_LEADERBOARD_COLUMNS`), sorted by
+        ``accuracy_mean`` (then balanced accuracy, then name) descending.
+        ``accuracy_std`` is the spread over splits (0 for a single split);
+        ``fit_seconds`` the total fitting time over all splits.
     """
     grouped = folds.groupby("model", sort=False)
     board = pd.DataFrame(
@@ -129,8 +189,12 @@ def leaderboard(folds: pd.DataFrame) -> pd.DataFrame:
             "fit_seconds": grouped["fit_seconds"].sum(),
         }
     ).reset_index()
+    columns = LEADERBOARD_COLUMNS
+    if "window_accuracy" in folds.columns:
+        board["window_accuracy_mean"] = grouped["window_accuracy"].mean().to_numpy()
+        columns = SEGMENT_LEADERBOARD_COLUMNS
     board = board.sort_values(
         ["accuracy_mean", "balanced_accuracy_mean", "model"], ascending=[False, False, True],
         kind="stable",
     )
-    return board[list(LEADERBOARD_COLUMNS)].reset_index(drop=True)
+    return board[list(columns)].reset_index(drop=True)

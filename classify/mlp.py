@@ -102,10 +102,11 @@ def _stderr_fd_silenced():
 class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
     """Dense ReLU network with dropout and a softmax output, trained with Adam.
 
-    Early stopping watches the loss on a validation part carved from the
-    training data given to :meth:`fit` (grouped when ``groups`` are given,
-    so clips of one recording never sit on both sides of it) and restores
-    the best weights.
+    Early stopping watches the loss on a validation part and restores the
+    best weights. The part is carved from the training data given to
+    :meth:`fit` (grouped when ``groups`` are given, so clips of one
+    recording never sit on both sides of it), unless :meth:`fit` is given
+    one (``X_val``, ``y_val``: the ``holdout`` protocol's validation rows).
 
     Parameters
     ----------
@@ -187,7 +188,7 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, groups=None) -> KerasMLPClassifier:
+    def fit(self, X, y, groups=None, X_val=None, y_val=None) -> KerasMLPClassifier:
         """Train the network.
 
         Parameters
@@ -199,6 +200,10 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
         groups : array-like [shape=(n_samples,)] or None
             Recording of each row; the early-stopping validation part then
             holds whole groups. In a Pipeline pass it as ``mlp__groups``.
+        X_val, y_val : array-like [shape=(n_val, n_features)], [shape=(n_val,)] or None
+            A validation part of its own for early stopping; then every row
+            of ``X`` is trained on and ``groups`` is not needed. Rows of a
+            class absent from ``y`` are left out of it.
 
         Returns
         -------
@@ -219,12 +224,15 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
         keras = import_keras()
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
-        train, val = self._validation_split(y_idx, groups)
+        if X_val is not None:
+            train, val = np.arange(len(y_idx)), None
+            validation_data = self._given_validation(X_val, y_val)
+        else:
+            train, val = self._validation_split(y_idx, groups)
+            validation_data = None if val is None else (X[val], y_idx[val])
         self.model_ = self._build(keras, X.shape[1], len(self.classes_))
         callbacks = []
-        validation_data = None
-        if val is not None:
-            validation_data = (X[val], y_idx[val])
+        if validation_data is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=self.patience, restore_best_weights=True
@@ -271,6 +279,17 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
         for name, value, ok, what in checks:
             if not ok:
                 raise ValueError(f"{name}={value!r} must be {what}")
+
+    def _given_validation(self, X_val, y_val) -> tuple[np.ndarray, np.ndarray] | None:
+        """(X, class positions) of a given validation part, or None if no row is usable."""
+        X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
+        y_val = np.asarray(y_val)
+        if y_val.shape != (len(X_val),):
+            raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
+        known = np.isin(y_val, self.classes_)
+        if not known.any():
+            return None
+        return X_val[known], np.searchsorted(self.classes_, y_val[known])
 
     def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
         """(train rows, validation rows or None) for early stopping."""

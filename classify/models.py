@@ -37,7 +37,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 
 from .errors import UsageError
 from .mlp import KerasMLPClassifier
@@ -222,11 +222,30 @@ class GroupHistGradientBoostingClassifier(HistGradientBoostingClassifier):
     (60, 3)
     """
 
-    def fit(self, X, y, groups=None, sample_weight=None) -> GroupHistGradientBoostingClassifier:
-        """Fit the trees; ``groups`` (shape ``(n_samples,)``) keeps recordings out of both sides."""
+    def fit(self, X, y, groups=None, sample_weight=None, X_val=None, y_val=None
+            ) -> GroupHistGradientBoostingClassifier:
+        """Fit the trees; ``groups`` (shape ``(n_samples,)``) keeps recordings out of both sides.
+
+        ``X_val``, ``y_val`` give early stopping a validation part of its own
+        (the ``holdout`` protocol's validation rows; rows of a class absent
+        from ``y`` are left out); every row of ``X`` is then trained on.
+        """
         X, y = np.asarray(X), np.asarray(y)
         # "auto" turns early stopping on above 10 000 rows, as in scikit-learn.
         stops = self.early_stopping is True or (self.early_stopping == "auto" and len(y) > 10_000)
+        if X_val is not None and stops:
+            X_val, y_val = np.asarray(X_val), np.asarray(y_val)
+            known = np.isin(y_val, np.unique(y))
+            if known.any():
+                X_val, y_val = X_val[known], y_val[known]
+                val_weights = None
+                if self.class_weight is not None:
+                    # The training rows' class weights, as when scikit-learn splits itself.
+                    classes = np.unique(y)
+                    weights = compute_class_weight(self.class_weight, classes=classes, y=y)
+                    val_weights = weights[np.searchsorted(classes, y_val)]
+                return super().fit(X, y, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
+                                   sample_weight_val=val_weights)
         if groups is None or not stops or self.validation_fraction is None:
             return super().fit(X, y, sample_weight=sample_weight)
         train, val = validation_split(y, np.asarray(groups), self.validation_fraction, self.random_state)

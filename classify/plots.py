@@ -40,6 +40,8 @@ __all__ = [
     "confusion_figure",
     "duration_histograms_figure",
     "feature_distributions_figure",
+    "importance_by_class_figure",
+    "importance_figure",
     "metric_label",
     "model_palette",
     "pca_figure",
@@ -243,7 +245,7 @@ def confusion_figure(matrix: pd.DataFrame, *, title: str, normalized: bool) -> F
     vmax = 1.0 if normalized else max(float(np.nanmax(values)) if np.isfinite(values).any() else 1.0, 1.0)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=vmax)
     _annotate_cells(ax, values, vmax=vmax, normalized=normalized)
-    _rotate_xticks(ax, [str(c) for c in matrix.columns], force=True)
+    _rotate_xticks(ax, [str(c) for c in matrix.columns])
     ax.set_yticks(range(n), labels=classes)
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
@@ -348,6 +350,92 @@ def per_class_scores_figure(per_class: pd.DataFrame, *, title: str) -> Figure:
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def importance_figure(importance: pd.DataFrame, *, title: str) -> Figure:
+    """Importance of every feature family for every model: grouped horizontal bars with their spread.
+
+    Parameters
+    ----------
+    importance : pd.DataFrame
+        ``importance.csv`` of a training run (:mod:`classify.importance`);
+        only the rows of ``class == "(all)"`` are drawn.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Families top to bottom by their mean importance over the models;
+        error bars are one standard deviation over the repeats.
+    """
+    _require_columns(importance, ["model", "family", "class", "importance_mean", "importance_std",
+                                  "metric"], "importance table")
+    overall = importance[importance["class"].astype(str) == "(all)"]
+    if overall.empty:
+        raise ValueError("importance table has no '(all)' rows; nothing to plot")
+    models = list(dict.fromkeys(str(m) for m in overall["model"]))
+    means = overall.pivot(index="family", columns="model", values="importance_mean")[models]
+    spread = overall.pivot(index="family", columns="model", values="importance_std")[models]
+    families = list(means.mean(axis=1).sort_values().index)  # barh draws bottom-up: most important on top
+    colours = model_palette(models)
+    fig = _new_figure(7.5, max(3.2, 0.32 * len(families) * len(models) + 1.6))
+    ax = fig.add_subplot()
+    height = 0.8 / len(models)
+    y = np.arange(len(families))
+    for k, model in enumerate(models):
+        ax.barh(y + (k - (len(models) - 1) / 2) * height, means.loc[families, model], height,
+                xerr=spread.loc[families, model], color=colours[model], label=model,
+                error_kw={"elinewidth": 0.8, "capsize": 2})
+    ax.set_yticks(y)
+    ax.set_yticklabels(families)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    metric = str(overall["metric"].iloc[0]).replace("_", " ")
+    ax.set_xlabel(f"Drop in out-of-fold {metric} when the family is shuffled")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(title="Model", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def importance_by_class_figure(importance: pd.DataFrame, *, title: str) -> Figure:
+    """Importance of every feature family for every class of one model, as a heat map.
+
+    Parameters
+    ----------
+    importance : pd.DataFrame
+        Rows of ``importance.csv`` for one model; the per-class rows (not
+        ``(all)``) are drawn.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Families as rows, classes as columns; the colour is the drop in the
+        class's recall (red: the class relies on the family).
+    """
+    _require_columns(importance, ["family", "class", "importance_mean"], "importance table")
+    rows = importance[importance["class"].astype(str) != "(all)"]
+    if rows.empty:
+        raise ValueError("importance table has no per-class rows; nothing to plot")
+    matrix = rows.pivot(index="family", columns="class", values="importance_mean")
+    matrix = matrix.loc[matrix.mean(axis=1).sort_values(ascending=False).index]
+    matrix = matrix[sorted(matrix.columns, key=_natural_key)]
+    values = matrix.to_numpy(dtype=float)
+    vmax = max(float(np.nanmax(np.abs(values))), 1e-3)
+    fig = _new_figure(max(6.0, 0.55 * matrix.shape[1] + 3.0), max(3.0, 0.45 * matrix.shape[0] + 1.8))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+    ax.set_yticks(range(matrix.shape[0]))
+    ax.set_yticklabels(matrix.index)
+    _rotate_xticks(ax, [str(c) for c in matrix.columns])
+    ax.set_xlabel("Class")
+    ax.set_ylabel("Feature family")
+    ax.set_title(title)
+    colourbar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    colourbar.set_label("Drop in recall when shuffled")
     return fig
 
 

@@ -4,15 +4,22 @@ Features are computed with the bundle's own extraction parameters through
 the ``features`` package, so a model only ever sees numbers made the way
 its training table was made. Unreadable files are reported and skipped.
 
+A model trained on windows (a bundle with ``segment``) gets every file cut
+into the same windows (:func:`extract_windows`); a clip's label is the
+class of highest mean probability over its windows, as in training
+(:func:`predict_segments` also returns the label of every window).
+
 Example::
 
     python -m classify predict --model data/output/demo/run/model clip.wav folder/ --out preds.csv
 """
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +27,12 @@ import pandas as pd
 from features.audio import is_audio_path
 from features.datasets import ErrorRecord
 from features.extract import extract_files
+from features.params import FeatureParams
 
 from .bundle import Bundle
+from .errors import UsageError
+from .evaluation import aggregate_clips
+from .tables import SEGMENT_COLUMNS
 
 DEFAULT_TOP = 3
 
@@ -55,7 +66,8 @@ def predict_files(
         ``path, predicted, confidence, top1_label, top1_prob, ...,
         prob_<class>...`` (one probability column per class, in
         ``bundle.class_names`` order); one row per readable file, in input
-        order.
+        order. For a model trained on windows, the clips of
+        :func:`predict_segments` (with ``n_segments`` after ``path``).
     errors : list of ErrorRecord
         One per path that could not be read or analysed.
 
@@ -74,26 +86,195 @@ def predict_files(
     >>> preds.loc[0, "predicted"]  # doctest: +SKIP
     'dog_bark'
     """
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"top={top!r} must be a positive integer")
+    if bundle.segment is not None:
+        clips, _, errors = predict_segments(bundle, paths, jobs=jobs, top=top)
+        return clips, errors
+    _check_top(top)
     files, errors = _expand_paths(paths)
-    features = pd.DataFrame()
+    features = pd.DataFrame(columns=["path"])
     if files:
         features, extract_errors = extract_files(files, bundle.feature_params, jobs=jobs)
         errors += extract_errors
+    features, proba, bad = _probabilities(bundle, features)
+    return _predictions_frame(features["path"].astype(str).tolist(), proba, bundle.class_names,
+                              top=top), errors + bad
+
+
+def predict_segments(
+    bundle: Bundle,
+    paths: Sequence[str | os.PathLike],
+    *,
+    jobs: int = 1,
+    top: int = DEFAULT_TOP,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[ErrorRecord]]:
+    """Predict every file with a model trained on windows: per clip and per window.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A bundle with ``segment`` (trained on a segment table).
+    paths, jobs, top
+        As for :func:`predict_files`.
+
+    Returns
+    -------
+    clips : pd.DataFrame
+        One row per readable file: ``path, n_segments, predicted,
+        confidence, top1_label, top1_prob, ..., prob_<class>...``; the
+        probabilities are the means over the file's windows.
+    windows : pd.DataFrame
+        One row per window: ``path, segment, segment_start_s,
+        segment_end_s, predicted, confidence, top..., prob_<class>...``.
+    errors : list of ErrorRecord
+        Files that could not be read, or gave no window (a clip shorter
+        than one window when the last partial window is dropped).
+
+    Raises
+    ------
+    UsageError
+        The bundle's model was trained on whole clips.
+    """
+    if bundle.segment is None:
+        raise UsageError(f"the model in {bundle.path} was trained on whole clips, not windows; "
+                         "per-window labels need a model trained on a table from "
+                         "`features extract --segment`")
+    _check_top(top)
+    files, errors = _expand_paths(paths)
+    features = pd.DataFrame(columns=["path", *SEGMENT_COLUMNS])
+    if files:
+        features, extract_errors = extract_windows(files, bundle.feature_params, bundle.segment, jobs=jobs)
+        errors += extract_errors
+    features, proba, bad = _probabilities(bundle, features)
+    errors += bad
+    # A file with one unusable window is not labelled from the others.
+    broken = {e.path for e in bad}
+    keep = ~features["path"].astype(str).isin(broken).to_numpy()
+    features, proba = features[keep].reset_index(drop=True), proba[keep]
+    windows = _predictions_frame(features["path"].astype(str).tolist(), proba, bundle.class_names, top=top)
+    for k, column in enumerate(SEGMENT_COLUMNS, start=1):
+        windows.insert(k, column, features[column].to_numpy())
+    ids, mean, _, counts = aggregate_clips(features["path"].astype(str).to_numpy(), proba)
+    clips = _predictions_frame(list(ids), mean, bundle.class_names, top=top)
+    clips.insert(1, "n_segments", counts)
+    return clips, windows, errors
+
+
+def extract_windows(
+    files: Sequence[str], params: FeatureParams, segment: dict[str, Any], *, jobs: int = 1
+) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    """Features of every window of every file, cut as ``features extract --segment`` cuts them.
+
+    An adapter: it calls :func:`features.extract.extract_files` with
+    ``segment``, ``hop`` and ``last`` when the installed ``features``
+    takes them, and otherwise cuts the windows here, one file after the
+    other in this process (``jobs`` unused), with
+    :func:`features.audio.load_audio` and
+    :class:`features.compute.FeatureComputer`: each clip is loaded with
+    ``params`` (offset, duration, fixed length apply to the whole clip),
+    windows of ``seconds`` start every ``hop`` seconds, every whole window
+    is kept, and the tail after the last whole window becomes one more
+    window, zero-padded (``last="pad"``), or is dropped (``"drop"``; a clip
+    shorter than one window then has none).
+
+    Parameters
+    ----------
+    files : sequence of str
+    params : FeatureParams
+    segment : dict
+        ``{"seconds", "hop", "last"}`` of the bundle.
+    jobs : int
+
+    Returns
+    -------
+    table : pd.DataFrame
+        ``path, segment, segment_start_s, segment_end_s`` (seconds from the
+        start of the file) then the feature columns; one row per window.
+    errors : list of ErrorRecord
+    """
+    seconds, hop, last = segment["seconds"], segment["hop"], segment["last"]
+    if "segment" in inspect.signature(extract_files).parameters:
+        return extract_files(files, params, jobs=jobs, segment=seconds, hop=hop, last=last)
+    return _cut_windows(files, params, seconds, hop, last)
+
+
+def _cut_windows(files: Sequence[str], params: FeatureParams, seconds: float, hop: float,
+                 last: str) -> tuple[pd.DataFrame, list[ErrorRecord]]:
+    """:func:`extract_windows` without the ``features`` package's help (see there)."""
+    from threadpoolctl import threadpool_limits
+
+    from features.audio import load_audio
+    from features.compute import FeatureComputer
+    from features.errors import FeaturesError
+
+    computer = FeatureComputer(params)
+    width, step = round(seconds * params.sr), round(hop * params.sr)
+    rows, values, errors = [], [], []
+    with threadpool_limits(limits=1):
+        for path in files:
+            try:
+                y, _ = load_audio(path, params)
+            except (FeaturesError, OSError) as exc:
+                errors.append(ErrorRecord(str(path), None, "load", type(exc).__name__, str(exc)))
+                continue
+            starts = window_starts(len(y), width, step, last)
+            if not starts:
+                errors.append(ErrorRecord(
+                    str(path), None, "features", "BadAudioError",
+                    f"{path} lasts {len(y) / params.sr:.2f} s, less than one {seconds:g} s window, "
+                    "and the model was trained without partial windows (last=drop)"))
+                continue
+            try:
+                found = [computer.compute(np.pad(y[start:start + width],
+                                                 (0, max(0, start + width - len(y)))))
+                         for start in starts]
+            except FeaturesError as exc:
+                errors.append(ErrorRecord(str(path), None, "features", type(exc).__name__, str(exc)))
+                continue
+            for k, (start, vector) in enumerate(zip(starts, found)):
+                rows.append((str(path), k, params.offset + start / params.sr,
+                             params.offset + min(start + width, len(y)) / params.sr))
+                values.append(vector)
+    table = pd.DataFrame(rows, columns=["path", *SEGMENT_COLUMNS])
+    features = np.vstack(values) if values else np.empty((0, len(computer.columns)))
+    return pd.concat([table, pd.DataFrame(features, columns=computer.columns)], axis=1), errors
+
+
+def window_starts(n: int, width: int, step: int, last: str) -> list[int]:
+    """First sample of every window of a clip of ``n`` samples (see :func:`extract_windows`).
+
+    Examples
+    --------
+    >>> window_starts(10, 4, 4, "pad"), window_starts(10, 4, 4, "drop")
+    ([0, 4, 8], [0, 4])
+    >>> window_starts(3, 4, 2, "pad"), window_starts(3, 4, 2, "drop")
+    ([0], [])
+    """
+    if n < width:
+        return [0] if last == "pad" and n > 0 else []
+    starts = list(range(0, n - width + 1, step))
+    if last == "pad" and starts[-1] + width < n:
+        starts.append(starts[-1] + step)
+    return starts
+
+
+def _check_top(top: Any) -> None:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top={top!r} must be a positive integer")
+
+
+def _probabilities(bundle: Bundle, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, list[ErrorRecord]]:
+    """(rows with finite features, their probabilities, errors of the others)."""
     if features.empty:
-        return _predictions_frame([], np.empty((0, len(bundle.class_names))),
-                                  bundle.class_names, top=top), errors
+        return features, np.empty((0, len(bundle.class_names))), []
     # load_bundle checked that these are the columns bundle.feature_params produce.
     X = features[bundle.feature_columns].to_numpy(dtype=np.float64)
     finite = np.isfinite(X).all(axis=1)
-    errors += [_non_finite_error(path, bundle.feature_columns, x)
-               for path, x in zip(features["path"][~finite], X[~finite])]
+    errors = [_non_finite_error(path, bundle.feature_columns, x)
+              for path, x in zip(features["path"][~finite], X[~finite])]
     proba = np.empty((0, len(bundle.class_names)))
     if finite.any():
         proba = np.asarray(bundle.estimator.predict_proba(X[finite]), dtype=np.float64)
-    paths_ok = features["path"][finite].astype(str).tolist()
-    return _predictions_frame(paths_ok, proba, bundle.class_names, top=top), errors
+    return features[finite].reset_index(drop=True), proba, errors
 
 
 def _expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[ErrorRecord]]:
@@ -173,14 +354,22 @@ def _predictions_frame(
 
 
 def format_line(row: pd.Series) -> str:
-    """One human-readable line: ``path  predicted (0.81)  top-3: a 0.81, b 0.12, c 0.04``."""
+    """One human-readable line: ``path  predicted (0.81)  top-3: a 0.81, b 0.12, c 0.04``.
+
+    A window's line starts with its span instead (``  [3.0-6.0 s]``), a
+    clip of windows ends with their number.
+    """
     k = 1
     ranked = []
     while f"top{k}_label" in row.index:
         ranked.append(f"{row[f'top{k}_label']} {row[f'top{k}_prob']:.2f}")
         k += 1
-    return (f"{row['path']}  {row['predicted']} ({row['confidence']:.2f})"
-            f"  top-{k - 1}: {', '.join(ranked)}")
+    where = str(row["path"])
+    if "segment_start_s" in row.index:
+        where = f"  [{row['segment_start_s']:.1f}-{row['segment_end_s']:.1f} s]"
+    windows = f"  ({row['n_segments']} windows)" if "n_segments" in row.index else ""
+    return (f"{where}  {row['predicted']} ({row['confidence']:.2f})"
+            f"  top-{k - 1}: {', '.join(ranked)}{windows}")
 
 
 def _non_finite_error(path: str, columns: Sequence[str], x: np.ndarray) -> ErrorRecord:

@@ -7,13 +7,24 @@ and the keys of ``run.json``. Training writes the folder through
 sides cannot drift apart. Layout::
 
     leaderboard.csv  folds.csv  per_class.csv  predictions.csv
+    [clip_predictions.csv]  [importance.csv  importance.png]
     confusion/<model>_{counts,normalized}.{csv,png}  folds.png
     report.md  run.json  model/ (the bundle, written by classify.bundle)
 
 A column named ``fold`` is always the dataset's predefined fold, with the
 feature table's values (an integer, empty when there is none), so files can
 be joined on it; the held-out part of a split is named in ``split``
-(``fold7``, ``split3``, ``holdout (leaky)``).
+(``fold7``, ``split3``, ``holdout`` for the dataset's test part,
+``holdout (leaky)`` for ``random``).
+
+Columns beyond :data:`COLUMNS` appear in some runs: with ``--tune``,
+``folds.csv`` ends with ``params`` (the parameters chosen in that split,
+JSON); on a segment table the leaderboard has ``window_accuracy_mean``,
+``folds.csv`` ``n_test_clips`` and ``window_accuracy`` (the other scores
+are per clip), ``predictions.csv`` the window columns ``segment,
+segment_start_s, segment_end_s`` after ``path``, and
+``clip_predictions.csv`` one row per clip. ``importance.csv`` is
+described in :mod:`classify.importance`.
 """
 from __future__ import annotations
 
@@ -30,14 +41,18 @@ from features.table import write_csv, write_json
 from .bundle import BUNDLE_JSON
 from .errors import RunDirError
 from .evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
+from .importance import IMPORTANCE_COLUMNS
 from .tables import undo_formula_guard
 
 __all__ = [
     "BUNDLE_DIR",
+    "CLIP_PREDICTIONS",
     "COLUMNS",
     "CONFUSION_KINDS",
     "FOLDS",
     "FOLDS_FIGURE",
+    "IMPORTANCE",
+    "IMPORTANCE_FIGURE",
     "LEADERBOARD",
     "PER_CLASS",
     "PREDICTIONS",
@@ -57,6 +72,9 @@ LEADERBOARD = "leaderboard.csv"
 FOLDS = "folds.csv"
 PER_CLASS = "per_class.csv"
 PREDICTIONS = "predictions.csv"
+CLIP_PREDICTIONS = "clip_predictions.csv"
+IMPORTANCE = "importance.csv"
+IMPORTANCE_FIGURE = "importance.png"
 CONFUSION_DIR = "confusion"
 CONFUSION_KINDS = ("counts", "normalized")
 FOLDS_FIGURE = "folds.png"
@@ -64,7 +82,8 @@ REPORT_MD = "report.md"
 RUN_JSON = "run.json"
 BUNDLE_DIR = "model"
 
-#: Columns of every CSV, in order. ``predictions.csv`` then has one
+#: Columns every CSV has, in this order (other columns may sit between or
+#: after them, see above). ``predictions.csv`` then has one
 #: ``prob_<class>`` column per class (:func:`probability_column`); the
 #: leaderboard and per-class tables say which protocol made them.
 COLUMNS = {
@@ -73,8 +92,15 @@ COLUMNS = {
     PER_CLASS: (*PER_CLASS_COLUMNS, "protocol"),
     PREDICTIONS: ("path", "label", "fold", "split", "model", "predicted", "confidence"),
 }
+#: The files only some runs have: segment tables, importance.
+OPTIONAL_COLUMNS = {
+    CLIP_PREDICTIONS: ("path", "label", "fold", "split", "model", "n_segments", "predicted",
+                       "confidence"),
+    IMPORTANCE: IMPORTANCE_COLUMNS,
+}
 # Text that must stay text when read back: class names and paths such as "007".
-_TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol")
+_TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol", "family",
+                 "metric", "params")
 
 
 def probability_column(label: str) -> str:
@@ -124,6 +150,14 @@ class RunInfo:
     n_rows, n_features : int
     created : str
         ISO 8601 time, UTC.
+    tuning : dict or None
+        With ``--tune``: the search, the spaces, the parameters ``chosen``
+        per model and split, and those of the ``final`` model.
+    segment : dict or None
+        On a segment table: the window ``settings`` from features.json,
+        the number of clips, how scores are pooled.
+    importance : dict or None
+        The importance file, repeats and the columns of every family.
     """
 
     table: str
@@ -144,22 +178,26 @@ class RunInfo:
     n_rows: int
     n_features: int
     created: str
+    tuning: dict[str, Any] | None = None
+    segment: dict[str, Any] | None = None
+    importance: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str | Path = RUN_JSON) -> RunInfo:
         """Check ``data`` (read from ``run.json``) against the fields; RunDirError names what is wrong."""
         if not isinstance(data, dict):
             raise RunDirError(f"{where} must hold a JSON object; re-run training to rewrite it.")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        missing = [f.name for f in required if f.name not in data]
         if missing:
             raise RunDirError(f"{where} lacks key(s) {missing}; it was written by another version: "
                               "re-run training.")
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Run:
-    """A run folder as read by :func:`load_run`: run.json and the four tables."""
+    """A run folder as read by :func:`load_run`: run.json, the four tables and the optional ones."""
 
     path: Path
     info: RunInfo
@@ -167,6 +205,8 @@ class Run:
     folds: pd.DataFrame
     per_class: pd.DataFrame
     predictions: pd.DataFrame
+    clip_predictions: pd.DataFrame | None = None
+    importance: pd.DataFrame | None = None
 
     @property
     def bundle_dir(self) -> Path | None:
@@ -206,8 +246,10 @@ def write_tables(
     per_class: pd.DataFrame,
     predictions: pd.DataFrame,
     confusions: dict[str, dict[str, pd.DataFrame]],
+    clip_predictions: pd.DataFrame | None = None,
+    importance: pd.DataFrame | None = None,
 ) -> None:
-    """Write the four CSVs and the confusion matrices; matrices of other models are removed.
+    """Write the CSVs and the confusion matrices; matrices of other models are removed.
 
     Parameters
     ----------
@@ -217,20 +259,33 @@ def write_tables(
     confusions : dict
         ``{model: {"counts": matrix, "normalized": matrix}}``; a matrix has
         the true classes as index and the predicted ones as columns.
+    clip_predictions, importance : pd.DataFrame or None
+        With the columns of :data:`OPTIONAL_COLUMNS`; None removes an
+        earlier run's file.
     """
-    frames = {LEADERBOARD: leaderboard, FOLDS: folds, PER_CLASS: per_class, PREDICTIONS: predictions}
+    frames = {LEADERBOARD: leaderboard, FOLDS: folds, PER_CLASS: per_class, PREDICTIONS: predictions,
+              CLIP_PREDICTIONS: clip_predictions, IMPORTANCE: importance}
     for name, frame in frames.items():
-        expected = list(COLUMNS[name])
-        if list(frame.columns[:len(expected)]) != expected:
-            raise ValueError(f"{name}: columns {list(frame.columns)} do not start with {expected}")
+        expected = list({**COLUMNS, **OPTIONAL_COLUMNS}[name])
+        if frame is not None and not _in_order(expected, list(frame.columns)):
+            raise ValueError(f"{name}: columns {list(frame.columns)} do not hold {expected} in order")
     for name, frame in frames.items():
-        write_csv(frame, run_dir / name)
+        if frame is not None:
+            write_csv(frame, run_dir / name)
+        elif (run_dir / name).is_file():
+            (run_dir / name).unlink()
     _clear_confusions(run_dir / CONFUSION_DIR)
     for model, kinds in confusions.items():
         for kind, matrix in kinds.items():
             # "true" would read as the boolean TRUE in a spreadsheet.
             table = matrix.rename_axis(index="true_label", columns=None).reset_index()
             write_csv(table, run_dir / confusion_file(model, kind))
+
+
+def _in_order(expected: list[str], columns: list[str]) -> bool:
+    """Whether ``columns`` holds every name of ``expected``, in that order."""
+    found = iter(columns)
+    return all(name in found for name in expected)
 
 
 def write_run_info(run_dir: Path, info: RunInfo) -> Path:
@@ -279,7 +334,10 @@ def load_run(run_dir: str | Path) -> Run:
     tables = {name: _read_csv(path / name, columns) for name, columns in COLUMNS.items()}
     if tables[LEADERBOARD].empty:
         raise RunDirError(f"{path / LEADERBOARD} has no rows; re-run training.")
-    return Run(path, info, tables[LEADERBOARD], tables[FOLDS], tables[PER_CLASS], tables[PREDICTIONS])
+    optional = {name: _read_csv(path / name, columns) if (path / name).is_file() else None
+                for name, columns in OPTIONAL_COLUMNS.items()}
+    return Run(path, info, tables[LEADERBOARD], tables[FOLDS], tables[PER_CLASS], tables[PREDICTIONS],
+               clip_predictions=optional[CLIP_PREDICTIONS], importance=optional[IMPORTANCE])
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

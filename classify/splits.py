@@ -5,16 +5,30 @@ recording sound alike, so a model that saw one of them in training "knows"
 the others; only a split that keeps each recording (``group``) or each
 predefined ``fold`` on one side gives honest numbers.
 
-``auto`` picks, in order: the table's predefined folds (the official
-UrbanSound8K protocol), stratified group k-fold on ``group``, plain
-stratified k-fold. ``random`` (the tutorials' shuffled 80/20 hold-out) is
-never chosen automatically and is labelled leaky wherever it is reported.
-All splitting is done by scikit-learn's splitters.
+``auto`` picks, in order: the dataset's own train/validation/test parts
+(``holdout``, from a ``split`` column, as Speech Commands ships them), the
+table's predefined folds (the official UrbanSound8K protocol), stratified
+group k-fold on ``group``, plain stratified k-fold. ``random`` (the
+tutorials' shuffled 80/20 hold-out) is never chosen automatically and is
+labelled leaky wherever it is reported. All splitting is done by
+scikit-learn's splitters.
+
+``holdout`` fits on the ``train`` rows, makes every choice on the
+``validation`` rows (early stopping of the MLP and HGB, the ``--tune``
+search) and reports on the ``test`` rows only. Every row must be in one
+of the three parts: a row with an empty or other value is refused with a
+message naming it (no row is dropped silently).
+
+In a segment table (one row per window of a clip, see
+:mod:`classify.tables`) every protocol but ``random`` keeps the windows of
+a clip on one side: they share the clip's fold, group and part, and
+``stratified`` becomes stratified *group* k-fold over clips.
 
 The same care applies inside a training part, where some models split
-again (early stopping, probability calibration): :func:`validation_split`
-and :func:`calibration_folds` keep every group on one side there too, or
-say with a warning why they cannot.
+again (early stopping, probability calibration, the ``--tune`` search):
+:func:`validation_split`, :func:`calibration_folds` and
+:func:`inner_splits` keep every group on one side there too, or say with a
+warning why they cannot.
 """
 from __future__ import annotations
 
@@ -26,6 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import (
+    GroupKFold,
     GroupShuffleSplit,
     PredefinedSplit,
     ShuffleSplit,
@@ -37,22 +52,31 @@ from sklearn.model_selection import (
 from .errors import SplitError, UsageError
 from .tables import FeatureTable
 
-PROTOCOLS = ("auto", "folds", "group", "stratified", "random")
+PROTOCOLS = ("auto", "holdout", "folds", "group", "stratified", "random")
 LEAKY_NOTE = "leaky: clips of one recording can sit on both sides"
 RANDOM_TEST_SIZE = 0.2
+#: The values of a ``split`` column, in the order they are used.
+HOLDOUT_PARTS = ("train", "validation", "test")
+#: Inner splits of a training part for the ``--tune`` search (fewer when
+#: the part has fewer folds, groups or rows per class).
+INNER_SPLITS = 2
 
 
 class Split(NamedTuple):
     """One train/test split: row indices, the name of the held-out part and its fold.
 
     ``fold`` is the predefined fold held out (a value of the table's ``fold``
-    column) for the ``folds`` protocol, None for the others.
+    column) for the ``folds`` protocol, None for the others. ``validation``
+    holds the rows on which ``holdout`` makes its choices (never trained
+    on, never scored); None for the other protocols, whose models carve
+    their validation parts out of ``train``.
     """
 
     train: np.ndarray
     test: np.ndarray
     name: str
     fold: Any = None
+    validation: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -62,7 +86,7 @@ class Protocol:
     Attributes
     ----------
     name : str
-        ``folds``, ``group``, ``stratified`` or ``random``.
+        ``holdout``, ``folds``, ``group``, ``stratified`` or ``random``.
     reason : str
         One sentence saying why this protocol was used.
     leaky : bool
@@ -94,12 +118,17 @@ class Protocol:
         return f"protocol: {self.label}, {self.n_splits} split(s); {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (without the indices)."""
-        return {
+        """JSON-ready summary (without the indices); ``holdout`` adds its part sizes."""
+        summary = {
             "name": self.name, "reason": self.reason, "leaky": self.leaky,
             "n_splits": self.n_splits, "split_names": [s.name for s in self.splits],
             "warnings": list(self.warnings),
         }
+        if self.name == "holdout":
+            split = self.splits[0]
+            summary["rows"] = {"train": len(split.train), "test": len(split.test),
+                               "validation": 0 if split.validation is None else len(split.validation)}
+        return summary
 
 
 def choose_protocol(table: FeatureTable, cv: str = "auto", *, k: int = 5, seed: int = 0) -> Protocol:
@@ -108,9 +137,11 @@ def choose_protocol(table: FeatureTable, cv: str = "auto", *, k: int = 5, seed: 
     Parameters
     ----------
     table : FeatureTable
-        Supplies labels, the ``fold`` column and the ``group`` column.
-    cv : {"auto", "folds", "group", "stratified", "random"}
-        Protocol; ``auto`` picks folds, else group, else stratified.
+        Supplies labels and the ``split``, ``fold`` and ``group`` columns
+        (and, in a segment table, each window's clip).
+    cv : {"auto", "holdout", "folds", "group", "stratified", "random"}
+        Protocol; ``auto`` picks holdout, else folds, else group, else
+        stratified.
     k : int
         Number of splits for ``group`` and ``stratified``.
     seed : int
@@ -127,8 +158,8 @@ def choose_protocol(table: FeatureTable, cv: str = "auto", *, k: int = 5, seed: 
         the number of splits, or a split would have no training data.
     """
     folds = table.df[table.fold_col] if table.fold_col else None
-    groups = table.groups
-    return build_protocol(cv, table.y, folds=folds, groups=groups, k=k, seed=seed)
+    return build_protocol(cv, table.y, folds=folds, groups=table.groups, parts=table.parts,
+                          clips=table.clips, k=k, seed=seed)
 
 
 def build_protocol(
@@ -137,6 +168,8 @@ def build_protocol(
     *,
     folds: pd.Series | np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    parts: np.ndarray | None = None,
+    clips: np.ndarray | None = None,
     k: int = 5,
     seed: int = 0,
 ) -> Protocol:
@@ -152,6 +185,12 @@ def build_protocol(
         Predefined fold of each row (NA where unknown), or None.
     groups : np.ndarray [shape=(n,)] or None
         Group (recording) of each row, ``""`` where unknown, or None.
+    parts : np.ndarray [shape=(n,)] or None
+        ``train`` / ``validation`` / ``test`` per row (the ``split``
+        column, lower-case), ``""`` where unknown, or None.
+    clips : np.ndarray [shape=(n,)] or None
+        In a segment table, the clip of each window: ``stratified`` then
+        keeps a clip's windows together. None for a table of whole clips.
     k : int
         Number of splits for ``group`` / ``stratified``.
     seed : int
@@ -178,32 +217,51 @@ def build_protocol(
         folds = None
     if groups is not None and (np.asarray(groups, dtype=str) == "").all():
         groups = None
-    name = cv if cv != "auto" else "folds" if folds is not None else "group" if groups is not None else "stratified"
-    if name == "folds":
+    if parts is not None and (np.asarray(parts, dtype=str) == "").all():
+        parts = None
+    name = cv
+    if cv == "auto":
+        name = ("holdout" if parts is not None else "folds" if folds is not None
+                else "group" if groups is not None else "stratified")
+    if name == "holdout":
+        splits = [_holdout(y, parts, auto=cv == "auto")]
+    elif name == "folds":
         splits = _predefined(y, folds)
     elif name == "group":
         splits = _grouped(y, groups, k, seed)
+    elif name == "stratified" and clips is not None:
+        splits = _clip_stratified(y, clips, k, seed)
     elif name == "stratified":
         splits = _stratified(y, k, seed)
     else:
         splits = _random(y, seed)
     _check_training_parts(y, splits)
-    reason = _reason(cv, name, folds, groups, k)
-    notes = _absent_classes(y, splits) + _groups_across_folds(name, folds, groups)
+    reason = _reason(cv, name, folds, groups, k, parts=parts, segmented=clips is not None)
+    notes = (_absent_classes(y, splits) + _groups_across_folds(name, folds, groups)
+             + _holdout_notes(name, splits, groups))
     return Protocol(
         name=name, reason=reason, leaky=name == "random", splits=tuple(splits),
         warnings=tuple(notes),
     )
 
 
-def _reason(cv: str, name: str, folds: pd.Series | None, groups: np.ndarray | None, k: int) -> str:
+def _reason(cv: str, name: str, folds: pd.Series | None, groups: np.ndarray | None, k: int, *,
+            parts: np.ndarray | None = None, segmented: bool = False) -> str:
     if name == "random":
         return (
             f"requested with --cv random: one shuffled, stratified "
             f"{100 - RANDOM_TEST_SIZE * 100:.0f}/{RANDOM_TEST_SIZE * 100:.0f} hold-out as in "
-            f"the tutorials; {LEAKY_NOTE}, so its scores are optimistic"
+            f"the tutorials; {LEAKY_NOTE}"
+            + (" (and windows of one clip are split apart)" if segmented else "")
+            + ", so its scores are optimistic"
         )
     how = f"requested with --cv {cv}" if cv != "auto" else None
+    if name == "holdout":
+        counts = ", ".join(f"{int((parts == p).sum())} {p}" for p in HOLDOUT_PARTS)
+        return (how or f"the table has a 'split' column ({counts} rows)") + (
+            ": the dataset's own parts; fit on train, choose on validation (early stopping, "
+            "tuning), score on test"
+        )
     if name == "folds":
         n = folds.dropna().nunique()
         return (how or f"the table has a 'fold' column with {n} predefined folds") + (
@@ -212,8 +270,15 @@ def _reason(cv: str, name: str, folds: pd.Series | None, groups: np.ndarray | No
         )
     if name == "group":
         n = len(set(groups) - {""}) if groups is not None else 0
-        return (how or f"the table has no folds but a 'group' column ({n} groups)") + (
+        what = f"a 'group' column ({n} groups)"
+        if segmented:
+            what = f"{n} groups (the 'group' column, else each window's clip)"
+        return (how or f"the table has no folds but {what}") + (
             f": stratified group {k}-fold keeps every group (recording) on one side"
+        )
+    if segmented:
+        return (how or "the table has neither a 'fold' nor a 'group' column") + (
+            f": stratified group {k}-fold over clips keeps the windows of a clip on one side"
         )
     return (how or "the table has neither a 'fold' nor a 'group' column") + (
         f": stratified {k}-fold, which assumes the rows are independent clips"
@@ -274,6 +339,49 @@ def _grouped(y: np.ndarray, groups: np.ndarray | None, k: int, seed: int) -> lis
     _check_class_sizes(y, k, "group")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return _named(splitter.split(np.zeros(len(y)), y, groups))
+
+
+def _holdout(y: np.ndarray, parts: np.ndarray | None, *, auto: bool) -> Split:
+    if parts is None:
+        raise SplitError(
+            "--cv holdout needs a 'split' column with train, validation and test rows, and the "
+            "table has none; use --cv folds, group or stratified"
+        )
+    parts = np.asarray(parts, dtype=object)
+    bad = ~np.isin(parts, HOLDOUT_PARTS)
+    if bad.any():
+        first = int(np.argmax(bad))
+        found = sorted({str(v) for v in parts[bad]})[:5]
+        fix = ("or choose another protocol with --cv folds, group or stratified "
+               "(the 'split' column is then ignored)")
+        raise SplitError(
+            f"{'the table has a split column, so --cv auto chose holdout, but ' if auto else ''}"
+            f"{int(bad.sum())} row(s) have a 'split' value that is not one of "
+            f"{', '.join(HOLDOUT_PARTS)} (first at data row {first + 1}; values {found}, "
+            f"'' = empty); give every row its part, {fix}"
+        )
+    train, validation, test = (np.flatnonzero(parts == p) for p in HOLDOUT_PARTS)
+    for rows, part in ((train, "train"), (test, "test")):
+        if len(rows) == 0:
+            raise SplitError(f"--cv holdout needs rows with split '{part}', and the table has "
+                             "none; fix the 'split' column or use --cv folds, group or stratified")
+    return Split(train, test, "holdout", None, validation)
+
+
+def _clip_stratified(y: np.ndarray, clips: np.ndarray, k: int, seed: int) -> list[Split]:
+    clips = np.asarray(clips, dtype=str)
+    n_clips = len(np.unique(clips))
+    if n_clips < k:
+        raise SplitError(f"--cv stratified with --k {k} needs at least {k} clips, and the "
+                         f"table has {n_clips}; use a smaller --k")
+    per_class = pd.Series(clips).groupby(y).nunique()
+    rare = per_class[per_class < k]
+    if len(rare):
+        shown = ", ".join(f"{label!r} ({n} clip{'s' if n != 1 else ''})" for label, n in rare.items())
+        raise SplitError(f"--cv stratified needs at least {k} clips of every class, and "
+                         f"class(es) {shown} have fewer; use a smaller --k or add clips")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return _named(splitter.split(np.zeros(len(y)), y, clips))
 
 
 def _stratified(y: np.ndarray, k: int, seed: int) -> list[Split]:
@@ -359,6 +467,25 @@ def _absent_classes(y: np.ndarray, splits: list[Split]) -> list[str]:
                 f"class(es) {absent} have no training rows in {split.name}, so that split "
                 "cannot predict them"
             )
+    return notes
+
+
+def _holdout_notes(name: str, splits: list[Split], groups: np.ndarray | None) -> list[str]:
+    if name != "holdout":
+        return []
+    split = splits[0]
+    notes = []
+    if split.validation is None or len(split.validation) == 0:
+        notes.append("the table has no 'validation' rows: early stopping and tuning use an "
+                     "inner split of the train rows instead")
+    if groups is not None:
+        groups = np.asarray(groups, dtype=str)
+        sides = [set(groups[rows]) - {""} for rows in (split.train, split.validation, split.test)
+                 if rows is not None]
+        shared = set.union(*(a & b for i, a in enumerate(sides) for b in sides[i + 1:]))
+        if shared:
+            notes.append(f"{len(shared)} group(s) have rows in more than one of train, validation "
+                         "and test, so those recordings sit on both sides; the parts leak for them")
     return notes
 
 
@@ -501,3 +628,94 @@ def calibration_folds(
         )
     k = min(n_splits, int(counts.min()))
     return list(StratifiedKFold(n_splits=k).split(rows, y))
+
+
+def inner_splits(
+    protocol: str,
+    y: np.ndarray,
+    *,
+    folds: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    validation: np.ndarray | None = None,
+    n_splits: int = INNER_SPLITS,
+    seed: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Splits of one training part for the ``--tune`` search, by the outer protocol's rules.
+
+    Only the rows of the training part are given, so the outer test rows
+    cannot reach the search.
+
+    ============  ==========================================================
+    protocol      inner splits
+    ============  ==========================================================
+    holdout       one: fit on the train rows, score on ``validation``
+    folds         whole predefined folds held out (:class:`GroupKFold` over
+                  the remaining folds); groups if only one fold remains
+    group         :class:`StratifiedGroupKFold` on ``groups``
+    stratified    :class:`StratifiedKFold` (on ``groups``, i.e. clips, in
+                  a segment table)
+    random        :class:`StratifiedKFold`, leaky like the outer split
+    ============  ==========================================================
+
+    Parameters
+    ----------
+    protocol : str
+        The outer protocol's name.
+    y : np.ndarray [shape=(n,)]
+        Labels of the training part.
+    folds : np.ndarray [shape=(n,)] or None
+        Predefined fold of each row (``folds`` protocol).
+    groups : np.ndarray [shape=(n,)] or None
+        Recording (or clip) of each row; ``stratified`` gets them only for
+        a segment table, ``random`` never.
+    validation : np.ndarray [shape=(n,), dtype=bool] or None
+        ``holdout``: True for the validation rows of the part.
+    n_splits : int
+        Splits wanted; fewer when the part has fewer folds or groups, or a
+        class fewer rows.
+    seed : int
+        Random state of the shuffling splitters.
+
+    Returns
+    -------
+    list of (train, test)
+        Row positions within the training part.
+
+    Raises
+    ------
+    SplitError
+        Fewer than two folds, groups or rows per class to split on.
+
+    Examples
+    --------
+    >>> y = np.array(["a", "b"] * 6)
+    >>> folds = np.repeat([1, 2, 3], 4)
+    >>> [sorted(set(folds[test].tolist())) for _, test in inner_splits("folds", y, folds=folds)]
+    [[1, 3], [2]]
+    """
+    y = np.asarray(y)
+    rows = np.zeros(len(y))
+    if protocol == "holdout" and validation is not None and np.any(validation):
+        validation = np.asarray(validation, dtype=bool)
+        return [(np.flatnonzero(~validation), np.flatnonzero(validation))]
+    if protocol == "folds" and folds is not None and len(pd.unique(folds)) >= 2:
+        k = min(n_splits, len(pd.unique(folds)))
+        return list(GroupKFold(n_splits=k).split(rows, y, np.asarray(folds)))
+    if protocol == "random":
+        groups = None
+    if groups is not None:
+        groups = np.asarray(groups)
+        k = min(n_splits, len(np.unique(groups)))
+        if k < 2:
+            raise SplitError("the --tune search needs at least two groups in every training "
+                             "part to hold one out; run without --tune")
+        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+                    .split(rows, y, groups))
+    k = min(n_splits, int(np.unique(y, return_counts=True)[1].max()))
+    if k < 2:
+        raise SplitError("the --tune search needs two rows of a class in every training part; "
+                         "run without --tune")
+    with warnings.catch_warnings():
+        # A class rarer than k is absent from some inner test parts: still a valid split.
+        warnings.simplefilter("ignore", UserWarning)
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y))

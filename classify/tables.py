@@ -8,7 +8,26 @@ row is ever dropped: a bad row is an error the user fixes at the source.
 
 Feature columns come from the data dictionary ``<stem>.schema.csv`` beside
 the table (``role == "feature"``) when present; otherwise every numeric
-column that does not identify or describe the clip is a feature.
+column that does not identify or describe the clip is a feature. Either
+way, a column that identifies or describes the clip
+(:func:`is_metadata_column`: ``path``, ``fold``, ``group``, ``split``,
+``classID``, ``fsID``, ``start``, ``end``, ``salience``, ``duration_s``,
+``segment*``, ...) is never a feature: a data dictionary that calls one a
+feature is refused.
+
+Two kinds of tables get extra checks:
+
+* A **segment table** (``features extract --segment``) has one row per
+  window of a clip, with ``segment`` (0-based window index),
+  ``segment_start_s`` and ``segment_end_s`` after the identifier columns.
+  All windows of a clip share its ``path``, label, fold, group and split;
+  a table where they do not is refused. Its :attr:`FeatureTable.groups`
+  falls back to the clip's path where ``group`` is empty, so no
+  group-aware split ever separates the windows of one clip.
+* A table with a ``split`` column (``train`` / ``validation`` / ``test``,
+  shipped by datasets such as Speech Commands) offers the ``holdout``
+  protocol; its values are checked when that protocol is used
+  (:mod:`classify.splits`).
 """
 from __future__ import annotations
 
@@ -28,17 +47,36 @@ LABEL_COLUMN = "label"
 PATH_COLUMNS = ("path", "filename")
 FOLD_COLUMN = "fold"
 GROUP_COLUMN = "group"
+SPLIT_COLUMN = "split"
+#: The window columns of a segment table, in table order.
+SEGMENT_COLUMNS = ("segment", "segment_start_s", "segment_end_s")
 
 # Columns that identify or describe a clip rather than its sound. classID is
-# the label as a number and fold/fsID give the split away: as features they
-# would be perfect, useless leaks. ``length`` is the GTZAN CSV's sample count.
+# the label as a number and fold/fsID/split give the split away: as features
+# they would be perfect, useless leaks. ``length`` is the GTZAN CSV's sample
+# count; ``class`` is UrbanSound8K's label column.
 NON_FEATURE_COLUMNS = frozenset(
     {
-        "path", "filename", "label", "fold", "group", "fsid", "classid", "start", "end",
-        "salience", "duration_s", "orig_sample_rate", "orig_channels", "length",
-        "slice_file_name",
+        "path", "filename", "label", "fold", "group", "split", "fsid", "classid", "class",
+        "start", "end", "salience", "duration_s", "orig_sample_rate", "orig_channels",
+        "length", "slice_file_name", *SEGMENT_COLUMNS,
     }
 )
+
+
+def is_metadata_column(name: str) -> bool:
+    """True for a column that identifies or describes a clip, never a feature.
+
+    The names of :data:`NON_FEATURE_COLUMNS` in any case, and every
+    ``segment*`` column.
+
+    Examples
+    --------
+    >>> [is_metadata_column(c) for c in ("classID", "segment_start_s", "mfcc_mean_1")]
+    [True, True, False]
+    """
+    lower = str(name).strip().lower()
+    return lower in NON_FEATURE_COLUMNS or lower.startswith("segment")
 
 # Cell texts that mean "no value" rather than "not a number".
 _MISSING_TOKENS = frozenset({"", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "<na>"})
@@ -66,6 +104,11 @@ class FeatureTable:
         ``"path"`` (default preset), ``"filename"`` (gtzan) or None.
     fold_col, group_col : str or None
         ``"fold"`` / ``"group"`` if the column exists with at least one value.
+    split_col : str or None
+        ``"split"`` if the column exists with at least one value (the
+        dataset's own train/validation/test parts).
+    segment_col : str or None
+        ``"segment"`` for a segment table (one row per window of a clip).
     schema : pd.DataFrame or None
         The data dictionary, if one sits beside the table.
     features_meta : dict or None
@@ -82,6 +125,8 @@ class FeatureTable:
     path_col: str | None = None
     fold_col: str | None = None
     group_col: str | None = None
+    split_col: str | None = None
+    segment_col: str | None = None
     schema: pd.DataFrame | None = None
     features_meta: dict[str, Any] | None = None
     ignored_columns: tuple[str, ...] = ()
@@ -121,10 +166,47 @@ class FeatureTable:
 
     @property
     def groups(self) -> np.ndarray | None:
-        """np.ndarray [shape=(n_rows,), dtype=object] of str, or None without groups."""
+        """np.ndarray [shape=(n_rows,), dtype=object] of str, or None without groups.
+
+        In a segment table a window without a group gets its clip's path,
+        so the windows of one clip always form one group.
+        """
+        if self.segment_col is not None:
+            clips = self.clips
+            if self.group_col is None:
+                return clips
+            groups = self.df[self.group_col].to_numpy(dtype=object)
+            return np.where(groups == "", clips, groups)
         if self.group_col is None:
             return None
         return self.df[self.group_col].to_numpy(dtype=object)
+
+    @property
+    def is_segmented(self) -> bool:
+        """True for a segment table: one row per window, several rows per clip."""
+        return self.segment_col is not None
+
+    @property
+    def clips(self) -> np.ndarray | None:
+        """np.ndarray [shape=(n_rows,), dtype=object]: each window's clip (its path); None unless segmented."""
+        if self.segment_col is None:
+            return None
+        return self.df[self.path_col].astype(str).to_numpy(dtype=object)
+
+    @property
+    def parts(self) -> np.ndarray | None:
+        """np.ndarray [shape=(n_rows,), dtype=object]: the ``split`` column stripped and lower-cased ("" if blank).
+
+        None when the table has no ``split`` values.
+        """
+        if self.split_col is None:
+            return None
+        return self.df[self.split_col].str.strip().str.lower().to_numpy(dtype=object)
+
+    @property
+    def n_clips(self) -> int:
+        """Distinct clips: the rows, or the distinct paths of a segment table."""
+        return self.n_rows if self.clips is None else len(pd.unique(self.clips))
 
     @property
     def row_names(self) -> np.ndarray:
@@ -136,8 +218,9 @@ class FeatureTable:
     def describe(self) -> str:
         """One line: rows, classes and features, and where the features came from."""
         counts = self.df[self.label_col].value_counts()
+        rows = f"{self.n_rows} rows" + (f" (windows of {self.n_clips} clips)" if self.is_segmented else "")
         return (
-            f"{self.path}: {self.n_rows} rows, {len(counts)} classes "
+            f"{self.path}: {rows}, {len(counts)} classes "
             f"({counts.min()}-{counts.max()} rows each), {self.n_features} features "
             f"({self.feature_source})"
         )
@@ -202,17 +285,24 @@ def load_table(path: str | Path) -> FeatureTable:
     )
     df = pd.concat([df.drop(columns=features), converted], axis=1)[list(raw.columns)]
     _check_finite(df, features, path, names)
-    fold_col = group_col = None
+    fold_col = group_col = split_col = segment_col = None
     if FOLD_COLUMN in df.columns:
         df[FOLD_COLUMN] = _fold_values(df[FOLD_COLUMN])
         fold_col = FOLD_COLUMN if df[FOLD_COLUMN].notna().any() else None
     if GROUP_COLUMN in df.columns:
         df[GROUP_COLUMN] = _text(df[GROUP_COLUMN])
         group_col = GROUP_COLUMN if (df[GROUP_COLUMN] != "").any() else None
+    if SPLIT_COLUMN in df.columns:
+        df[SPLIT_COLUMN] = _text(df[SPLIT_COLUMN])
+        split_col = SPLIT_COLUMN if (df[SPLIT_COLUMN].str.strip() != "").any() else None
+    if SEGMENT_COLUMNS[0] in df.columns:
+        _check_segments(df, path, path_col, names)
+        segment_col = SEGMENT_COLUMNS[0]
     return FeatureTable(
         path=path, df=df, feature_columns=tuple(features), feature_source=source,
-        path_col=path_col, fold_col=fold_col, group_col=group_col, schema=schema,
-        features_meta=_read_meta(path), ignored_columns=tuple(ignored),
+        path_col=path_col, fold_col=fold_col, group_col=group_col, split_col=split_col,
+        segment_col=segment_col, schema=schema, features_meta=_read_meta(path),
+        ignored_columns=tuple(ignored),
     )
 
 
@@ -310,6 +400,14 @@ def _choose_feature_columns(
         features = schema.loc[schema["role"].str.strip() == "feature", "column"].tolist()
         if not features:
             raise TableError(f"data dictionary {schema_name} beside {path} lists no feature column")
+        described = [c for c in features if is_metadata_column(c)]
+        if described:
+            raise TableError(
+                f"data dictionary {schema_name} beside {path} lists {described[:5]} as feature "
+                "column(s), but they identify or describe the clip (classID is the label as a "
+                "number; fold, group, split and segment columns give the split away): give them "
+                "role 'identifier' or 'metadata', or delete the schema to infer feature columns"
+            )
         missing = [c for c in features if c not in raw.columns]
         if missing:
             raise TableError(
@@ -320,7 +418,7 @@ def _choose_feature_columns(
         return features, f"feature columns from {schema_name}", []
     features, ignored = [], []
     for name in raw.columns:
-        if str(name).lower() in NON_FEATURE_COLUMNS:
+        if is_metadata_column(name):
             continue
         (features if _looks_numeric(raw[name]) else ignored).append(name)
     if not features:
@@ -432,6 +530,51 @@ def _check_finite(
         f"inf): columns {', '.join(parts)}{more}; re-extract the table or remove those clips "
         "from the dataset"
     )
+
+
+def _check_segments(df: pd.DataFrame, path: Path, path_col: str | None, names: np.ndarray | None) -> None:
+    """A segment table: windows numbered 0, 1, ... per clip, sharing the clip's label, fold, group, split.
+
+    Converts ``segment`` to Int64 and the start/end columns to float in place.
+    """
+    if path_col != "path":
+        raise TableError(
+            f"{path} has a 'segment' column but no 'path' column: the windows of a clip are "
+            "recognised by their shared path; re-extract with `features extract --segment`"
+        )
+    missing = [c for c in SEGMENT_COLUMNS if c not in df.columns]
+    if missing:
+        raise TableError(f"{path} has a 'segment' column but not {missing}; a segment table "
+                         f"needs all of {list(SEGMENT_COLUMNS)}: re-extract it")
+    for name in SEGMENT_COLUMNS:
+        df[name] = _to_float(df[name], name, path, names)
+        bad = ~np.isfinite(df[name].to_numpy()) | (df[name].to_numpy() < 0)
+        if name == "segment":
+            bad |= df[name].to_numpy() % 1 != 0
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise TableError(f"{path}: column {name!r} must hold numbers >= 0"
+                             f"{' (whole window indices)' if name == 'segment' else ''}; "
+                             f"{int(bad.sum())} row(s) do not, first at {_where(first, names)}")
+    df["segment"] = df["segment"].astype("Int64")
+    clips = df["path"].astype(str)
+    repeated = pd.DataFrame({"clip": clips, "segment": df["segment"]}).duplicated()
+    if repeated.any():
+        first = int(np.argmax(repeated.to_numpy()))
+        raise TableError(f"{path}: window {df['segment'].iloc[first]} of clip {clips.iloc[first]} "
+                         f"appears twice (first repeat at data row {first + 1}); re-extract the table")
+    shared = [c for c in (LABEL_COLUMN, FOLD_COLUMN, GROUP_COLUMN, SPLIT_COLUMN) if c in df.columns]
+    for name in shared:
+        values = df[name].astype(object).where(df[name].notna(), "")
+        spread = values.astype(str).groupby(clips.to_numpy()).nunique()
+        if (spread > 1).any():
+            clip = spread.index[np.argmax(spread.to_numpy() > 1)]
+            found = sorted(set(values[clips == clip].astype(str)))
+            raise TableError(
+                f"{path}: the windows of clip {clip} have different {name!r} values {found[:4]}; "
+                f"all windows of a clip must share its {name} (a split by window would put one "
+                "clip on both sides): fix the table or re-extract it"
+            )
 
 
 def _fold_values(s: pd.Series) -> pd.Series:

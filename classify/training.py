@@ -7,6 +7,22 @@ pipeline), collect out-of-fold predictions, score them, write the run
 directory, refit the final model (``--final``, else the best) on all rows
 and save it as a bundle.
 
+Options that change what a split does, all inside :func:`fit_split`, so
+the outer test rows only ever reach a fitted model's ``predict_proba``:
+
+* ``--tune``: the model's parameters are chosen by a search on the
+  split's training rows (:mod:`classify.tuning`); the final model is tuned
+  on all rows the same way.
+* ``holdout``: the model is fitted on the train rows and early-stops on
+  the validation rows.
+* grouped permutation importance (on by default, ``--no-importance``):
+  the split's fitted model predicts its test rows again with each feature
+  family shuffled (:mod:`classify.importance`).
+
+On a segment table (one row per window) the scores are per clip (mean
+window probability), with the per-window accuracy beside them
+(:mod:`classify.evaluation`).
+
 The run directory (``--out``) and its schema belong to :mod:`classify.rundir`.
 """
 from __future__ import annotations
@@ -15,6 +31,8 @@ import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
+import inspect
+import json
 import platform
 import shutil
 import sys
@@ -33,9 +51,9 @@ from threadpoolctl import threadpool_limits
 
 from features.table import file_sha256
 
-from . import evaluation, plots, rundir
+from . import evaluation, importance, plots, rundir, tuning
 from .bundle import save_bundle
-from .errors import ClassifyError, ModelError, UsageError
+from .errors import ClassifyError, ModelError, SplitError, UsageError
 from .mlp import KerasMLPClassifier, import_keras
 from .models import (
     CLASS_WEIGHTS,
@@ -47,8 +65,8 @@ from .models import (
     parse_layers,
     parse_models,
 )
-from .splits import LEAKY_NOTE, PROTOCOLS, Protocol, choose_protocol
-from .tables import FeatureTable, load_table
+from .splits import LEAKY_NOTE, PROTOCOLS, Protocol, choose_protocol, inner_splits
+from .tables import SEGMENT_COLUMNS, FeatureTable, load_table
 
 Log = Callable[[str], None]
 
@@ -67,7 +85,7 @@ class TrainOptions:
     models : sequence of str
         Names from :data:`classify.models.MODEL_NAMES`, in report order.
     cv : str
-        Protocol: auto, folds, group, stratified or random.
+        Protocol: auto, holdout, folds, group, stratified or random.
     k : int
         Splits of the group / stratified protocols.
     seed : int
@@ -82,6 +100,12 @@ class TrainOptions:
         Maximum MLP epochs (None: 200).
     quiet : bool
         Print no per-split progress.
+    tune : bool
+        Choose every model's parameters by a search inside each training
+        part (:mod:`classify.tuning`), and the final model's on all rows.
+    importance : bool
+        Compute grouped permutation importance of the feature families on
+        the out-of-fold predictions (:mod:`classify.importance`).
     jobs : int
         Worker processes for the splits (0: one per usable core; 1: fit
         in this process). Scores and out-of-fold predictions do not depend
@@ -104,6 +128,8 @@ class TrainOptions:
     epochs: int | None = None
     quiet: bool = False
     jobs: int = 0
+    tune: bool = False
+    importance: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(parse_models(self.models)))
@@ -120,6 +146,9 @@ class TrainOptions:
             raise UsageError(f"--epochs {self.epochs!r} must be an integer >= 1")
         if not _is_int(self.jobs) or self.jobs < 0:
             raise UsageError(f"--jobs {self.jobs!r} must be an integer >= 0 (0 = all cores)")
+        for name in ("tune", "importance", "quiet"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.final is not None and self.final not in self.models:
             raise UsageError(
                 f"--final {self.final!r} is not among --models {','.join(self.models)}; "
@@ -155,7 +184,14 @@ class CVResult:
     split_of_row : np.ndarray [shape=(n_rows,), dtype=object]
         Name of the split that tested each row, None if none did.
     fit_seconds, predict_seconds : float
-        Totals over the splits.
+        Totals over the splits (``fit_seconds`` includes the ``--tune`` search).
+    importance : pd.DataFrame or None
+        :func:`classify.importance.importance_table` of the model; None
+        without ``importance``.
+    importance_seconds : float
+        Total time of the permuted predictions.
+    params : list of dict or None
+        With ``--tune``, the parameters chosen in each split, in split order.
     """
 
     model: str
@@ -165,6 +201,9 @@ class CVResult:
     split_of_row: np.ndarray
     fit_seconds: float
     predict_seconds: float
+    importance: pd.DataFrame | None = None
+    importance_seconds: float = 0.0
+    params: list[dict[str, Any]] | None = None
 
     @property
     def tested(self) -> np.ndarray:
@@ -187,6 +226,8 @@ class TrainResult:
     final_model: str
     bundle_dir: Path | None
     timings: dict[str, Any]
+    importance: pd.DataFrame | None = None
+    final_params: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------ command
@@ -244,6 +285,9 @@ def train(
         warn(note)
     if options.class_weight and WEIGHTLESS_MODELS & set(options.models):
         warn(f"--class-weight is ignored by {', '.join(sorted(WEIGHTLESS_MODELS & set(options.models)))}")
+    if table.is_segmented:
+        log("segment table: scores per clip (mean of its windows' probabilities); "
+            "window_accuracy per window")
     timings: dict[str, Any] = {"load_and_split_seconds": time.perf_counter() - started,
                                "cv_wall_seconds": {}}
     results = {}
@@ -258,10 +302,14 @@ def train(
     # Summed over splits: more than the wall time when splits run in parallel.
     timings["cv_fit_seconds"] = {n: r.fit_seconds for n, r in results.items()}
     timings["cv_predict_seconds"] = {n: r.predict_seconds for n, r in results.items()}
+    imp = None
+    if options.importance:
+        timings["importance_seconds"] = {n: r.importance_seconds for n, r in results.items()}
+        imp = pd.concat([r.importance for r in results.values()], ignore_index=True)
     result = TrainResult(
         out_dir=out_dir, table=table, protocol=protocol, options=options, results=results,
         leaderboard=board, folds=folds, per_class=per_class, final_model=final,
-        bundle_dir=None, timings=timings,
+        bundle_dir=None, timings=timings, importance=imp,
     )
     t = time.perf_counter()
     write_run(result)
@@ -295,46 +343,195 @@ def cross_validate_model(
     Returns
     -------
     CVResult
-        Per-split scores and out-of-fold predictions.
+        Per-split scores and out-of-fold predictions (and, with the
+        options, the chosen parameters and the importance table).
     """
     y, classes = table.y, table.classes
     template = options.pipeline(name, n_classes=len(classes))
+    tasks = split_tasks(name, template, table, protocol, options)
     predicted = np.full(len(y), None, dtype=object)
     proba = np.full((len(y), len(classes)), np.nan)
     split_of_row = np.full(len(y), None, dtype=object)
-    rows, fit_total, predict_total, seen = [], 0.0, 0.0, {}
-    for split, outcome in zip(protocol.splits, _run_splits(template, table, protocol, options)):
+    families = importance.feature_families(table.feature_columns)
+    permuted = (np.full((len(families), importance.N_REPEATS, len(y), len(classes)), np.nan,
+                        dtype=np.float32) if options.importance else None)
+    rows, chosen, seen = [], [], {}
+    fit_total = predict_total = importance_total = 0.0
+    for split, outcome in zip(protocol.splits, _quiet_restarts(_run_splits(template, table, tasks, options))):
         fit_total += outcome.fit_seconds
         predict_total += outcome.predict_seconds
+        importance_total += outcome.importance_seconds
         proba[split.test] = outcome.proba
         predicted[split.test] = classes[np.argmax(outcome.proba, axis=1)]
         split_of_row[split.test] = split.name
-        scores = evaluation.split_scores(y[split.test], predicted[split.test])
-        rows.append({"model": name, "split": split.name, "fold": split.fold, "n_train": len(split.train),
-                     "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds})
+        if permuted is not None:
+            permuted[:, :, split.test] = outcome.permuted
+        scores = _split_scores(table, split.test, outcome.proba)
+        row = {"model": name, "split": split.name, "fold": split.fold, "n_train": len(split.train),
+               "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds}
+        if outcome.params is not None:
+            chosen.append(tuning.display_params(name, outcome.params))
+            row["params"] = json.dumps(_json_safe(chosen[-1]), sort_keys=True)
+        rows.append(row)
         for line in outcome.warnings:
             seen[line] = seen.get(line, 0) + 1
         if not options.quiet:
-            log(f"  {name:<6} {split.name:<16} accuracy {scores['accuracy']:.3f}  "
-                f"fit {outcome.fit_seconds:6.1f} s")
+            window = (f" (windows {scores['window_accuracy']:.3f})" if "window_accuracy" in scores else "")
+            log(f"  {name:<6} {split.name:<16} accuracy {scores['accuracy']:.3f}{window}  "
+                f"fit {outcome.fit_seconds:6.1f} s" + (f"  {row['params']}" if "params" in row else ""))
     for line, count in seen.items():
         (warn or _stderr_warning)(f"{name}: {line} (in {count} of {len(protocol.splits)} splits)")
-    folds = pd.DataFrame(rows, columns=list(evaluation.FOLDS_COLUMNS))
+    columns = list(evaluation.SEGMENT_FOLDS_COLUMNS if table.is_segmented else evaluation.FOLDS_COLUMNS)
+    folds = pd.DataFrame(rows, columns=columns + (["params"] if options.tune else []))
     folds["fold"] = pd.array(folds["fold"], dtype=table.folds.dtype)
     acc = folds["accuracy"]
     log(f"{name}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} "
         f"split(s), fit {fit_total:.1f} s")
-    return CVResult(name, folds, predicted, proba, split_of_row, fit_total, predict_total)
+    result = CVResult(name, folds, predicted, proba, split_of_row, fit_total, predict_total,
+                      importance_seconds=importance_total, params=chosen if options.tune else None)
+    if permuted is not None:
+        tested = result.tested
+        result.importance = importance.importance_table(
+            name, y[tested], proba[tested], permuted[:, :, tested], families, classes,
+            clips=None if table.clips is None else table.clips[tested],
+        )
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchTask:
+    """The ``--tune`` search of one split: the rows it may see and its inner splits.
+
+    Attributes
+    ----------
+    rows : np.ndarray of int
+        Table rows given to the search: the split's training rows (for
+        ``holdout`` also its validation rows), never its test rows.
+    cv : list of (train, test)
+        Inner splits, positions into ``rows``.
+    fit_params : dict
+        Fit parameters for ``rows`` (the groups of models with inner splits).
+    space : dict
+        :func:`classify.tuning.search_space` of the model.
+    seed : int
+    """
+
+    rows: np.ndarray
+    cv: list[tuple[np.ndarray, np.ndarray]]
+    fit_params: dict[str, Any]
+    space: dict[str, list[Any]]
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTask:
+    """Everything one split's fit needs besides the pipeline and the data.
+
+    Attributes
+    ----------
+    name : str
+        The split's name (``fold3``), for messages.
+    train, test : np.ndarray of int
+        Table rows to fit on and to predict.
+    validation : np.ndarray of int or None
+        ``holdout``: rows for early stopping (and, via ``search``, for the
+        choice of parameters); never fitted on, never scored.
+    fit_params : dict
+        Fit parameters for the ``train`` rows (``{"mlp__groups": ...}``).
+    search : SearchTask or None
+        With ``--tune``.
+    families : tuple of np.ndarray
+        Column positions of the feature families to permute; empty without
+        importance.
+    seed : int
+        Seed of the split's permutations.
+    """
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    validation: np.ndarray | None = None
+    fit_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    search: SearchTask | None = None
+    families: tuple[np.ndarray, ...] = ()
+    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitOutcome:
-    """What one split's fit returns: test-row probabilities, times, warnings."""
+    """What one split's fit returns: test-row probabilities, times, warnings, choices, permutations."""
 
     proba: np.ndarray
     fit_seconds: float
     predict_seconds: float
     warnings: list[str]
+    params: dict[str, Any] | None = None
+    permuted: np.ndarray | None = None
+    importance_seconds: float = 0.0
+
+
+def split_tasks(name: str, template: Pipeline, table: FeatureTable, protocol: Protocol,
+                options: TrainOptions) -> list[SplitTask]:
+    """The :class:`SplitTask` of every split of ``protocol``, in split order."""
+    groups = _fit_groups(table)
+    families = tuple(importance.feature_families(table.feature_columns).values()) if options.importance else ()
+    space = (tuning.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
+             if options.tune else None)
+    tasks = []
+    for position, split in enumerate(protocol.splits):
+        search = None
+        if space is not None:
+            rows, cv = search_rows(table, protocol, split.train, split.validation, seed=options.seed)
+            search = SearchTask(rows, cv, group_fit_params(template, None if groups is None else groups[rows]),
+                                space, options.seed)
+        tasks.append(SplitTask(
+            name=split.name, train=split.train, test=split.test, validation=split.validation,
+            fit_params=group_fit_params(template, None if groups is None else groups[split.train]),
+            search=search, families=families, seed=_split_seed(options.seed, position),
+        ))
+    return tasks
+
+
+def search_rows(
+    table: FeatureTable, protocol: Protocol, train: np.ndarray, validation: np.ndarray | None,
+    *, seed: int = 0,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The rows a ``--tune`` search may see and its inner splits, by the protocol's rules.
+
+    Parameters
+    ----------
+    table : FeatureTable
+    protocol : Protocol
+    train : np.ndarray of int
+        Training rows of the split (or all rows but the validation ones,
+        for the final model).
+    validation : np.ndarray of int or None
+        ``holdout``'s validation rows: the one inner split scores on them.
+
+    Returns
+    -------
+    rows : np.ndarray of int
+        ``train`` (then ``validation``).
+    cv : list of (train, test)
+        Positions into ``rows`` (:func:`classify.splits.inner_splits`).
+    """
+    y = table.y
+    if protocol.name == "holdout" and validation is not None and len(validation):
+        rows = np.concatenate([train, validation])
+        mask = np.r_[np.zeros(len(train), bool), np.ones(len(validation), bool)]
+        return rows, inner_splits("holdout", y[rows], validation=mask)
+    fit_groups = _fit_groups(table)
+    groups = {
+        "folds": fit_groups, "holdout": fit_groups, "group": table.groups,
+        "stratified": table.clips, "random": None,
+    }[protocol.name]
+    folds = table.folds.to_numpy(dtype=object)[train] if protocol.name == "folds" else None
+    try:
+        cv = inner_splits(protocol.name, y[train], folds=folds,
+                          groups=None if groups is None else groups[train], seed=seed)
+    except SplitError as exc:
+        raise SplitError(f"{exc} (training part of {len(train)} rows)") from None
+    return train, cv
 
 
 def fit_split(
@@ -342,14 +539,18 @@ def fit_split(
     X: np.ndarray,
     y: np.ndarray,
     classes: np.ndarray,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-    fit_params: dict[str, Any],
+    task: SplitTask,
     *,
     threads: int = 1,
-    split_name: str = "a split",
 ) -> SplitOutcome:
-    """Fit a clone of ``template`` on the training rows and predict the test rows.
+    """Fit a clone of ``template`` on a split's training rows and predict its test rows.
+
+    With ``task.search``, the parameters are first chosen by
+    :func:`classify.tuning.choose_params` on ``task.search.rows`` (never
+    test rows). With ``task.families``, the fitted model then predicts the
+    test rows again with each family permuted
+    (:func:`classify.importance.permuted_rows`); the model is dropped when
+    this function returns.
 
     Parameters
     ----------
@@ -359,9 +560,8 @@ def fit_split(
     y : np.ndarray [shape=(n_rows,)]
     classes : np.ndarray [shape=(n_classes,)]
         All classes of the table, sorted (column order of the probabilities).
-    train_idx, test_idx : np.ndarray of int
-    fit_params : dict
-        Passed to ``Pipeline.fit`` (``{"mlp__groups": ...}``).
+    task : SplitTask
+        Rows, fit parameters, search and permutations of the split.
     threads : int
         TensorFlow's thread pools, if this process has not started it yet.
         Training leaves it at 1, and BLAS and OpenMP always run
@@ -369,61 +569,124 @@ def fit_split(
         process or in a worker (``--jobs`` cannot change a result); on these
         small problems extra threads only spin anyway, and on a busy machine
         they make a fit many times slower.
-    split_name : str
-        Names the split in the error raised when the fit fails.
 
     Returns
     -------
     SplitOutcome
-        ``proba`` has shape (len(test_idx), n_classes).
+        ``proba`` has shape (len(task.test), n_classes); ``permuted``
+        (n_families, n_repeats, len(task.test), n_classes), float32.
     """
     pipe = clone(template)
+    params = permuted = None
+    importance_seconds = 0.0
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if isinstance(pipe.steps[-1][1], KerasMLPClassifier):
             import_keras(threads=threads)
         t = time.perf_counter()
-        fit_pipeline(pipe, X[train_idx], y[train_idx], fit_params, where=split_name)
+        if task.search is not None:
+            params = _search(pipe, X, y, task.search, where=task.name)
+            pipe.set_params(**params)
+        validation = None
+        if task.validation is not None and len(task.validation):
+            validation = (X[task.validation], y[task.validation])
+        fit_pipeline(pipe, X[task.train], y[task.train], task.fit_params, where=task.name,
+                     validation=validation)
         fit_seconds = time.perf_counter() - t
         t = time.perf_counter()
-        proba = _aligned_proba(pipe, X[test_idx], classes)
+        proba = _aligned_proba(pipe, X[task.test], classes)
         predict_seconds = time.perf_counter() - t
-    return SplitOutcome(proba, fit_seconds, predict_seconds, _warning_lines(caught))
+        if task.families:
+            t = time.perf_counter()
+            shuffled = importance.permuted_rows(X[task.test], task.families, importance.N_REPEATS,
+                                                np.random.default_rng(task.seed))
+            permuted = _aligned_proba(pipe, shuffled, classes).astype(np.float32).reshape(
+                len(task.families), importance.N_REPEATS, len(task.test), len(classes))
+            importance_seconds = time.perf_counter() - t
+    return SplitOutcome(proba, fit_seconds, predict_seconds, _warning_lines(caught), params,
+                        permuted, importance_seconds)
 
 
-def _run_splits(template: Pipeline, table: FeatureTable, protocol: Protocol, options: TrainOptions):
-    """SplitOutcome of every split, in split order (in worker processes if jobs > 1)."""
+def _search(pipe: Pipeline, X: np.ndarray, y: np.ndarray, search: SearchTask, *, where: str) -> dict[str, Any]:
+    """:func:`classify.tuning.choose_params`; a failure becomes a :class:`ModelError` naming model and split."""
+    try:
+        return tuning.choose_params(pipe, X[search.rows], y[search.rows], space=search.space,
+                                    cv=search.cv, fit_params=search.fit_params, seed=search.seed)
+    except ClassifyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any library failure becomes one named message
+        text = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{pipe.steps[-1][0]}: the --tune search failed on {where}: "
+                         f"{type(exc).__name__}: {text}") from None
+
+
+def _run_splits(template: Pipeline, table: FeatureTable, tasks: list[SplitTask], options: TrainOptions):
+    """SplitOutcome of every task, in order (in worker processes if jobs > 1)."""
     X, y, classes = table.X, table.y, table.classes
-    groups = _fit_groups(table)
-
-    def fit_params(split) -> dict[str, Any]:
-        return group_fit_params(template, None if groups is None else groups[split.train])
-
-    jobs = min(options.effective_jobs(), protocol.n_splits)
+    jobs = min(options.effective_jobs(), len(tasks))
     if jobs <= 1:
-        return (fit_split(template, X, y, classes, s.train, s.test, fit_params(s), split_name=s.name)
-                for s in protocol.splits)
+        return (fit_split(template, X, y, classes, task) for task in tasks)
     # One single-threaded fit per core beats one multi-threaded fit at a time
     # (small problems scale badly over threads); n_jobs does not change results.
     # The workers start TensorFlow themselves, with fit_split's one thread.
     template = clone(template).set_params(
         **{k: 1 for k in template.get_params() if k.endswith("n_jobs")}
     )
-    tasks = (delayed(fit_split)(template, X, y, classes, s.train, s.test, fit_params(s), split_name=s.name)
-             for s in protocol.splits)
-    return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(tasks)
+    calls = (delayed(fit_split)(template, X, y, classes, task) for task in tasks)
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(calls)
+
+
+def _quiet_restarts(outcomes):
+    """Yield from ``outcomes`` without loky's note that it replaced a worker.
+
+    TensorFlow keeps ~15 MB per Keras fit; after 300 MB (a few tuned MLP
+    splits) loky replaces the worker cleanly, losing no job, and warns.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given",
+                                category=UserWarning)
+        yield from outcomes
 
 
 def fit_pipeline(pipe: Pipeline, X: np.ndarray, y: np.ndarray, fit_params: dict[str, Any], *,
-                 where: str) -> Pipeline:
-    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split."""
-    name = pipe.steps[-1][0]
+                 where: str, validation: tuple[np.ndarray, np.ndarray] | None = None) -> Pipeline:
+    """Fit ``pipe`` in place; any failure becomes a :class:`ModelError` naming model and split.
+
+    ``validation`` (``(X_val, y_val)``, the ``holdout`` protocol's
+    validation rows) goes to a final step whose ``fit`` takes ``X_val``
+    (the MLP's and HGB's early stopping), through the fitted scaler; the
+    other models do not use it. The scaler is fitted on ``X`` only.
+    """
+    name, model = pipe.steps[-1]
     try:
+        if validation is not None and "X_val" in inspect.signature(model.fit).parameters:
+            head = pipe[:-1].fit(X, y)  # the same step objects: fits pipe's scaler
+            own = {key.split("__", 1)[1]: value for key, value in fit_params.items()
+                   if key.startswith(f"{name}__")}
+            model.fit(head.transform(X), y, X_val=head.transform(validation[0]), y_val=validation[1],
+                      **own)
+            return pipe
         return pipe.fit(X, y, **fit_params)
     except ClassifyError:
         raise
     except Exception as exc:  # noqa: BLE001 - any library failure becomes one named message
         raise ModelError(f"{name} could not be fitted on {where}: {type(exc).__name__}: {exc}") from None
+
+
+def _split_scores(table: FeatureTable, test: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """Scores of one split's test rows: per row, or per clip (plus window accuracy) on a segment table."""
+    classes, y = table.classes, table.y[test]
+    scores = evaluation.split_scores(y, classes[np.argmax(proba, axis=1)])
+    if not table.is_segmented:
+        return scores
+    ids, mean, first, _ = evaluation.aggregate_clips(table.clips[test], proba)
+    clip = evaluation.split_scores(y[first], classes[np.argmax(mean, axis=1)])
+    return {"n_test_clips": len(ids), **clip, "window_accuracy": scores["accuracy"]}
+
+
+def _split_seed(seed: int, position: int) -> int:
+    # One stream per split, the same wherever the split runs.
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
 
 
 @contextlib.contextmanager
@@ -439,6 +702,11 @@ def _thread_limits():
 def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = None) -> Path | None:
     """Refit the final model on all rows and save it as ``out_dir/model``.
 
+    With ``--tune`` its parameters are first chosen by a search on all
+    rows, with inner splits by the protocol's rules (for ``holdout``:
+    scored on the validation rows); they end up in
+    :attr:`TrainResult.final_params` and ``run.json``.
+
     Skipped, with a warning, when the table has no ``features.json`` (the
     bundle must carry the extraction parameters for ``predict``) or when
     its feature columns are not the ones those parameters produce. A bundle
@@ -451,7 +719,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
         The bundle directory, or None when skipped.
     """
     warn = warn or _stderr_warning
-    table, name = result.table, result.final_model
+    table, name, options = result.table, result.final_model, result.options
     bundle_dir = result.out_dir / rundir.BUNDLE_DIR
     reason = None
     if table.features_meta is None:
@@ -467,11 +735,23 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
             shutil.rmtree(bundle_dir)
             warn(f"removed the stale bundle {bundle_dir} of an earlier run")
         return None
-    pipe = result.options.pipeline(name, n_classes=len(table.classes))
-    fit_params = group_fit_params(pipe, _fit_groups(table))
+    pipe = options.pipeline(name, n_classes=len(table.classes))
+    groups = _fit_groups(table)
+    fit_params = group_fit_params(pipe, groups)
     t = time.perf_counter()
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        if options.tune:
+            validation = result.protocol.splits[0].validation if result.protocol.name == "holdout" else None
+            train = np.setdiff1d(np.arange(table.n_rows), [] if validation is None else validation)
+            rows, cv = search_rows(table, result.protocol, train, validation, seed=options.seed)
+            space = tuning.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
+            search = SearchTask(rows, cv, group_fit_params(pipe, None if groups is None else groups[rows]),
+                                space, options.seed)
+            params = _search(pipe, table.X, table.y, search, where="all rows (final fit)")
+            pipe.set_params(**params)
+            result.final_params = tuning.display_params(name, params)
+            log(f"final model {name}: --tune chose {json.dumps(_json_safe(result.final_params))}")
         fit_pipeline(pipe, table.X, table.y, fit_params, where="all rows (final fit)")
     for line in _warning_lines(caught):
         warn(f"{name} (final fit): {line}")
@@ -479,6 +759,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     path = save_bundle(
         bundle_dir, model_name=name, estimator=pipe, class_names=[str(c) for c in pipe.classes_],
         feature_columns=list(table.feature_columns), features_meta=table.features_meta,
+        segment=table.features_meta.get("segment") if table.is_segmented else None,
     )
     log(f"final model {name} refitted on all {table.n_rows} rows and saved to {path}")
     return Path(path)
@@ -487,11 +768,17 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
 def leaderboard_text(result: TrainResult) -> str:
     """The leaderboard as an aligned plain-text table, with the protocol above it."""
     board = result.leaderboard.copy()
-    for col in ("accuracy_mean", "accuracy_std", "balanced_accuracy_mean", "macro_f1_mean"):
-        board[col] = board[col].map("{:.3f}".format)
+    for col in ("accuracy_mean", "accuracy_std", "window_accuracy_mean", "balanced_accuracy_mean",
+                "macro_f1_mean"):
+        if col in board.columns:
+            board[col] = board[col].map("{:.3f}".format)
     board["fit_seconds"] = board["fit_seconds"].map("{:.1f}".format)
-    lines = [f"leaderboard ({result.protocol.label}, {result.protocol.n_splits} split(s)):",
+    tuned = ", tuned with --tune" if result.options.tune else ""
+    lines = [f"leaderboard ({result.protocol.label}, {result.protocol.n_splits} split(s){tuned}):",
              board.to_string(index=False)]
+    if result.table.is_segmented:
+        lines.append(f"scores per clip ({result.table.n_clips} clips; mean probability of their "
+                     f"windows); window_accuracy_mean per window ({result.table.n_rows} windows)")
     if result.protocol.leaky:
         lines.append(f"WARNING: random protocol, {LEAKY_NOTE}; these scores are optimistic.")
     saved = f"saved to {result.bundle_dir}" if result.bundle_dir else "not saved"
@@ -512,6 +799,8 @@ def write_run(result: TrainResult) -> None:
         out, leaderboard=result.leaderboard.assign(protocol=protocol_note), folds=result.folds,
         per_class=result.per_class.assign(protocol=protocol_note),
         predictions=predictions_frame(result), confusions=matrices,
+        clip_predictions=clip_predictions_frame(result) if result.table.is_segmented else None,
+        importance=None if result.importance is None else result.importance.round(6),
     )
     _write_figures(result, matrices)
 
@@ -519,22 +808,49 @@ def write_run(result: TrainResult) -> None:
 def predictions_frame(result: TrainResult) -> pd.DataFrame:
     """Out-of-fold predictions of every model, long format (one row per row x model).
 
-    Columns ``path, label, fold, split, model, predicted, confidence,
-    prob_<class>...``: ``fold`` is the row's fold in the table (empty when
-    it has none), ``split`` names the split that held the row out.
+    Columns ``path, [segment, segment_start_s, segment_end_s,] label, fold,
+    split, model, predicted, confidence, prob_<class>...``: ``fold`` is the
+    row's fold in the table (empty when it has none), ``split`` names the
+    split that held the row out. On a segment table a row is a window.
     """
     table, classes = result.table, result.table.classes
     frames = []
     for name, r in result.results.items():
         rows = r.tested
         proba = r.proba[rows]
-        frame = pd.DataFrame({
-            "path": table.row_names[rows], "label": table.y[rows],
-            "fold": table.folds[rows].reset_index(drop=True),
-            "split": r.split_of_row[rows], "model": name, "predicted": r.predicted[rows],
-            "confidence": proba.max(axis=1),
-        })
+        frame = pd.DataFrame({"path": table.row_names[rows]})
+        if table.is_segmented:
+            for column in SEGMENT_COLUMNS:
+                frame[column] = table.df[column].to_numpy()[rows]
+        frame = frame.assign(
+            label=table.y[rows], fold=table.folds[rows].reset_index(drop=True),
+            split=r.split_of_row[rows], model=name, predicted=r.predicted[rows],
+            confidence=proba.max(axis=1),
+        )
         probs = pd.DataFrame(proba, columns=[rundir.probability_column(c) for c in classes])
+        frames.append(pd.concat([frame, probs], axis=1))
+    return pd.concat(frames, ignore_index=True).round(6)
+
+
+def clip_predictions_frame(result: TrainResult) -> pd.DataFrame:
+    """Out-of-fold predictions per clip of a segment table, one row per clip x model.
+
+    Columns ``path, label, fold, split, model, n_segments, predicted,
+    confidence, prob_<class>...``: the probabilities are the means over the
+    clip's tested windows, ``n_segments`` how many there were.
+    """
+    table, classes = result.table, result.table.classes
+    frames = []
+    for name, r in result.results.items():
+        tested = np.flatnonzero(r.tested)
+        ids, mean, first, counts = evaluation.aggregate_clips(table.clips[tested], r.proba[tested])
+        rows = tested[first]
+        frame = pd.DataFrame({
+            "path": ids, "label": table.y[rows], "fold": table.folds[rows].reset_index(drop=True),
+            "split": r.split_of_row[rows], "model": name, "n_segments": counts,
+            "predicted": classes[np.argmax(mean, axis=1)], "confidence": mean.max(axis=1),
+        })
+        probs = pd.DataFrame(mean, columns=[rundir.probability_column(c) for c in classes])
         frames.append(pd.concat([frame, probs], axis=1))
     return pd.concat(frames, ignore_index=True).round(6)
 
@@ -551,14 +867,21 @@ def report_markdown(result: TrainResult) -> str:
         banner = (f"> **Leaky protocol.** `--cv random` was requested: {LEAKY_NOTE}. The scores "
                   "below are optimistic; use the default protocol for honest numbers.")
         lines += [banner, ""]
+    rows = f"Rows: {t.n_rows}"
+    if t.is_segmented:
+        rows = f"Rows: {t.n_rows} windows of {t.n_clips} clips (scores per clip, `window_accuracy` per window)"
     lines += [
         f"- Table: `{t.path}`",
-        f"- Rows: {t.n_rows}, classes: {len(t.classes)}, features: {t.n_features}",
+        f"- {rows}, classes: {len(t.classes)}, features: {t.n_features}",
         f"- Feature columns: {t.feature_source}",
         f"- Protocol: **{p.label}**, {p.n_splits} split(s): {p.reason}.",
         f"- Final model: **{final}**{saved}",
         *[f"- Note: {w}" for w in p.warnings],
     ]
+    if result.options.tune:
+        chosen = json.dumps(_json_safe(result.final_params)) if result.final_params else "not refitted"
+        lines.append(f"- Tuned with `--tune` inside every training part (chosen parameters: "
+                     f"`params` in `{rundir.FOLDS}`); final model: `{chosen}`")
     accuracy = (result.folds.pivot(index="split", columns="model", values="accuracy")
                 .reindex(index=[s.name for s in p.splits], columns=list(result.results)))
     lines += [
@@ -569,8 +892,20 @@ def report_markdown(result: TrainResult) -> str:
         _markdown(accuracy.rename_axis("accuracy of split").reset_index()), "",
         f"## Per-class scores of {final} (out-of-fold)", "", "All models: `per_class.csv`.", "",
         _markdown(result.per_class[result.per_class["model"] == final].drop(columns="model")), "",
-        "## Confusion matrices (out-of-fold, rows = true class)", "",
     ]
+    if result.importance is not None:
+        overall = result.importance[result.importance["class"] == importance.ALL_CLASSES]
+        table = (overall.pivot(index="family", columns="model", values="importance_mean")
+                 .reindex(columns=list(result.results)).sort_values(final, ascending=False))
+        lines += [
+            "## Which features matter (grouped permutation importance)", "",
+            (f"Drop in out-of-fold {overall['metric'].iloc[0].replace('_', ' ')} when a feature "
+             f"family is shuffled within each test split ({importance.N_REPEATS} repeats); per "
+             f"class: `{rundir.IMPORTANCE}`."), "",
+            f"![Importance of the feature families]({rundir.IMPORTANCE_FIGURE})", "",
+            _markdown(table.reset_index()), "",
+        ]
+    lines += ["## Confusion matrices (out-of-fold, rows = true class)", ""]
     for name in result.results:
         image = rundir.confusion_file(name, "normalized", ".png")
         counts, counts_png = rundir.confusion_file(name, "counts"), rundir.confusion_file(name, "counts", ".png")
@@ -581,14 +916,35 @@ def report_markdown(result: TrainResult) -> str:
 
 def run_info(result: TrainResult) -> rundir.RunInfo:
     """What ``run.json`` records: provenance, protocol, parameters, versions, timings."""
-    t = result.table
-    models = {name: _json_safe(_step_params(result.options.pipeline(name))) for name in result.results}
+    t, options = result.table, result.options
+    models = {name: _json_safe(_step_params(options.pipeline(name))) for name in result.results}
+    tuned = None
+    if options.tune:
+        tuned = {
+            "search": f"HalvingGridSearchCV, factor {tuning.FACTOR}, on rows, scored by accuracy",
+            "spaces": {name: _json_safe(tuning.search_space(name, n_features=t.n_features,
+                                                            mlp_layers=options.mlp_layers))
+                       for name in result.results},
+            "chosen": {name: dict(zip(r.folds["split"], _json_safe(r.params)))
+                       for name, r in result.results.items()},
+            "final": _json_safe(result.final_params),
+        }
+    imp = None
+    if result.importance is not None:
+        families = importance.feature_families(t.feature_columns)
+        imp = {"file": rundir.IMPORTANCE, "n_repeats": importance.N_REPEATS,
+               "families": {f: [t.feature_columns[i] for i in cols] for f, cols in families.items()}}
+    segment = None
+    if t.is_segmented:
+        segment = {"settings": (t.features_meta or {}).get("segment"), "n_clips": t.n_clips,
+                   "scores": "per clip: mean window probability, argmax; window_accuracy per window",
+                   "clip_predictions": rundir.CLIP_PREDICTIONS}
     return rundir.RunInfo(
         table=str(t.path.resolve()),
         table_sha256=file_sha256(t.path),
         features_json=t.features_meta,
         protocol=result.protocol.to_dict() | {"label": result.protocol.label},
-        params={"options": _json_safe(dataclasses.asdict(result.options)),
+        params={"options": _json_safe(dataclasses.asdict(options)),
                 "out": str(result.out_dir), "models": models},
         models=list(result.results),
         best_model=str(result.leaderboard.loc[0, "model"]),
@@ -603,6 +959,9 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
         n_rows=t.n_rows,
         n_features=t.n_features,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        tuning=tuned,
+        segment=segment,
+        importance=imp,
     )
 
 
@@ -637,38 +996,50 @@ def _aligned_proba(pipe, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return full
 
 
+def _scored(table: FeatureTable, r: CVResult) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) labels at the level of the scores: tested rows, or clips of a segment table."""
+    tested = np.flatnonzero(r.tested)
+    if not table.is_segmented:
+        return table.y[tested], r.predicted[tested]
+    _, mean, first, _ = evaluation.aggregate_clips(table.clips[tested], r.proba[tested])
+    return table.y[tested[first]], table.classes[np.argmax(mean, axis=1)]
+
+
 def _per_class(results: dict[str, CVResult], table: FeatureTable) -> pd.DataFrame:
-    y = table.y
-    frames = [
-        evaluation.per_class_scores(name, y[r.tested], r.predicted[r.tested], table.classes)
-        for name, r in results.items()
-    ]
+    frames = [evaluation.per_class_scores(name, *_scored(table, r), table.classes)
+              for name, r in results.items()]
     return pd.concat(frames, ignore_index=True)
 
 
 def _confusions(result: TrainResult) -> dict[str, dict[str, pd.DataFrame]]:
-    y, classes = result.table.y, result.table.classes
     out = {}
     for name, r in result.results.items():
-        counts, normalized = evaluation.confusion_tables(y[r.tested], r.predicted[r.tested], classes)
+        counts, normalized = evaluation.confusion_tables(*_scored(result.table, r), result.table.classes)
         out[name] = {"counts": counts, "normalized": normalized}
     return out
 
 
 def _write_figures(result: TrainResult, matrices: dict) -> None:
     note = result.protocol.label
+    level = "per clip, " if result.table.is_segmented else ""
     for name, kinds in matrices.items():
         for kind, matrix in kinds.items():
             what = "row-normalised" if kind == "normalized" else "counts"
             fig = plots.confusion_figure(
-                matrix, title=f"{name}: confusion matrix, {what} (out-of-fold, {note})",
+                matrix, title=f"{name}: confusion matrix, {what} ({level}out-of-fold, {note})",
                 normalized=kind == "normalized",
             )
             plots.save_figure(fig, result.out_dir / rundir.confusion_file(name, kind, ".png"))
     fig = plots.split_scores_figure(
-        result.folds, metric="accuracy", title=f"Accuracy per held-out split ({note})"
+        result.folds, metric="accuracy", title=f"Accuracy per held-out split ({level}{note})"
     )
     plots.save_figure(fig, result.out_dir / rundir.FOLDS_FIGURE)
+    figure = result.out_dir / rundir.IMPORTANCE_FIGURE
+    if result.importance is not None:
+        plots.save_figure(plots.importance_figure(
+            result.importance, title=f"Importance of the feature families (out-of-fold, {note})"), figure)
+    elif figure.is_file():
+        figure.unlink()  # an earlier run's: no longer this run's
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -276,3 +276,28 @@ def test_hgb_says_when_it_cannot_hold_out_whole_groups():
     with pytest.warns(UserWarning, match="early stopping could not hold out whole recording groups"):
         clf.fit(X, y, groups=groups)
     assert clf.predict_proba(X).shape == (len(y), 3)
+
+
+def test_a_given_validation_part_drives_early_stopping_and_every_row_is_trained_on(monkeypatch):
+    """The holdout protocol's validation rows: HGB and the MLP stop on them, never train on them."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y, groups = blobs()
+    X_val, y_val = X[::4], y[::4]
+    seen = {}
+    real_fit = HistGradientBoostingClassifier.fit
+
+    def spy(self, X, y, sample_weight=None, **kwargs):
+        seen.update(n_train=len(X), n_val=len(kwargs["X_val"]))
+        return real_fit(self, X, y, sample_weight=sample_weight, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", spy)
+    GroupHistGradientBoostingClassifier(early_stopping=True, max_iter=10).fit(
+        X, y, groups=groups, X_val=X_val, y_val=np.r_[y_val[:-1], ["unseen"]])
+    assert seen == {"n_train": len(y), "n_val": len(y_val) - 1}, "unknown classes leave the validation part"
+
+    mlp = KerasMLPClassifier(**{**FAST_MLP, "batch_size": 16}, random_state=0)
+    mlp.fit(X, y, groups=groups, X_val=X_val, y_val=y_val)
+    assert len(mlp.history_["val_loss"]) == mlp.n_epochs_
+    # 120 rows make 8 batches an epoch; an inner 15% validation split would leave 7.
+    assert mlp.model_.optimizer.iterations.numpy() == 8 * mlp.n_epochs_

@@ -213,3 +213,32 @@ def test_save_figure_closes_pyplot_figures(tmp_path):
     fig = plt.figure()
     plots.save_figure(fig, tmp_path / "p.png")
     assert fig.number not in plt.get_fignums()
+
+
+def _importance() -> pd.DataFrame:
+    rows = []
+    for model in ("svm", "knn"):
+        for family, drop in (("mfcc_mean", 0.3), ("zcr", 0.01), ("chroma", 0.1)):
+            for cls in ("(all)", "dog_bark", "siren"):
+                rows.append({"model": model, "family": family, "n_columns": 2, "class": cls,
+                             "importance_mean": drop, "importance_std": 0.01, "n_repeats": 5,
+                             "metric": "accuracy" if cls == "(all)" else "recall"})
+    return pd.DataFrame(rows)
+
+
+def test_importance_figure_ranks_families_and_has_a_bar_per_model():
+    fig = plots.importance_figure(_importance(), title="importance")
+    ax = fig.axes[0]
+    assert _tick_texts(ax.get_yticklabels()) == ["zcr", "chroma", "mfcc_mean"]  # most important on top
+    assert len(ax.patches) == 6 and "accuracy" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["svm", "knn"]
+
+
+def test_importance_by_class_figure_is_families_by_classes():
+    rows = _importance()
+    fig = plots.importance_by_class_figure(rows[rows["model"] == "svm"], title="svm")
+    ax = fig.axes[0]
+    assert _tick_texts(ax.get_yticklabels()) == ["mfcc_mean", "chroma", "zcr"]
+    assert _tick_texts(ax.get_xticklabels()) == ["dog_bark", "siren"]
+    with pytest.raises(ValueError, match="no per-class rows"):
+        plots.importance_by_class_figure(rows[rows["class"] == "(all)"], title="x")

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from classify import cli
-from classify.bundle import BUNDLE_JSON, load_bundle, save_bundle
+from classify.bundle import BUNDLE_JSON, FORMAT_VERSION, load_bundle, save_bundle
 from classify.predict import predict_files
 from features.extract import extract_files
 from features.params import FeatureParams
@@ -139,11 +139,11 @@ def test_exit_2_for_a_bundle_from_a_newer_version(model_dir, inputs, tmp_path):
     for f in model_dir.iterdir():
         (newer / f.name).write_bytes(f.read_bytes())
     meta = json.loads((newer / BUNDLE_JSON).read_text())
-    (newer / BUNDLE_JSON).write_text(json.dumps({**meta, "format_version": 2}))
+    (newer / BUNDLE_JSON).write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
     cmd = [sys.executable, "-m", "classify", "predict", "--model", str(newer), str(inputs["file1"])]
     result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
-    assert "bundle format 2 was written by a newer version" in result.stderr
+    assert f"bundle format {FORMAT_VERSION + 1} was written by a newer version" in result.stderr
     assert "upgrade the package" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""

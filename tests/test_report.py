@@ -166,3 +166,14 @@ def test_report_command_line(run, tmp_path, capsys):
     assert page.audio == [] and "wrong" not in page.ids
     with pytest.raises(SystemExit):
         cli.build_parser("report").parse_args(["report", str(run), "--n-wrong", "-1"])
+
+
+def test_the_report_shows_which_features_matter(run):
+    page = parse_page(report.build_report(run))
+    images = {Path(unquote(src)).name for src, _ in page.images}
+    assert "importance" in page.ids and {"importance.png", "importance_by_class.png"} <= images
+    text = page_text(page)
+    assert "Drop in out-of-fold accuracy when one family of feature columns is shuffled" in text
+    (run / "importance.csv").unlink()  # a run with --no-importance, or an older one
+    text = page_text(parse_page(report.build_report(run)))
+    assert "This run has no importance.csv" in text

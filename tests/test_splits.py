@@ -11,6 +11,7 @@ from classify.splits import (
     build_protocol,
     calibration_folds,
     choose_protocol,
+    inner_splits,
     validation_split,
 )
 from classify.tables import load_table
@@ -271,3 +272,125 @@ def test_calibration_folds_say_when_groups_cannot_be_kept_whole():
     assert len(folds) == 3
     with pytest.raises(ValueError, match="class 'c' has a single training row"):
         calibration_folds(np.array(["a", "a", "c"]), None, 3)
+
+
+# ---------------------------------------------------------------- holdout
+
+
+def parts_of(y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """train / validation / test for every row, about 60/20/20."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(np.array(["train", "validation", "test"], dtype=object), size=len(y),
+                      p=[0.6, 0.2, 0.2])
+
+
+def test_holdout_fits_selects_and_reports_on_exactly_its_parts():
+    y, folds, groups = dataset(n_groups=60)
+    parts = parts_of(y)
+    p = build_protocol("auto", y, folds=folds, groups=groups, parts=parts)
+    assert p.name == "holdout" and p.n_splits == 1 and not p.leaky, "auto picks holdout before folds"
+    (split,) = p.splits
+    assert split.name == "holdout" and split.fold is None
+    assert list(split.train) == list(np.flatnonzero(parts == "train"))
+    assert list(split.validation) == list(np.flatnonzero(parts == "validation"))
+    assert list(split.test) == list(np.flatnonzero(parts == "test"))
+    assert "the table has a 'split' column" in p.reason and "choose on validation" in p.reason
+    assert p.to_dict()["rows"] == {"train": len(split.train), "validation": len(split.validation),
+                                   "test": len(split.test)}
+    # Asked for another protocol, the split column is ignored.
+    assert build_protocol("folds", y, folds=folds, parts=parts).name == "folds"
+    assert all(s.validation is None for s in build_protocol("folds", y, folds=folds, parts=parts).splits)
+
+
+def test_holdout_refuses_rows_outside_the_three_parts():
+    y, folds, _ = dataset(n_groups=60)
+    parts = parts_of(y)
+    parts[[4, 9]] = ["", "dev"]
+    with pytest.raises(SplitError, match=r"--cv auto chose holdout, but 2 row\(s\) have a 'split' "
+                                         r"value that is not one of train, validation, test \(first "
+                                         r"at data row 5; values \['', 'dev'\]"):
+        build_protocol("auto", y, folds=folds, parts=parts)
+    with pytest.raises(SplitError, match="needs rows with split 'test'"):
+        build_protocol("holdout", y, parts=np.where(parts_of(y) == "test", "train", parts_of(y)))
+    with pytest.raises(SplitError, match="needs a 'split' column"):
+        build_protocol("holdout", y, folds=folds)
+
+
+def test_holdout_without_validation_rows_says_how_it_chooses():
+    y, _, groups = dataset(n_groups=60)
+    parts = np.where(parts_of(y) == "validation", "train", parts_of(y))
+    p = build_protocol("holdout", y, parts=parts)
+    assert len(p.splits[0].validation) == 0
+    assert any("no 'validation' rows" in w for w in p.warnings)
+    shared = build_protocol("holdout", y, groups=groups, parts=parts_of(y))  # parts by row, not group
+    assert any("have rows in more than one of train, validation and test" in w for w in shared.warnings)
+
+
+# ------------------------------------------------------------ segment tables
+
+
+def windows(n_clips: int = 48, per_clip: int = 4, seed: int = 0):
+    """Labels, folds, groups, parts and clips of a segment table (windows of a clip share all)."""
+    rng = np.random.default_rng(seed)
+    clip = np.repeat([f"clip{c}" for c in range(n_clips)], per_clip)
+    label = np.repeat([f"class{c % 3}" for c in range(n_clips)], per_clip).astype(object)
+    fold = pd.Series(np.repeat([c % 4 + 1 for c in range(n_clips)], per_clip), dtype="Int64")
+    group = np.repeat([f"rec{c // 2}" if c % 5 else "" for c in range(n_clips)], per_clip).astype(object)
+    group = np.where(group == "", clip, group)  # FeatureTable.groups of a segment table
+    part = np.repeat(rng.choice(["train", "validation", "test"], n_clips, p=[0.6, 0.2, 0.2]), per_clip)
+    return label, fold, group, part.astype(object), clip
+
+
+@pytest.mark.parametrize("cv", ["holdout", "folds", "group", "stratified"])
+def test_windows_of_a_clip_never_straddle_a_split(cv):
+    y, folds, groups, parts, clips = windows()
+    p = build_protocol(cv, y, folds=folds, groups=groups, parts=parts, clips=clips, k=4)
+    assert p.name == cv and not p.leaky
+    for split in p.splits:
+        sides = [split.train, split.test] + ([split.validation] if split.validation is not None else [])
+        seen = [set(clips[rows]) for rows in sides]
+        assert all(not a & b for i, a in enumerate(seen) for b in seen[i + 1:]), split.name
+    if cv == "stratified":
+        assert "stratified group 4-fold over clips" in p.reason
+
+
+def test_random_splits_windows_and_says_so():
+    y, *_, clips = windows()
+    p = build_protocol("random", y, clips=clips)
+    (split,) = p.splits
+    assert set(clips[split.train]) & set(clips[split.test]), "the leak this protocol shows"
+    assert p.leaky and "windows of one clip are split apart" in p.reason
+
+
+def test_auto_on_a_segment_table_without_folds_groups_by_clip():
+    y, _, _, _, clips = windows()
+    p = build_protocol("auto", y, groups=clips, clips=clips, k=3)
+    assert p.name == "group" and "else each window's clip" in p.reason
+    assert_apart(p, clips)
+
+
+# -------------------------------------------------------------- inner splits
+
+
+def test_inner_splits_follow_the_outer_protocols_rules():
+    y, folds, groups = dataset(n_groups=60)
+    folds, rows = folds.to_numpy(dtype=object), np.arange(len(y))
+    by_fold = inner_splits("folds", y, folds=folds, groups=groups)
+    assert len(by_fold) == 2
+    for train, test in by_fold:
+        assert not set(folds[train]) & set(folds[test])  # whole predefined folds
+    for train, test in inner_splits("group", y, groups=groups, n_splits=3):
+        assert not set(groups[train]) & set(groups[test])
+    for name in ("stratified", "random"):
+        for train, test in inner_splits(name, y, groups=None if name == "random" else groups):
+            assert sorted(np.r_[train, test]) == list(rows)
+    validation = np.zeros(len(y), bool)
+    validation[::5] = True
+    (train, test), = inner_splits("holdout", y, validation=validation)
+    assert list(test) == list(np.flatnonzero(validation)) and list(train) == list(np.flatnonzero(~validation))
+    # One remaining fold: whole groups instead.
+    one = np.ones(len(y), dtype=object)
+    for train, test in inner_splits("folds", y, folds=one, groups=groups):
+        assert not set(groups[train]) & set(groups[test])
+    with pytest.raises(SplitError, match="needs at least two groups"):
+        inner_splits("group", y, groups=np.full(len(y), "g"))

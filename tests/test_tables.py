@@ -257,3 +257,87 @@ def test_table_that_does_not_match_its_features_json_is_refused(demo_root, tmp_p
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode != 0 and "being replaced when a run stopped" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------- metadata never features
+
+
+def test_metadata_columns_are_never_features_without_a_schema(tmp_path):
+    """Numeric metadata (classID is the label in disguise) never becomes a feature, in any case."""
+    df = default_table()
+    df["classID"] = (df["label"] == "siren").astype(int)  # numbers, as a manifest may hold them
+    df["ClassId"] = df["classID"]
+    df["fsID"] = np.arange(len(df)) // 2
+    df["start"], df["end"], df["salience"] = 0.5, 4.5, 1
+    df["split"] = "train"
+    df["segment_count"] = 1
+    out = write_default(tmp_path, df, schema=False)
+    for suffix in ("csv", "parquet"):
+        t = load_table(out / f"features.{suffix}")
+        assert t.feature_columns == tuple(FEATURES), suffix
+
+
+def test_metadata_columns_are_never_features_with_a_schema(tmp_path):
+    df = default_table()
+    out = write_default(tmp_path, df)
+    assert load_table(out / "features.parquet").feature_columns == tuple(FEATURES)
+    schema = pd.read_csv(out / "features.schema.csv")
+    schema.loc[schema["column"] == "classID", "role"] = "feature"
+    schema.to_csv(out / "features.schema.csv", index=False)
+    with pytest.raises(TableError, match=r"lists \['classID'\] as feature column\(s\), but they "
+                                         r"identify or describe the clip"):
+        load_table(out / "features.parquet")
+
+
+# ------------------------------------------------------------- segment tables
+
+
+def segment_table(n_clips: int = 8, windows: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [{"path": f"c{c}.wav", "label": ("dog", "cat")[c % 2], "fold": c % 4 + 1,
+             "group": "" if c % 3 == 0 else f"rec{c // 2}", "segment": w,
+             "segment_start_s": 3.0 * w, "segment_end_s": 3.0 * w + 3.0}
+            for c in range(n_clips) for w in range(windows)]
+    df = pd.DataFrame(rows)
+    df["fold"] = df["fold"].astype("Int64")
+    for name in FEATURES:
+        df[name] = rng.normal(size=len(df))
+    return df
+
+
+def test_segment_table_groups_fall_back_to_the_clip(tmp_path):
+    df = segment_table()
+    write_table(df, tmp_path)
+    t = load_table(tmp_path / "features.parquet")
+    assert t.is_segmented and t.n_clips == 8 and t.n_rows == 24
+    assert t.feature_columns == tuple(FEATURES)  # segment columns are not features
+    groups = pd.Series(t.groups)
+    blank = (df["group"] == "").to_numpy()
+    assert (groups[blank] == df["path"][blank]).all() and (groups[~blank] == df["group"][~blank]).all()
+    assert (groups.groupby(df["path"]).nunique() == 1).all()
+    assert "24 rows (windows of 8 clips)" in t.describe()
+    # Without a group column at all, every clip is its own group.
+    write_table(df.drop(columns="group"), tmp_path / "nogroup")
+    assert list(load_table(tmp_path / "nogroup" / "features.parquet").groups) == list(df["path"])
+
+
+@pytest.mark.parametrize("column, value", [("label", "cat"), ("fold", 3), ("group", "other")])
+def test_windows_of_a_clip_must_share_label_fold_and_group(tmp_path, column, value):
+    df = segment_table()
+    df.loc[1, column] = value  # clip c0, window 1 (c0 is a 'dog' of fold 1, no group)
+    write_table(df, tmp_path)
+    with pytest.raises(TableError, match=rf"the windows of clip c0.wav have different '{column}' values"):
+        load_table(tmp_path / "features.parquet")
+
+
+def test_segment_table_needs_paths_and_whole_window_numbers(tmp_path):
+    df = segment_table()
+    write_table(df.drop(columns="path"), tmp_path / "a")
+    with pytest.raises(TableError, match="has a 'segment' column but no 'path' column"):
+        load_table(tmp_path / "a" / "features.parquet")
+    df["segment"] = df["segment"].astype(float)
+    df.loc[4, "segment"] = 1.5
+    write_table(df, tmp_path / "b")
+    with pytest.raises(TableError, match=r"column 'segment' must hold numbers >= 0 \(whole window "
+                                         r"indices\); 1 row\(s\) do not, first at data row 5"):
+        load_table(tmp_path / "b" / "features.parquet")

@@ -4,10 +4,13 @@ Reads the run folder through :mod:`classify.rundir` and writes
 ``RUN/report/index.html`` with its PNGs and the audio of the most confidently
 wrong clips beside it, so the ``report/`` folder can be zipped and shared:
 leaderboard and the model in the bundle, CV protocol (a leaky one is flagged
-at the top), scores per split, extraction summary, confusion matrices and
+at the top), scores per split, extraction summary, which feature families
+matter (when the run has ``importance.csv``), confusion matrices and
 per-class scores of the best model (the others one click away), and the
-wrong predictions to listen to. This module gathers the numbers and draws
-the figures; ``templates/report.html.j2`` lays them out.
+wrong predictions to listen to. A run on a segment table says that its
+scores are per clip, and its wrong predictions are clips
+(``clip_predictions.csv``). This module gathers the numbers and draws the
+figures; ``templates/report.html.j2`` lays them out.
 """
 from __future__ import annotations
 
@@ -79,12 +82,14 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
         "report.html.j2", out / "index.html",
         title=f"Training report: {name}", subtitle=str(r.path.resolve()),
         toc=[("summary", "Leaderboard"), ("protocol", "CV protocol"), ("splits", "Scores per split"),
-             ("extraction", "Extraction"), ("models", "Confusions per model"),
-             ("wrong", "Confidently wrong"), ("details", "Run details")],
+             ("extraction", "Extraction"), ("importance", "Which features matter"),
+             ("models", "Confusions per model"), ("wrong", "Confidently wrong"),
+             ("details", "Run details")],
         protocol=r.info.protocol,
         summary=_summary(r, best, shown),
         splits=_splits(r, shown, out),
         extraction=_extraction(meta, r.info.table),
+        importance=_importance(r, best, shown, out),
         models=[_model(r, model, model == best, matrices, out) for model in shown],
         wrong=_wrong(r, best, n_wrong, root, out, audio_root is not None) if n_wrong else None,
         details=_details(r),
@@ -97,13 +102,36 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
 def _summary(r: Run, best: str, shown: list[str]) -> dict[str, Any]:
     board = r.leaderboard[r.leaderboard["model"].isin(shown)].reset_index(drop=True)
     info = r.info
+    tuning = info.tuning or {}
     return {
         "best": best, "accuracy_mean": float(board.loc[0, "accuracy_mean"]),
         "accuracy_std": float(board.loc[0, "accuracy_std"]), "n_rows": info.n_rows,
         "n_classes": len(info.classes), "n_features": info.n_features,
         "bundle": r.bundle_dir.name if r.bundle_dir is not None else None,
         "final_model": info.final_model, "board": Table.of(board),
+        "segment": info.segment, "tuned": info.tuning is not None,
+        "final_params": json.dumps(tuning["final"]) if tuning.get("final") else None,
     }
+
+
+def _importance(r: Run, best: str, shown: list[str], out: Path) -> dict[str, Any] | None:
+    if r.importance is None:
+        return None
+    rows = r.importance[r.importance["model"].isin(shown)]
+    overall = rows[rows["class"] == "(all)"]
+    plots.save_figure(plots.importance_figure(rows, title="Importance of the feature families"),
+                      out / "importance.png")
+    plots.save_figure(plots.importance_by_class_figure(
+        rows[rows["model"] == best], title=f"{best}: importance of each family per class"),
+        out / "importance_by_class.png")
+    table = (overall.pivot(index="family", columns="model", values="importance_mean")
+             .reindex(columns=[m for m in shown if m in set(overall["model"])]))
+    table = table.sort_values(best, ascending=False) if best in table.columns else table
+    return {"best": best, "metric": str(overall["metric"].iloc[0]).replace("_", " "),
+            "n_repeats": int(overall["n_repeats"].iloc[0]),
+            "families": [(family, ", ".join(columns)) for family, columns
+                         in ((r.info.importance or {}).get("families") or {}).items()],
+            "table": Table.of(table.reset_index())}
 
 
 def _splits(r: Run, shown: list[str], out: Path) -> dict[str, Any]:
@@ -160,7 +188,9 @@ def _model(r: Run, model: str, is_best: bool, matrices: dict, out: Path) -> dict
 
 
 def _wrong(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_given: bool) -> dict[str, Any]:
-    preds = r.predictions[r.predictions["model"] == best]
+    # A segment run is scored per clip: its wrong predictions are clips, played whole.
+    source = r.clip_predictions if r.clip_predictions is not None else r.predictions
+    preds = source[source["model"] == best]
     is_wrong = preds["label"].astype(str) != preds["predicted"].astype(str)
     wrong = preds[is_wrong].sort_values("confidence", ascending=False, kind="stable").head(n_wrong)
     usable_root = root if root is not None and root.is_dir() else None
@@ -172,7 +202,7 @@ def _wrong(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_g
         "model": best, "n_shown": len(wrong), "n_wrong": int(is_wrong.sum()), "n_predictions": len(preds),
         "root": str(root) if root is not None else None, "root_exists": usable_root is not None,
         "root_source": "--audio-root" if root_given else "features.json",
-        "has_paths": r.info.path_column is not None,
+        "has_paths": r.info.path_column is not None, "clips": r.clip_predictions is not None,
         "cards": [_card(i, row, finder, out) for i, (_, row) in enumerate(wrong.iterrows(), start=1)],
     }
 

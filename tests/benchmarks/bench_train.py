@@ -12,7 +12,15 @@ Features are class means in a small latent space plus a per-recording
 offset plus noise: learnable, not trivial, and leaky splits would score
 visibly higher than grouped ones.
 
-Run: ``make bench`` or ``.venv/bin/python tests/benchmarks/bench_train.py``.
+With ``--tune-on TABLE`` it measures ``--tune`` instead, on a real table
+(the demo's: ``python -m features demo-data DIR --clips 1000`` then
+``python -m features extract DIR --out OUT``): the same models under the
+table's official folds, untuned then tuned, and prints the accuracy of
+each model both ways, the wall-time factor of ``--tune`` (goal: at most
+about :data:`TUNE_GOAL_FACTOR`) and what the permutation importance costs.
+
+Run: ``make bench`` or ``.venv/bin/python tests/benchmarks/bench_train.py``
+(``--tune-on data/output/demo/features/features.parquet``).
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ US8K_CLASSES = {
     "siren": 929, "street_music": 1000,
 }
 GOAL_SECONDS = 600.0
+TUNE_GOAL_FACTOR = 5.0
 
 
 def synthesise_table(n_features: int, *, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
@@ -102,6 +111,47 @@ def write_bench_table(out_dir: Path, n_features: int, *, seed: int = 0) -> Path:
     return paths["parquet"]
 
 
+def bench_tune(table: Path, out: Path, *, models: str, seed: int, folds: str | None = None) -> int:
+    """Untuned then tuned ``train`` on ``table`` (official folds); accuracies, time factor, importance cost.
+
+    ``folds`` (``"1,2"``) keeps only those folds' rows, for a quicker measurement.
+    """
+    if folds:
+        import pandas as pd
+
+        keep = {int(f) for f in folds.split(",")}
+        df = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
+        table = write_table(df[df["fold"].isin(keep)].reset_index(drop=True), out / "subset", ["parquet"])["parquet"]
+    runs = {}
+    for tune in (False, True):
+        started = time.perf_counter()
+        result = train(table, out / ("tuned" if tune else "untuned"),
+                       TrainOptions(models=models, cv="folds", seed=seed, quiet=True, tune=tune),
+                       log=lambda line: None)
+        runs[tune] = (result, time.perf_counter() - started)
+        print(f"{'tuned' if tune else 'untuned'} run: {runs[tune][1]:.0f} s wall; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    plain, tuned = runs[False][0], runs[True][0]
+    print()
+    print(f"{'model':<8}{'accuracy':>10}{'tuned':>8}{'fit s':>8}{'tuned':>8}  chosen by the final search")
+    for name in plain.results:
+        a = plain.leaderboard.set_index("model").loc[name, "accuracy_mean"]
+        b = tuned.leaderboard.set_index("model").loc[name, "accuracy_mean"]
+        chosen = tuned.final_params if name == tuned.final_model else ""
+        print(f"{name:<8}{a:>10.3f}{b:>8.3f}{plain.results[name].fit_seconds:>8.0f}"
+              f"{tuned.results[name].fit_seconds:>8.0f}  {chosen or ''}")
+    factor = runs[True][1] / runs[False][1]
+    permuting = sum(plain.timings["importance_seconds"].values())
+    fitting = sum(plain.timings["cv_fit_seconds"].values())
+    print(f"importance: {permuting:.1f} s of permuted predictions summed over splits and models, "
+          f"{100 * permuting / fitting:.0f}% of the {fitting:.0f} s of fitting (untuned)")
+    verdict = "PASS" if factor <= TUNE_GOAL_FACTOR * 1.1 else "FAIL"
+    print(f"bench_train --tune: {plain.table.n_rows} rows x {plain.table.n_features} features, "
+          f"{len(plain.results)} models x {plain.protocol.n_splits} folds: untuned {runs[False][1]:.0f} s, "
+          f"tuned {runs[True][1]:.0f} s wall -> x{factor:.1f} (goal about x{TUNE_GOAL_FACTOR:.0f}) -> {verdict}")
+    return 0 if verdict == "PASS" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/bench/train"),
@@ -111,7 +161,15 @@ def main(argv: list[str] | None = None) -> int:
                         "columns, so the model bundle is saved too)")
     parser.add_argument("--models", default="mlp,logreg,svm,rf,knn,hgb")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune-on", type=Path, metavar="TABLE", default=None,
+                        help="measure --tune on this table (with folds) instead: accuracy and wall "
+                        "time untuned vs tuned")
+    parser.add_argument("--folds", metavar="LIST", default=None,
+                        help="with --tune-on: keep only these folds' rows (e.g. 1,2,3), to be quicker")
     args = parser.parse_args(argv)
+    if args.tune_on is not None:
+        return bench_tune(args.tune_on, args.out / "tune", models=args.models, seed=args.seed,
+                          folds=args.folds)
 
     t = time.perf_counter()
     table_path = write_bench_table(args.out / "features", args.features, seed=args.seed)
