@@ -5,7 +5,8 @@ the ``features`` package, so a model only ever sees numbers made the way
 its training table was made. Unreadable files are reported and skipped.
 
 A model trained on windows (a bundle with ``segment``) gets every file cut
-into the same windows (:func:`extract_windows`); a clip's label is the
+into the same windows (its feature parameters carry them, so
+:func:`features.extract.extract_files` cuts them); a clip's label is the
 class of highest mean probability over its windows, as in training
 (:func:`predict_segments` also returns the label of every window).
 
@@ -15,7 +16,7 @@ Example::
 """
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,7 +143,7 @@ def predict_segments(
     files, errors = _expand_paths(paths)
     features = pd.DataFrame(columns=["path", *SEGMENT_COLUMNS])
     if files:
-        features, extract_errors = extract_windows(files, bundle.feature_params, bundle.segment, jobs=jobs)
+        features, extract_errors = extract_files(files, window_params(bundle), jobs=jobs)
         errors += extract_errors
     features, proba, bad = _probabilities(bundle, features)
     errors += bad
@@ -159,102 +160,14 @@ def predict_segments(
     return clips, windows, errors
 
 
-def extract_windows(
-    files: Sequence[str], params: FeatureParams, segment: dict[str, Any], *, jobs: int = 1
-) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    """Features of every window of every file, cut as ``features extract --segment`` cuts them.
-
-    An adapter: it calls :func:`features.extract.extract_files` with
-    ``segment``, ``hop`` and ``last`` when the installed ``features``
-    takes them, and otherwise cuts the windows here, one file after the
-    other in this process (``jobs`` unused), with
-    :func:`features.audio.load_audio` and
-    :class:`features.compute.FeatureComputer`: each clip is loaded with
-    ``params`` (offset, duration, fixed length apply to the whole clip),
-    windows of ``seconds`` start every ``hop`` seconds, every whole window
-    is kept, and the tail after the last whole window becomes one more
-    window, zero-padded (``last="pad"``), or is dropped (``"drop"``; a clip
-    shorter than one window then has none).
-
-    Parameters
-    ----------
-    files : sequence of str
-    params : FeatureParams
-    segment : dict
-        ``{"seconds", "hop", "last"}`` of the bundle.
-    jobs : int
-
-    Returns
-    -------
-    table : pd.DataFrame
-        ``path, segment, segment_start_s, segment_end_s`` (seconds from the
-        start of the file) then the feature columns; one row per window.
-    errors : list of ErrorRecord
-    """
-    seconds, hop, last = segment["seconds"], segment["hop"], segment["last"]
-    if "segment" in inspect.signature(extract_files).parameters:
-        return extract_files(files, params, jobs=jobs, segment=seconds, hop=hop, last=last)
-    return _cut_windows(files, params, seconds, hop, last)
-
-
-def _cut_windows(files: Sequence[str], params: FeatureParams, seconds: float, hop: float,
-                 last: str) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    """:func:`extract_windows` without the ``features`` package's help (see there)."""
-    from threadpoolctl import threadpool_limits
-
-    from features.audio import load_audio
-    from features.compute import FeatureComputer
-    from features.errors import FeaturesError
-
-    computer = FeatureComputer(params)
-    width, step = round(seconds * params.sr), round(hop * params.sr)
-    rows, values, errors = [], [], []
-    with threadpool_limits(limits=1):
-        for path in files:
-            try:
-                y, _ = load_audio(path, params)
-            except (FeaturesError, OSError) as exc:
-                errors.append(ErrorRecord(str(path), None, "load", type(exc).__name__, str(exc)))
-                continue
-            starts = window_starts(len(y), width, step, last)
-            if not starts:
-                errors.append(ErrorRecord(
-                    str(path), None, "features", "BadAudioError",
-                    f"{path} lasts {len(y) / params.sr:.2f} s, less than one {seconds:g} s window, "
-                    "and the model was trained without partial windows (last=drop)"))
-                continue
-            try:
-                found = [computer.compute(np.pad(y[start:start + width],
-                                                 (0, max(0, start + width - len(y)))))
-                         for start in starts]
-            except FeaturesError as exc:
-                errors.append(ErrorRecord(str(path), None, "features", type(exc).__name__, str(exc)))
-                continue
-            for k, (start, vector) in enumerate(zip(starts, found)):
-                rows.append((str(path), k, params.offset + start / params.sr,
-                             params.offset + min(start + width, len(y)) / params.sr))
-                values.append(vector)
-    table = pd.DataFrame(rows, columns=["path", *SEGMENT_COLUMNS])
-    features = np.vstack(values) if values else np.empty((0, len(computer.columns)))
-    return pd.concat([table, pd.DataFrame(features, columns=computer.columns)], axis=1), errors
-
-
-def window_starts(n: int, width: int, step: int, last: str) -> list[int]:
-    """First sample of every window of a clip of ``n`` samples (see :func:`extract_windows`).
-
-    Examples
-    --------
-    >>> window_starts(10, 4, 4, "pad"), window_starts(10, 4, 4, "drop")
-    ([0, 4, 8], [0, 4])
-    >>> window_starts(3, 4, 2, "pad"), window_starts(3, 4, 2, "drop")
-    ([0], [])
-    """
-    if n < width:
-        return [0] if last == "pad" and n > 0 else []
-    starts = list(range(0, n - width + 1, step))
-    if last == "pad" and starts[-1] + width < n:
-        starts.append(starts[-1] + step)
-    return starts
+def window_params(bundle: Bundle) -> FeatureParams:
+    """The bundle's feature parameters with its windows, so that :func:`extract_files`
+    cuts new files as ``features extract --segment`` cut the training clips."""
+    params, segment = bundle.feature_params, bundle.segment
+    if params.segment is not None:
+        return params
+    return dataclasses.replace(params, segment=segment["seconds"], segment_hop=segment["hop"],
+                               segment_last=segment["last"])
 
 
 def _check_top(top: Any) -> None:

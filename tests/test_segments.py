@@ -19,9 +19,10 @@ from classify.evaluation import (
     SEGMENT_LEADERBOARD_COLUMNS,
     split_scores,
 )
-from classify.predict import extract_windows, predict_files, predict_segments
+from classify.predict import predict_files, predict_segments
 from classify.splits import LEAKY_NOTE
 from classify.training import TrainOptions, train
+from features.extract import extract_files
 from features.params import FeatureParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,14 +131,14 @@ def tone(path: Path, freq: float, seconds: float, seed: int) -> str:
 def window_model(tmp_path_factory):
     """A logreg bundle trained on 1-second windows of 2.5-second tones (last window padded)."""
     root = tmp_path_factory.mktemp("windows")
-    params = FeatureParams(preset="gtzan")
     segment = {"seconds": 1.0, "hop": 1.0, "last": "pad"}
     files, labels = [], {}
     for i in range(12):
         label = list(PITCH)[i % 3]
         files.append(tone(root / "audio" / f"{label}{i}.wav", PITCH[label] * (1 + 0.01 * i), 2.5, seed=i))
         labels[files[-1]] = label
-    features, errors = extract_windows(files, params, segment)
+    features, errors = extract_files(files, FeatureParams(preset="gtzan", segment=1.0,
+                                                          segment_last="pad"))
     assert not errors and len(features) == 12 * 3
     features.insert(1, "label", features["path"].map(labels))
     features.insert(2, "fold", pd.array(features["path"].map(lambda p: files.index(p) // 3 % 3 + 1),
@@ -186,7 +187,7 @@ def test_windows_of_a_whole_clip_model_are_refused(tmp_path):
 
     params = FeatureParams(preset="gtzan")
     files = [tone(tmp_path / f"{k}.wav", f, 1.0, seed=i) for i, (k, f) in enumerate(PITCH.items())]
-    features, _ = extract_windows(files, params, {"seconds": 1.0, "hop": 1.0, "last": "drop"})
+    features, _ = extract_files(files, FeatureParams(preset="gtzan", segment=1.0))
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
