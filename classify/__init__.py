@@ -1,7 +1,7 @@
 """Classification of audio feature tables: honest, fold-aware model comparison.
 
 Public names are imported on first use, so ``import classify`` is cheap and
-never imports TensorFlow (the MLP imports it inside ``fit``/``predict``).
+never imports TensorFlow (the MLP and the CNN import it inside ``fit``/``predict``).
 
 >>> from classify import load_table, choose_protocol, make_pipeline  # doctest: +SKIP
 """
@@ -28,6 +28,7 @@ _LAZY = {
     "make_pipeline": "models",
     "MODEL_NAMES": "models",
     "KerasMLPClassifier": "mlp",
+    "KerasCNNClassifier": "cnn",
     "TrainOptions": "training",
     "train": "training",
 }
@@ -37,6 +38,7 @@ __all__ = [
     "BundleError",
     "ClassifyError",
     "FeatureTable",
+    "KerasCNNClassifier",
     "KerasMLPClassifier",
     "ModelError",
     "Protocol",

@@ -2,20 +2,30 @@
 
 A bundle is everything ``python -m classify predict`` needs to label new
 clips: the fitted model, its class names, the feature columns in model order
-and the extraction parameters copied from ``features.json``. Layout::
+and the extraction parameters copied from ``features.json`` (for a CNN: the
+patch parameters from ``patches.json`` instead). Layout, by ``kind``::
 
     model/
-        bundle.json      format name + version, classes, columns, features_meta,
-                         [segment], library versions, file checksums
-        pipeline.skops   the whole scikit-learn Pipeline (scikit-learn models), or
-        scaler.skops     the Pipeline minus its final step   } the Keras MLP
+        bundle.json      format name + version, kind, classes, columns, features_meta,
+                         [segment], [patch_params], library versions, file checksums
+        pipeline.skops   the whole scikit-learn Pipeline       "sklearn", or
+        scaler.skops     the Pipeline minus its final step   } "keras-mlp", or
         mlp.keras        the Keras model (native format)     }
+        cnn.keras        the CNN (native format)              } "keras-cnn"
+        cnn.json         classes, patch parameters, checksum  } (classify.cnn.save_cnn)
 
 Loading never runs code from the bundle: the ``.skops`` files are loaded
 only after every type they contain has been checked against an explicit
 allow-list of scikit-learn/numpy types, and Keras loads in safe mode
-(no Python lambdas). TensorFlow is imported only when an MLP bundle is
-saved or loaded, so importing this module stays light.
+(no Python lambdas; a CNN file holding any layer type the CNN of
+:mod:`classify.cnn` does not have is refused too). TensorFlow is imported
+only when a Keras bundle is saved or loaded, so importing this module
+stays light.
+
+A CNN bundle (kind ``keras-cnn``) has no feature columns (``[]``) and no
+extraction parameters (``{}``); ``patch_params`` says how ``predict``
+computes the log-mel patch of a new clip
+(:func:`features.patches.patch_files`).
 
 A model trained on a segment table (one row per window of a clip) records
 its windows in ``segment`` (``{"seconds": S, "hop": H, "last": "pad" |
@@ -56,9 +66,14 @@ BUNDLE_JSON = "bundle.json"
 PIPELINE_FILE = "pipeline.skops"
 SCALER_FILE = "scaler.skops"
 KERAS_FILE = "mlp.keras"
+CNN_KERAS_FILE = "cnn.keras"
+CNN_JSON_FILE = "cnn.json"
 KIND_SKLEARN = "sklearn"
 KIND_KERAS_MLP = "keras-mlp"
-_FILES = {KIND_SKLEARN: (PIPELINE_FILE,), KIND_KERAS_MLP: (SCALER_FILE, KERAS_FILE)}
+KIND_KERAS_CNN = "keras-cnn"
+_FILES = {KIND_SKLEARN: (PIPELINE_FILE,), KIND_KERAS_MLP: (SCALER_FILE, KERAS_FILE),
+          KIND_KERAS_CNN: (CNN_KERAS_FILE, CNN_JSON_FILE)}
+_KERAS_KINDS = (KIND_KERAS_MLP, KIND_KERAS_CNN)
 
 # Types skops does not trust by default but that our baselines need; each is
 # plain fitted state (tree arrays, neighbour indices, calibrators) whose
@@ -103,16 +118,18 @@ class Bundle:
     estimator : object
         Fitted estimator; ``estimator.predict_proba(X)`` takes
         ``X`` np.ndarray [shape=(n_clips, len(feature_columns))] in
-        ``feature_columns`` order and returns [shape=(n_clips, n_classes)]
+        ``feature_columns`` order (for a CNN: patches [shape=(n_clips,
+        n_mels, n_frames)]) and returns [shape=(n_clips, n_classes)]
         with columns in ``class_names`` order.
     class_names : list of str
         Class labels, in probability-column order.
     feature_columns : list of str
-        Feature columns the model takes, in order.
-    feature_params : FeatureParams
-        The extraction parameters the model was trained on.
+        Feature columns the model takes, in order (``[]`` for a CNN).
+    feature_params : FeatureParams or None
+        The extraction parameters the model was trained on (None for a CNN).
     features_meta : dict
-        The ``features.json`` dict of the training table (incl. ``params``).
+        The ``features.json`` dict of the training table (incl. ``params``;
+        ``{}`` for a CNN).
     meta : dict
         The whole ``bundle.json``.
     path : Path or None
@@ -120,17 +137,25 @@ class Bundle:
     segment : dict or None
         ``{"seconds", "hop", "last"}`` of a model trained on windows; None
         for a model of whole clips.
+    patch_params : features.params.PatchParams or None
+        How to compute the patches a CNN takes; None for the other kinds.
     """
 
     model_name: str
     estimator: Any
     class_names: list[str]
     feature_columns: list[str]
-    feature_params: FeatureParams
+    feature_params: FeatureParams | None
     features_meta: dict[str, Any]
     meta: dict[str, Any]
     path: Path | None = None
     segment: dict[str, Any] | None = None
+    patch_params: Any = None
+
+    @property
+    def kind(self) -> str:
+        """``sklearn``, ``keras-mlp`` or ``keras-cnn``."""
+        return self.meta["kind"]
 
 
 # --------------------------------------------------------------------- save
@@ -142,9 +167,11 @@ def save_bundle(
     model_name: str,
     estimator: Any,
     class_names: list[str],
-    feature_columns: list[str],
-    features_meta: dict[str, Any],
+    feature_columns: list[str] | None = None,
+    features_meta: dict[str, Any] | None = None,
     segment: dict[str, Any] | None = None,
+    patch_params: Any = None,
+    patches_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write a fitted model as a bundle directory, atomically.
 
@@ -163,17 +190,27 @@ def save_bundle(
     estimator : sklearn estimator
         Fitted; usually ``Pipeline(StandardScaler, classifier)``. A Pipeline
         whose final step is a ``KerasMLPClassifier`` is stored as
-        ``scaler.skops`` + ``mlp.keras``; anything else as ``pipeline.skops``.
+        ``scaler.skops`` + ``mlp.keras``; a ``KerasCNNClassifier`` (or a
+        Pipeline ending in one, with no step before it) as ``cnn.keras`` +
+        ``cnn.json`` (:func:`classify.cnn.save_cnn`); anything else as
+        ``pipeline.skops``.
     class_names : list of str
         Labels in ``estimator.classes_`` order.
     feature_columns : list of str
         Columns of X the estimator was fitted on, in order; must equal the
-        columns ``features_meta["params"]`` produce.
+        columns ``features_meta["params"]`` produce. Not for a CNN.
     features_meta : dict
         The training table's ``features.json`` dict; needs ``"params"``.
+        Not for a CNN.
     segment : dict or None
         The windows the model was trained on (``features.json``'s
         ``segment``: ``seconds``, ``hop``, ``last``); None for whole clips.
+    patch_params : PatchParams or dict
+        A CNN's patch parameters (``read_patches(folder)["params"]``); only
+        for a CNN, which needs them.
+    patches_meta : dict or None
+        What to record about the training patches (folder, checksum), for
+        a CNN.
 
     Returns
     -------
@@ -193,9 +230,16 @@ def save_bundle(
     ... # doctest: +SKIP
     """
     directory = Path(directory)
+    kind = _kind_of(estimator)
+    if kind == KIND_KERAS_CNN:
+        return _save_cnn_bundle(directory, model_name=model_name, estimator=estimator,
+                                class_names=class_names, feature_columns=feature_columns,
+                                segment=segment, patch_params=patch_params, patches_meta=patches_meta)
+    if patch_params is not None:
+        raise BundleError(f"patch_params are for a CNN; {model_name!r} "
+                          f"({type(estimator).__name__}) takes feature columns")
     class_names, feature_columns = _check_save_args(
         model_name, estimator, class_names, feature_columns, features_meta)
-    kind = _kind_of(estimator)
     if segment is not None:
         segment = check_segment(segment, "segment")
     meta = {
@@ -235,7 +279,54 @@ def save_bundle(
     return directory
 
 
-def _check_save_args(model_name, estimator, class_names, feature_columns, features_meta):
+def _save_cnn_bundle(directory: Path, *, model_name, estimator, class_names, feature_columns,
+                     segment, patch_params, patches_meta) -> Path:
+    """The ``keras-cnn`` kind of :func:`save_bundle`: ``save_cnn`` inside the atomic write."""
+    from .cnn import save_cnn
+
+    class_names = _check_names(model_name, estimator, class_names)
+    if feature_columns:
+        raise BundleError(f"{model_name!r} is a CNN: it takes log-mel patches, not feature "
+                          f"columns ({len(feature_columns)} given)")
+    if segment is not None:
+        raise BundleError(f"{model_name!r} is a CNN trained on whole clips; it has no windows (segment)")
+    if patch_params is None:
+        raise BundleError(f"a CNN bundle needs the patch parameters of its training patches "
+                          f"(patch_params=read_patches(folder)['params']) so `predict` can "
+                          f"compute patches of new clips; none given for {model_name!r}")
+    cnn = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": 1,
+        "package_version": _version("soundfeatures"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "model_name": model_name,
+        "kind": KIND_KERAS_CNN,
+        "final_step": estimator.steps[-1][0] if isinstance(estimator, Pipeline) else model_name,
+        "class_names": class_names,
+        "feature_columns": [],
+        "features_meta": {},
+        "patch_params": None,
+        "patches": patches_meta,
+        "versions": {key: _version(dist) for key, dist in _LIBRARIES.items()},
+    }
+    _check_replaceable(directory)
+    try:
+        with atomic_dir(directory) as tmp:
+            save_cnn(cnn, tmp, patch_params=patch_params)
+            meta["patch_params"] = json.loads((tmp / CNN_JSON_FILE).read_text(encoding="utf-8"))["patch_params"]
+            meta["files"] = {name: file_sha256(tmp / name) for name in _FILES[KIND_KERAS_CNN]}
+            try:
+                text = json.dumps(meta, indent=2)
+            except (TypeError, ValueError) as exc:
+                raise BundleError(f"patches_meta cannot be written as JSON ({exc})") from None
+            (tmp / BUNDLE_JSON).write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise BundleError(f"cannot write the bundle {directory}: {exc}") from None
+    return directory
+
+
+def _check_names(model_name, estimator, class_names) -> list[str]:
     if not isinstance(model_name, str) or not model_name:
         raise BundleError(f"model_name={model_name!r} must be a non-empty string")
     if not hasattr(estimator, "predict_proba"):
@@ -248,6 +339,14 @@ def _check_save_args(model_name, estimator, class_names, feature_columns, featur
     if fitted is not None and [str(c) for c in fitted] != class_names:
         raise BundleError(f"class_names={class_names!r} do not match the estimator's "
                           f"classes_ {[str(c) for c in fitted]!r} (probability column order)")
+    return class_names
+
+
+def _check_save_args(model_name, estimator, class_names, feature_columns, features_meta):
+    class_names = _check_names(model_name, estimator, class_names)
+    if feature_columns is None:
+        raise BundleError(f"feature_columns are needed for {model_name!r}: the columns of X it "
+                          "was fitted on, in order")
     feature_columns = [str(c) for c in feature_columns]
     n_in = getattr(estimator, "n_features_in_", None)
     if n_in is not None and n_in != len(feature_columns):
@@ -285,10 +384,19 @@ def check_segment(segment: Any, where: str) -> dict[str, Any]:
 
 
 def _kind_of(estimator: Any) -> str:
+    # A CNN or MLP instance implies its module was imported; not importing
+    # them for scikit-learn models keeps saving those independent of Keras code.
+    cnn = sys.modules.get("classify.cnn")
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) and estimator.steps else estimator
+    if cnn is not None and isinstance(final, cnn.KerasCNNClassifier):
+        if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+            raise BundleError("a CNN pipeline must hold the KerasCNNClassifier alone (it "
+                              f"standardises its patches itself); got steps {[n for n, _ in estimator.steps]}")
+        if getattr(final, "model_", None) is None:
+            raise BundleError("the KerasCNNClassifier is not fitted (no model_); fit it first")
+        return KIND_KERAS_CNN
     if not isinstance(estimator, Pipeline):
         return KIND_SKLEARN
-    # An MLP instance implies its module was imported; not importing it for
-    # scikit-learn models keeps saving them independent of classify.mlp.
     mlp = sys.modules.get("classify.mlp")
     if mlp is None or not isinstance(estimator.steps[-1][1], mlp.KerasMLPClassifier):
         return KIND_SKLEARN
@@ -345,6 +453,8 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
     kind = meta["kind"]
     for name in _FILES[kind]:
         _check_file(directory, name, meta)
+    if kind == KIND_KERAS_CNN:
+        return _load_cnn_bundle(directory, meta)
     params = _params_from_meta(meta["features_meta"], f"{directory / BUNDLE_JSON}")
     _check_columns(meta["feature_columns"], params, f"{directory / BUNDLE_JSON}")
     _warn_on_version_drift(directory, meta)
@@ -363,6 +473,30 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
         meta=meta,
         path=directory,
         segment=None if meta.get("segment") is None else check_segment(meta["segment"], str(directory / BUNDLE_JSON)),
+    )
+
+
+def _load_cnn_bundle(directory: Path, meta: dict[str, Any]) -> Bundle:
+    """A ``keras-cnn`` bundle: :func:`classify.cnn.load_cnn` (safe mode, known layers only)."""
+    from features.params import PatchParams
+
+    from .cnn import load_cnn
+
+    _warn_on_version_drift(directory, meta)
+    loaded = load_cnn(directory)
+    try:
+        recorded = PatchParams.from_dict(meta["patch_params"])
+    except (FeaturesError, TypeError, ValueError) as exc:
+        raise BundleError(f"{directory / BUNDLE_JSON}: invalid patch_params ({exc}); retrain") from None
+    if recorded != loaded.patch_params:
+        raise BundleError(f"{directory / BUNDLE_JSON} and {directory / CNN_JSON_FILE} record "
+                          "different patch parameters; the bundle is inconsistent, retrain")
+    estimator = Pipeline([(meta["final_step"], loaded.estimator)])
+    _check_loaded(directory, estimator, meta)
+    return Bundle(
+        model_name=meta["model_name"], estimator=estimator, class_names=list(meta["class_names"]),
+        feature_columns=[], feature_params=None, features_meta={}, meta=meta, path=directory,
+        patch_params=loaded.patch_params,
     )
 
 
@@ -408,8 +542,10 @@ def _check_meta_fields(path: Path, meta: dict[str, Any]) -> None:
     if meta["kind"] not in _FILES:
         raise BundleError(f"{path} has unknown model kind {meta['kind']!r} "
                           f"(known: {', '.join(_FILES)}); upgrade the package")
-    if meta["kind"] == KIND_KERAS_MLP and not isinstance(meta.get("final_step"), str):
+    if meta["kind"] in _KERAS_KINDS and not isinstance(meta.get("final_step"), str):
         raise BundleError(f"{path} is damaged: 'final_step' is missing; retrain")
+    if meta["kind"] == KIND_KERAS_CNN and not isinstance(meta.get("patch_params"), dict):
+        raise BundleError(f"{path} is damaged: 'patch_params' is missing or not an object; retrain")
 
 
 def _check_file(directory: Path, name: str, meta: dict[str, Any]) -> None:
@@ -445,7 +581,7 @@ def _check_columns(columns: list[str], params: FeatureParams, where: str) -> Non
 
 
 def _warn_on_version_drift(directory: Path, meta: dict[str, Any]) -> None:
-    libraries = ["sklearn"] + (["keras"] if meta["kind"] == KIND_KERAS_MLP else [])
+    libraries = ["sklearn"] + (["keras"] if meta["kind"] in _KERAS_KINDS else [])
     recorded = meta.get("versions") or {}
     for key in libraries:
         then, now = recorded.get(key), _version(_LIBRARIES[key])

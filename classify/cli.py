@@ -63,7 +63,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
-    from .models import DEFAULT_MLP_LAYERS, MODEL_NAMES
+    from .models import DEFAULT_MLP_LAYERS, MODEL_NAMES, PATCH_MODELS
     from .splits import PROTOCOLS
 
     parser.add_argument("table", metavar="TABLE", help="features.csv or features.parquet")
@@ -73,7 +73,21 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "data/output/NAME/run for data/output/NAME/features/features.parquet)",
     )
     parser.add_argument("--models", default=",".join(MODEL_NAMES), metavar="LIST",
-                        help="comma-separated models to compare (default: %(default)s)")
+                        help="comma-separated models to compare (default: %(default)s); add "
+                        f"{', '.join(PATCH_MODELS)} for the CNN on log-mel patches, without and "
+                        "with augmentation of its training clips (they need --patches and take "
+                        "minutes)")
+    parser.add_argument(
+        "--patches", metavar="DIR", default=None,
+        help="output folder of 'python -m features patches' for the cnn models (default: "
+        "'patches' beside the table's folder, e.g. data/output/NAME/patches); all models are "
+        "then trained on the clips that have both a table row and a patch (others: unmatched.csv)",
+    )
+    parser.add_argument("--cnn-epochs", type=int, default=None, metavar="N",
+                        help="maximum epochs of cnn and cnn_aug (default: 30, with early stopping)")
+    parser.add_argument("--cnn-stereo-split", action="store_true",
+                        help="cnn_aug also trains on each channel of its stereo training clips "
+                        "(channels.npy; 2.5x the training examples on the demo)")
     parser.add_argument(
         "--cv", default="auto", choices=PROTOCOLS,
         help="evaluation protocol: auto = the dataset's train/validation/test parts ('split' "
@@ -113,9 +127,10 @@ def _train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         models=args.models, cv=args.cv, k=args.k, seed=args.seed, mlp_layers=args.mlp_layers,
         class_weight=args.class_weight, final=args.final, epochs=args.epochs, quiet=args.quiet,
-        jobs=args.jobs, tune=args.tune, importance=args.importance,
+        jobs=args.jobs, tune=args.tune, importance=args.importance, cnn_epochs=args.cnn_epochs,
+        cnn_stereo_split=args.cnn_stereo_split,
     )
-    result = train(args.table, args.out, options, log=_say)
+    result = train(args.table, args.out, options, patches=args.patches, log=_say)
     print(flush=True)
     print(leaderboard_text(result), flush=True)
     return 0

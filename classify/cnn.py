@@ -168,8 +168,8 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, groups=None, *, stereo_rows=None, channels=None, noise=None
-            ) -> KerasCNNClassifier:
+    def fit(self, X, y, groups=None, *, stereo_rows=None, channels=None, noise=None,
+            X_val=None, y_val=None) -> KerasCNNClassifier:
         """Train the network.
 
         Parameters
@@ -188,6 +188,11 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
             ``channels.npy``, whole (``stereo_rows`` index it).
         noise : np.ndarray [shape=(n_noise, n_mels, n_frames)] or None
             ``noise.npy``: background noise for the noise transform.
+        X_val, y_val : array-like [shape=(n_val, n_mels, n_frames)], [shape=(n_val,)] or None
+            A validation part of its own for early stopping (the ``holdout``
+            protocol's validation rows); then every row of ``X`` is trained
+            on (and augmented), and no row of ``X_val`` ever is. Rows of a
+            class absent from ``y`` are left out of it.
 
         Returns
         -------
@@ -210,15 +215,18 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
         keras = import_keras()
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
-        train, val = self._validation_split(y_idx, groups)
+        if X_val is not None:
+            train, validation_data = np.arange(len(y_idx)), self._given_validation(X_val, y_val)
+        else:
+            train, val = self._validation_split(y_idx, groups)
+            validation_data = None if val is None else (np.ascontiguousarray(X[val]), y_idx[val])
         X_fit, y_fit = self._training_part(X, y_idx, groups, stereo_rows, channels, noise, train)
         # The first len(train) rows of X_fit are the training clips themselves.
         mean = X_fit[:len(train)].mean(axis=(0, 2), dtype=np.float64)
         variance = X_fit[:len(train)].var(axis=(0, 2), dtype=np.float64)
         self.model_ = self._build(keras, self.input_shape_, len(self.classes_), mean, variance)
-        callbacks, validation_data = [], None
-        if val is not None:
-            validation_data = (np.ascontiguousarray(X[val]), y_idx[val])
+        callbacks = []
+        if validation_data is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=self.patience, restore_best_weights=True))
         history = self.model_.fit(
@@ -255,6 +263,20 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
         X_fit[:len(train)] = X[train]
         X_fit[len(train):] = extra.X
         return X_fit, np.concatenate([y_idx[train], extra.labels.astype(y_idx.dtype)])
+
+    def _given_validation(self, X_val, y_val) -> tuple[np.ndarray, np.ndarray] | None:
+        """(patches, class positions) of a given validation part, or None if no row is usable."""
+        X_val = _check_patches(X_val)
+        if tuple(X_val.shape[1:]) != self.input_shape_:
+            raise ValueError(f"X_val has patches of shape {tuple(X_val.shape[1:])}; expected "
+                             f"{self.input_shape_} like X")
+        y_val = np.asarray(y_val)
+        if y_val.shape != (len(X_val),):
+            raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
+        known = np.isin(y_val, self.classes_)
+        if not known.any():
+            return None
+        return np.ascontiguousarray(X_val[known]), np.searchsorted(self.classes_, y_val[known])
 
     def _check_params(self) -> None:
         filters, pool = self.filters, self.input_pool

@@ -16,6 +16,16 @@ in minutes on two cores), which shaped two choices:
 * ``hgb`` stops adding trees when a held-out 10% stops improving
   (:class:`GroupHistGradientBoostingClassifier`).
 
+Two models learn from log-mel patches (``features patches``) instead of
+the feature columns, and are compared under the same splits
+(:mod:`classify.table_patches` joins the patches to the table's rows):
+``cnn`` (:class:`~classify.cnn.KerasCNNClassifier`) and ``cnn_aug``, the
+same network trained on its training clips plus one augmented version of
+each (:mod:`classify.augment`). They are opt-in (:data:`PATCH_MODELS`,
+not in :data:`MODEL_NAMES`): they need the patches and cost minutes. Their
+pipeline has the network as its only step: it standardises the patches
+itself, with statistics of its training part only.
+
 The models that split their training data again (the MLP's and HGB's early
 stopping, the SVM's calibration folds) take ``groups`` in ``fit`` and keep
 each recording on one side of those inner splits too: a validation or
@@ -39,11 +49,18 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 
+from .augment import Augmentation
+from .cnn import KerasCNNClassifier
 from .errors import UsageError
 from .mlp import KerasMLPClassifier
 from .splits import calibration_folds, validation_split
 
+#: The models of the feature table, compared by default.
 MODEL_NAMES = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
+#: The models of log-mel patches (opt-in: ``--models ...,cnn,cnn_aug``).
+PATCH_MODELS = ("cnn", "cnn_aug")
+#: Every name ``--models`` accepts.
+ALL_MODELS = (*MODEL_NAMES, *PATCH_MODELS)
 DEFAULT_MLP_LAYERS = (100, 200, 100)
 CLASS_WEIGHTS = (None, "balanced")
 # k-nearest neighbours has no class weights; the others take "balanced".
@@ -60,11 +77,16 @@ def parse_models(text: str | Sequence[str]) -> list[str]:
     """
     names = text.split(",") if isinstance(text, str) else list(text)
     names = list(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
-    unknown = [n for n in names if n not in MODEL_NAMES]
+    unknown = [n for n in names if n not in ALL_MODELS]
     if unknown or not names:
         what = f"unknown model(s) {', '.join(map(repr, unknown))}" if unknown else "no model given"
-        raise UsageError(f"--models: {what}; choose from {','.join(MODEL_NAMES)}")
+        raise UsageError(f"--models: {what}; choose from {','.join(ALL_MODELS)}")
     return names
+
+
+def is_patch_model(name: str) -> bool:
+    """True for a model that learns from log-mel patches rather than feature columns."""
+    return name in PATCH_MODELS
 
 
 def parse_layers(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -96,8 +118,11 @@ def make_pipeline(
     mlp_layers: Sequence[int] = DEFAULT_MLP_LAYERS,
     epochs: int | None = None,
     verbose: int = 0,
+    patch_params: Any = None,
+    cnn_epochs: int | None = None,
+    stereo_split: bool = False,
 ) -> Pipeline:
-    """An unfitted ``Pipeline(StandardScaler, <model>)``.
+    """An unfitted ``Pipeline(StandardScaler, <model>)`` (``Pipeline(<model>)`` for a CNN).
 
     Parameters
     ----------
@@ -115,21 +140,31 @@ def make_pipeline(
     epochs : int or None
         Maximum epochs of ``mlp`` (None: the estimator's default, 200).
     verbose : int
-        Keras verbosity of ``mlp``.
+        Keras verbosity of ``mlp``, ``cnn`` and ``cnn_aug``.
+    patch_params : features.params.PatchParams or None
+        The patches' parameters; ``cnn_aug`` needs them (its pitch shift
+        and noise mixing depend on ``sr`` and ``top_db``).
+    cnn_epochs : int or None
+        Maximum epochs of ``cnn`` and ``cnn_aug`` (None: the estimator's
+        default, 30).
+    stereo_split : bool
+        ``cnn_aug`` also trains on each channel of its stereo training
+        clips (``channels.npy``).
 
     Returns
     -------
     sklearn.pipeline.Pipeline
-        Steps ``("scaler", StandardScaler())`` and ``(name, estimator)``;
-        every final estimator has ``predict_proba``.
+        Steps ``("scaler", StandardScaler())`` and ``(name, estimator)``,
+        or only ``(name, estimator)`` for the patch models; every final
+        estimator has ``predict_proba``.
 
     Examples
     --------
     >>> make_pipeline("knn").steps[-1][0]
     'knn'
     """
-    if name not in MODEL_NAMES:
-        raise UsageError(f"unknown model {name!r}; choose from {','.join(MODEL_NAMES)}")
+    if name not in ALL_MODELS:
+        raise UsageError(f"unknown model {name!r}; choose from {','.join(ALL_MODELS)}")
     if class_weight not in CLASS_WEIGHTS:
         raise UsageError(f"--class-weight {class_weight!r} must be 'balanced' or not given")
     if n_classes is not None and n_classes < 2:
@@ -154,6 +189,18 @@ def make_pipeline(
             early_stopping=True, class_weight=class_weight, random_state=seed
         ),
     }
+    if is_patch_model(name):
+        augment = None
+        if name == "cnn_aug":
+            if patch_params is None:
+                raise UsageError("cnn_aug needs the patches' parameters (patch_params) for its "
+                                 "augmentation; pass read_patches(folder)['params']")
+            augment = Augmentation.for_patches(patch_params, stereo_split=bool(stereo_split))
+        cnn = KerasCNNClassifier(
+            augment=augment, class_weight=class_weight, random_state=seed, verbose=verbose,
+            **({"epochs": cnn_epochs} if cnn_epochs is not None else {}),
+        )
+        return Pipeline([(name, cnn)])
     return Pipeline([("scaler", StandardScaler()), (name, builders[name]())])
 
 

@@ -4,6 +4,11 @@ Features are computed with the bundle's own extraction parameters through
 the ``features`` package, so a model only ever sees numbers made the way
 its training table was made. Unreadable files are reported and skipped.
 
+A CNN bundle (kind ``keras-cnn``) gets the log-mel patch of every file,
+computed with the bundle's patch parameters by
+:func:`features.patches.patch_files` (crash-isolated workers, as for
+features), exactly as ``features patches`` made the training patches.
+
 A model trained on windows (a bundle with ``segment``) gets every file cut
 into the same windows (its feature parameters carry them, so
 :func:`features.extract.extract_files` cuts them); a clip's label is the
@@ -92,6 +97,9 @@ def predict_files(
         return clips, errors
     _check_top(top)
     files, errors = _expand_paths(paths)
+    if bundle.patch_params is not None:
+        found, proba, bad = _patch_probabilities(bundle, files, jobs=jobs)
+        return _predictions_frame(found, proba, bundle.class_names, top=top), errors + bad
     features = pd.DataFrame(columns=["path"])
     if files:
         features, extract_errors = extract_files(files, bundle.feature_params, jobs=jobs)
@@ -188,6 +196,25 @@ def _probabilities(bundle: Bundle, features: pd.DataFrame) -> tuple[pd.DataFrame
     if finite.any():
         proba = np.asarray(bundle.estimator.predict_proba(X[finite]), dtype=np.float64)
     return features[finite].reset_index(drop=True), proba, errors
+
+
+def _patch_probabilities(bundle: Bundle, files: list[str], *, jobs: int
+                         ) -> tuple[list[str], np.ndarray, list[ErrorRecord]]:
+    """(files with a usable patch, the CNN's probabilities, errors of the others)."""
+    from features.patches import patch_files
+
+    empty = np.empty((0, len(bundle.class_names)))
+    if not files:
+        return [], empty, []
+    patches, found, errors = patch_files(files, bundle.patch_params, jobs=jobs)
+    finite = np.isfinite(patches).all(axis=(1, 2))
+    errors += [ErrorRecord(path, None, "features", "BadAudioError",
+                           "non-finite values in the log-mel patch; the clip cannot be classified")
+               for path, ok in zip(found, finite) if not ok]
+    proba = empty
+    if finite.any():
+        proba = np.asarray(bundle.estimator.predict_proba(patches[finite]), dtype=np.float64)
+    return [p for p, ok in zip(found, finite) if ok], proba, errors
 
 
 def _expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[ErrorRecord]]:

@@ -7,7 +7,7 @@ and the keys of ``run.json``. Training writes the folder through
 sides cannot drift apart. Layout::
 
     leaderboard.csv  folds.csv  per_class.csv  predictions.csv
-    [clip_predictions.csv]  [importance.csv  importance.png]
+    [clip_predictions.csv]  [importance.csv  importance.png]  [unmatched.csv]
     confusion/<model>_{counts,normalized}.{csv,png}  folds.png
     report.md  run.json  model/ (the bundle, written by classify.bundle)
 
@@ -24,7 +24,17 @@ JSON); on a segment table the leaderboard has ``window_accuracy_mean``,
 are per clip), ``predictions.csv`` the window columns ``segment,
 segment_start_s, segment_end_s`` after ``path``, and
 ``clip_predictions.csv`` one row per clip. ``importance.csv`` is
-described in :mod:`classify.importance`.
+described in :mod:`classify.importance`; the CNN models have no rows in
+it (they see no feature column; ``run.json``'s ``importance.skipped``
+says so).
+
+A run with a CNN model learns from patches as well as the table; the
+clips on one side only are left out of the whole run and listed in
+``unmatched.csv`` (``path, label, missing_from, reason``: ``missing_from``
+is ``patches`` for a table row without a patch, ``features`` for a patch
+without a table row; ``reason`` is the failure recorded in the other
+side's ``errors.csv``, if any). ``run.json``'s ``patches`` records the
+patches folder, its parameters and the counts.
 """
 from __future__ import annotations
 
@@ -58,6 +68,7 @@ __all__ = [
     "PREDICTIONS",
     "REPORT_MD",
     "RUN_JSON",
+    "UNMATCHED",
     "Run",
     "RunInfo",
     "confusion_file",
@@ -75,6 +86,7 @@ PREDICTIONS = "predictions.csv"
 CLIP_PREDICTIONS = "clip_predictions.csv"
 IMPORTANCE = "importance.csv"
 IMPORTANCE_FIGURE = "importance.png"
+UNMATCHED = "unmatched.csv"
 CONFUSION_DIR = "confusion"
 CONFUSION_KINDS = ("counts", "normalized")
 FOLDS_FIGURE = "folds.png"
@@ -97,10 +109,11 @@ OPTIONAL_COLUMNS = {
     CLIP_PREDICTIONS: ("path", "label", "fold", "split", "model", "n_segments", "predicted",
                        "confidence"),
     IMPORTANCE: IMPORTANCE_COLUMNS,
+    UNMATCHED: ("path", "label", "missing_from", "reason"),
 }
 # Text that must stay text when read back: class names and paths such as "007".
 _TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol", "family",
-                 "metric", "params")
+                 "metric", "params", "missing_from", "reason")
 
 
 def probability_column(label: str) -> str:
@@ -157,7 +170,12 @@ class RunInfo:
         On a segment table: the window ``settings`` from features.json,
         the number of clips, how scores are pooled.
     importance : dict or None
-        The importance file, repeats and the columns of every family.
+        The importance file, repeats and the columns of every family;
+        ``skipped``: the models it does not apply to, and why.
+    patches : dict or None
+        With a CNN model: the patches folder, the SHA-256 of its
+        ``patches.json``, the patch parameters and shape, the table's rows
+        before the join and the clips left out (``unmatched``).
     """
 
     table: str
@@ -181,6 +199,7 @@ class RunInfo:
     tuning: dict[str, Any] | None = None
     segment: dict[str, Any] | None = None
     importance: dict[str, Any] | None = None
+    patches: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str | Path = RUN_JSON) -> RunInfo:
@@ -207,6 +226,7 @@ class Run:
     predictions: pd.DataFrame
     clip_predictions: pd.DataFrame | None = None
     importance: pd.DataFrame | None = None
+    unmatched: pd.DataFrame | None = None
 
     @property
     def bundle_dir(self) -> Path | None:
@@ -248,6 +268,7 @@ def write_tables(
     confusions: dict[str, dict[str, pd.DataFrame]],
     clip_predictions: pd.DataFrame | None = None,
     importance: pd.DataFrame | None = None,
+    unmatched: pd.DataFrame | None = None,
 ) -> None:
     """Write the CSVs and the confusion matrices; matrices of other models are removed.
 
@@ -259,12 +280,12 @@ def write_tables(
     confusions : dict
         ``{model: {"counts": matrix, "normalized": matrix}}``; a matrix has
         the true classes as index and the predicted ones as columns.
-    clip_predictions, importance : pd.DataFrame or None
+    clip_predictions, importance, unmatched : pd.DataFrame or None
         With the columns of :data:`OPTIONAL_COLUMNS`; None removes an
         earlier run's file.
     """
     frames = {LEADERBOARD: leaderboard, FOLDS: folds, PER_CLASS: per_class, PREDICTIONS: predictions,
-              CLIP_PREDICTIONS: clip_predictions, IMPORTANCE: importance}
+              CLIP_PREDICTIONS: clip_predictions, IMPORTANCE: importance, UNMATCHED: unmatched}
     for name, frame in frames.items():
         expected = list({**COLUMNS, **OPTIONAL_COLUMNS}[name])
         if frame is not None and not _in_order(expected, list(frame.columns)):
@@ -337,7 +358,8 @@ def load_run(run_dir: str | Path) -> Run:
     optional = {name: _read_csv(path / name, columns) if (path / name).is_file() else None
                 for name, columns in OPTIONAL_COLUMNS.items()}
     return Run(path, info, tables[LEADERBOARD], tables[FOLDS], tables[PER_CLASS], tables[PREDICTIONS],
-               clip_predictions=optional[CLIP_PREDICTIONS], importance=optional[IMPORTANCE])
+               clip_predictions=optional[CLIP_PREDICTIONS], importance=optional[IMPORTANCE],
+               unmatched=optional[UNMATCHED])
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -23,6 +23,21 @@ On a segment table (one row per window) the scores are per clip (mean
 window probability), with the per-window accuracy beside them
 (:mod:`classify.evaluation`).
 
+The CNN models (``cnn``, ``cnn_aug``: :data:`classify.models.PATCH_MODELS`)
+learn from the clips' log-mel patches instead of the feature columns. The
+patches are joined to the table's rows by ``path``
+(:func:`classify.table_patches.attach_patches`) before the protocol is
+built, so every model, on columns or on patches, is trained and scored on
+the same clips under the same splits; clips on one side only are left out
+of the whole run and listed in ``unmatched.csv``. A worker gets the
+patches folder and row numbers, and reads the rows it needs from the
+memory-mapped ``patches.npy``. ``cnn_aug`` augments the training rows of a
+split only, after its early-stopping part is held out
+(:class:`classify.cnn.KerasCNNClassifier`). Permutation importance of
+feature families does not apply to them (they see no feature column):
+they have no rows in ``importance.csv``, and ``run.json`` and the reports
+say so. ``--tune`` does not tune them.
+
 The run directory (``--out``) and its schema belong to :mod:`classify.rundir`.
 """
 from __future__ import annotations
@@ -53,22 +68,30 @@ from features.table import file_sha256
 
 from . import evaluation, importance, plots, rundir, tuning
 from .bundle import save_bundle
+from .cnn import KerasCNNClassifier
 from .errors import ClassifyError, ModelError, SplitError, UsageError
 from .mlp import KerasMLPClassifier, import_keras
 from .models import (
     CLASS_WEIGHTS,
     DEFAULT_MLP_LAYERS,
     MODEL_NAMES,
+    PATCH_MODELS,
     WEIGHTLESS_MODELS,
     group_fit_params,
+    is_patch_model,
     make_pipeline,
     parse_layers,
     parse_models,
 )
 from .splits import LEAKY_NOTE, PROTOCOLS, Protocol, choose_protocol, inner_splits
+from .table_patches import TablePatches, attach_patches, find_patches
 from .tables import SEGMENT_COLUMNS, FeatureTable, load_table
 
 Log = Callable[[str], None]
+IMPORTANCE_SKIPPED_REASON = ("the CNN takes log-mel patches, not the feature columns, so there is no "
+                             "feature family to shuffle")
+# Final steps that start TensorFlow: their workers size its thread pools first.
+_KERAS_MODELS = (KerasMLPClassifier, KerasCNNClassifier)
 
 _VERSIONED = (
     "numpy", "pandas", "scikit-learn", "tensorflow", "keras", "skops", "librosa", "matplotlib",
@@ -83,7 +106,8 @@ class TrainOptions:
     Parameters
     ----------
     models : sequence of str
-        Names from :data:`classify.models.MODEL_NAMES`, in report order.
+        Names from :data:`classify.models.MODEL_NAMES` and
+        :data:`~classify.models.PATCH_MODELS`, in report order.
     cv : str
         Protocol: auto, holdout, folds, group, stratified or random.
     k : int
@@ -105,7 +129,14 @@ class TrainOptions:
         part (:mod:`classify.tuning`), and the final model's on all rows.
     importance : bool
         Compute grouped permutation importance of the feature families on
-        the out-of-fold predictions (:mod:`classify.importance`).
+        the out-of-fold predictions (:mod:`classify.importance`); not for
+        the CNN models, which see no feature column.
+    cnn_epochs : int or None
+        Maximum epochs of ``cnn`` and ``cnn_aug`` (None: 30, with early stopping).
+    cnn_stereo_split : bool
+        ``cnn_aug`` also trains on each channel of its stereo training
+        clips (``channels.npy``; off: 2.5 times the examples on the demo
+        for no gain in accuracy).
     jobs : int
         Worker processes for the splits (0: one per usable core; 1: fit
         in this process). Scores and out-of-fold predictions do not depend
@@ -114,7 +145,7 @@ class TrainOptions:
         wherever it runs (random forests give the same trees whatever their
         ``n_jobs``). Only the timings change. One limit: if TensorFlow was
         started in this process before ``train`` (say, by earlier code in a
-        notebook), its thread pools are kept, and MLP results with
+        notebook), its thread pools are kept, and MLP and CNN results with
         ``jobs=1`` are not guaranteed to match the workers' to the last bit.
     """
 
@@ -130,6 +161,8 @@ class TrainOptions:
     jobs: int = 0
     tune: bool = False
     importance: bool = True
+    cnn_epochs: int | None = None
+    cnn_stereo_split: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(parse_models(self.models)))
@@ -144,9 +177,11 @@ class TrainOptions:
             raise UsageError(f"--class-weight {self.class_weight!r} must be 'balanced' or not given")
         if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
             raise UsageError(f"--epochs {self.epochs!r} must be an integer >= 1")
+        if self.cnn_epochs is not None and (not _is_int(self.cnn_epochs) or self.cnn_epochs < 1):
+            raise UsageError(f"--cnn-epochs {self.cnn_epochs!r} must be an integer >= 1")
         if not _is_int(self.jobs) or self.jobs < 0:
             raise UsageError(f"--jobs {self.jobs!r} must be an integer >= 0 (0 = all cores)")
-        for name in ("tune", "importance", "quiet"):
+        for name in ("tune", "importance", "quiet", "cnn_stereo_split"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.final is not None and self.final not in self.models:
@@ -159,12 +194,21 @@ class TrainOptions:
         """Worker processes to use: ``jobs``, or the usable cores when 0."""
         return self.jobs or cpu_count()
 
-    def pipeline(self, name: str, n_classes: int | None = None):
-        """The unfitted pipeline of model ``name`` with these options."""
+    def pipeline(self, name: str, n_classes: int | None = None, patch_params: Any = None):
+        """The unfitted pipeline of model ``name`` with these options.
+
+        ``patch_params`` (the patches' PatchParams) is needed by ``cnn_aug``.
+        """
         return make_pipeline(
             name, seed=self.seed, n_classes=n_classes, class_weight=self.class_weight,
-            mlp_layers=self.mlp_layers, epochs=self.epochs,
+            mlp_layers=self.mlp_layers, epochs=self.epochs, patch_params=patch_params,
+            cnn_epochs=self.cnn_epochs, stereo_split=self.cnn_stereo_split,
         )
+
+    @property
+    def patch_models(self) -> tuple[str, ...]:
+        """The requested models that learn from patches (``cnn``, ``cnn_aug``)."""
+        return tuple(m for m in self.models if is_patch_model(m))
 
 
 @dataclasses.dataclass
@@ -228,6 +272,9 @@ class TrainResult:
     timings: dict[str, Any]
     importance: pd.DataFrame | None = None
     final_params: dict[str, Any] | None = None
+    patches: TablePatches | None = None
+    unmatched: pd.DataFrame | None = None
+    n_table_rows: int | None = None
 
 
 # ------------------------------------------------------------------ command
@@ -243,6 +290,7 @@ def train(
     out_dir: str | Path | None = None,
     options: TrainOptions | None = None,
     *,
+    patches: str | Path | None = None,
     log: Log = print,
     warn: Log | None = None,
 ) -> TrainResult:
@@ -256,6 +304,12 @@ def train(
         Run directory; None: :func:`default_out_dir`.
     options : TrainOptions or None
         Models, protocol and their parameters (None: defaults).
+    patches : str, Path or None
+        Output folder of ``features patches`` for the CNN models; None:
+        ``patches`` beside the table's folder
+        (:func:`classify.table_patches.default_patches_dir`). Only read
+        when ``options.models`` holds a CNN model; then every model is
+        trained on the clips that have both a table row and a patch.
     log : callable
         Receives every progress/summary line (``print`` by default).
     warn : callable or None
@@ -274,10 +328,21 @@ def train(
     warn = warn or _stderr_warning
     started = time.perf_counter()
     table = load_table(table_path)
+    n_table_rows = table.n_rows
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(table.path)
     log(table.describe())
     if table.ignored_columns:
         log(f"ignored non-numeric column(s): {', '.join(table.ignored_columns)}")
+    patch_set = unmatched = None
+    if options.patch_models:
+        table, patch_set, unmatched, notes = attach_patches(table, find_patches(table.path, patches))
+        log(patch_set.describe())
+        for note in notes:
+            warn(note)
+        if len(unmatched):
+            warn(unmatched_note(unmatched, table.n_rows, out_dir))
+    elif patches is not None:
+        warn(f"--patches is only read by the models {', '.join(PATCH_MODELS)}; ignored")
     protocol = choose_protocol(table, options.cv, k=options.k, seed=options.seed)
     out_dir.mkdir(parents=True, exist_ok=True)  # fail before minutes of fitting, not after
     log(protocol.describe())
@@ -288,12 +353,16 @@ def train(
     if table.is_segmented:
         log("segment table: scores per clip (mean of its windows' probabilities); "
             "window_accuracy per window")
+    if options.tune and options.patch_models:
+        warn(f"--tune does not tune {', '.join(options.patch_models)}: they are trained with "
+             "their fixed parameters (and early stopping)")
     timings: dict[str, Any] = {"load_and_split_seconds": time.perf_counter() - started,
                                "cv_wall_seconds": {}}
     results = {}
     for name in options.models:
         t = time.perf_counter()
-        results[name] = cross_validate_model(name, table, protocol, options, log=log, warn=warn)
+        results[name] = cross_validate_model(name, table, protocol, options, patches=patch_set,
+                                             log=log, warn=warn)
         timings["cv_wall_seconds"][name] = time.perf_counter() - t
     folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
     board = evaluation.leaderboard(folds)
@@ -303,13 +372,17 @@ def train(
     timings["cv_fit_seconds"] = {n: r.fit_seconds for n, r in results.items()}
     timings["cv_predict_seconds"] = {n: r.predict_seconds for n, r in results.items()}
     imp = None
+    permuted = [r.importance for r in results.values() if r.importance is not None]
     if options.importance:
-        timings["importance_seconds"] = {n: r.importance_seconds for n, r in results.items()}
-        imp = pd.concat([r.importance for r in results.values()], ignore_index=True)
+        timings["importance_seconds"] = {n: r.importance_seconds for n, r in results.items()
+                                         if not is_patch_model(n)}
+    if permuted:
+        imp = pd.concat(permuted, ignore_index=True)
     result = TrainResult(
         out_dir=out_dir, table=table, protocol=protocol, options=options, results=results,
         leaderboard=board, folds=folds, per_class=per_class, final_model=final,
-        bundle_dir=None, timings=timings, importance=imp,
+        bundle_dir=None, timings=timings, importance=imp, patches=patch_set, unmatched=unmatched,
+        n_table_rows=n_table_rows,
     )
     t = time.perf_counter()
     write_run(result)
@@ -330,6 +403,7 @@ def cross_validate_model(
     protocol: Protocol,
     options: TrainOptions,
     *,
+    patches: TablePatches | None = None,
     log: Log = print,
     warn: Log | None = None,
 ) -> CVResult:
@@ -338,7 +412,9 @@ def cross_validate_model(
     With ``options.jobs`` != 1 the splits run in parallel worker processes,
     one single-threaded fit each (see :func:`fit_split`). Warnings raised
     while fitting (e.g. a solver that did not converge) are passed to
-    ``warn`` once each, after the last split.
+    ``warn`` once each, after the last split. A CNN model (``patches``
+    needed, one per table row) learns from the patches instead of
+    ``table.X``.
 
     Returns
     -------
@@ -347,17 +423,20 @@ def cross_validate_model(
         options, the chosen parameters and the importance table).
     """
     y, classes = table.y, table.classes
-    template = options.pipeline(name, n_classes=len(classes))
+    X = _model_inputs(name, table, patches)
+    template = options.pipeline(name, n_classes=len(classes),
+                                patch_params=None if patches is None else patches.params)
     tasks = split_tasks(name, template, table, protocol, options)
     predicted = np.full(len(y), None, dtype=object)
     proba = np.full((len(y), len(classes)), np.nan)
     split_of_row = np.full(len(y), None, dtype=object)
     families = importance.feature_families(table.feature_columns)
     permuted = (np.full((len(families), importance.N_REPEATS, len(y), len(classes)), np.nan,
-                        dtype=np.float32) if options.importance else None)
+                        dtype=np.float32) if _permutes(name, options) else None)
     rows, chosen, seen = [], [], {}
     fit_total = predict_total = importance_total = 0.0
-    for split, outcome in zip(protocol.splits, _quiet_restarts(_run_splits(template, table, tasks, options))):
+    outcomes = _run_splits(template, X, y, classes, tasks, options)
+    for split, outcome in zip(protocol.splits, _quiet_restarts(outcomes)):
         fit_total += outcome.fit_seconds
         predict_total += outcome.predict_seconds
         importance_total += outcome.importance_seconds
@@ -377,7 +456,7 @@ def cross_validate_model(
             seen[line] = seen.get(line, 0) + 1
         if not options.quiet:
             window = (f" (windows {scores['window_accuracy']:.3f})" if "window_accuracy" in scores else "")
-            log(f"  {name:<6} {split.name:<16} accuracy {scores['accuracy']:.3f}{window}  "
+            log(f"  {name:<7} {split.name:<16} accuracy {scores['accuracy']:.3f}{window}  "
                 f"fit {outcome.fit_seconds:6.1f} s" + (f"  {row['params']}" if "params" in row else ""))
     for line, count in seen.items():
         (warn or _stderr_warning)(f"{name}: {line} (in {count} of {len(protocol.splits)} splits)")
@@ -387,8 +466,9 @@ def cross_validate_model(
     acc = folds["accuracy"]
     log(f"{name}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} "
         f"split(s), fit {fit_total:.1f} s")
+    tuned = options.tune and not is_patch_model(name)
     result = CVResult(name, folds, predicted, proba, split_of_row, fit_total, predict_total,
-                      importance_seconds=importance_total, params=chosen if options.tune else None)
+                      importance_seconds=importance_total, params=chosen if tuned else None)
     if permuted is not None:
         tested = result.tested
         result.importance = importance.importance_table(
@@ -474,9 +554,10 @@ def split_tasks(name: str, template: Pipeline, table: FeatureTable, protocol: Pr
                 options: TrainOptions) -> list[SplitTask]:
     """The :class:`SplitTask` of every split of ``protocol``, in split order."""
     groups = _fit_groups(table)
-    families = tuple(importance.feature_families(table.feature_columns).values()) if options.importance else ()
+    families = (tuple(importance.feature_families(table.feature_columns).values())
+                if _permutes(name, options) else ())
     space = (tuning.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
-             if options.tune else None)
+             if options.tune and not is_patch_model(name) else None)
     tasks = []
     for position, split in enumerate(protocol.splits):
         search = None
@@ -536,7 +617,7 @@ def search_rows(
 
 def fit_split(
     template: Pipeline,
-    X: np.ndarray,
+    X: np.ndarray | TablePatches,
     y: np.ndarray,
     classes: np.ndarray,
     task: SplitTask,
@@ -556,14 +637,17 @@ def fit_split(
     ----------
     template : Pipeline
         Unfitted pipeline; it is cloned, never fitted itself.
-    X : np.ndarray [shape=(n_rows, n_features)]
+    X : np.ndarray [shape=(n_rows, n_features)] or TablePatches
+        The table's features, or for a CNN the patch of every table row
+        (read from the memory-mapped file: only the rows of this split).
     y : np.ndarray [shape=(n_rows,)]
     classes : np.ndarray [shape=(n_classes,)]
         All classes of the table, sorted (column order of the probabilities).
     task : SplitTask
         Rows, fit parameters, search and permutations of the split.
     threads : int
-        TensorFlow's thread pools, if this process has not started it yet.
+        TensorFlow's thread pools, if this process has not started it yet
+        (for the Keras models: MLP and CNN).
         Training leaves it at 1, and BLAS and OpenMP always run
         single-threaded, so a split's fit is the same computation in this
         process or in a worker (``--jobs`` cannot change a result); on these
@@ -581,7 +665,7 @@ def fit_split(
     importance_seconds = 0.0
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if isinstance(pipe.steps[-1][1], KerasMLPClassifier):
+        if isinstance(pipe.steps[-1][1], _KERAS_MODELS):
             import_keras(threads=threads)
         t = time.perf_counter()
         if task.search is not None:
@@ -590,8 +674,9 @@ def fit_split(
         validation = None
         if task.validation is not None and len(task.validation):
             validation = (X[task.validation], y[task.validation])
-        fit_pipeline(pipe, X[task.train], y[task.train], task.fit_params, where=task.name,
-                     validation=validation)
+        fit_pipeline(pipe, X[task.train], y[task.train],
+                     {**task.fit_params, **_augmentation_inputs(pipe, X, task.train)},
+                     where=task.name, validation=validation)
         fit_seconds = time.perf_counter() - t
         t = time.perf_counter()
         proba = _aligned_proba(pipe, X[task.test], classes)
@@ -620,9 +705,14 @@ def _search(pipe: Pipeline, X: np.ndarray, y: np.ndarray, search: SearchTask, *,
                          f"{type(exc).__name__}: {text}") from None
 
 
-def _run_splits(template: Pipeline, table: FeatureTable, tasks: list[SplitTask], options: TrainOptions):
-    """SplitOutcome of every task, in order (in worker processes if jobs > 1)."""
-    X, y, classes = table.X, table.y, table.classes
+def _run_splits(template: Pipeline, X: np.ndarray | TablePatches, y: np.ndarray,
+                classes: np.ndarray, tasks: list[SplitTask], options: TrainOptions):
+    """SplitOutcome of every task, in order (in worker processes if jobs > 1).
+
+    A worker gets ``X`` whole: the feature matrix (joblib memory-maps a
+    large one), or a :class:`TablePatches`, which is only a folder and row
+    numbers; each worker reads the patches of its split itself.
+    """
     jobs = min(options.effective_jobs(), len(tasks))
     if jobs <= 1:
         return (fit_split(template, X, y, classes, task) for task in tasks)
@@ -660,11 +750,13 @@ def fit_pipeline(pipe: Pipeline, X: np.ndarray, y: np.ndarray, fit_params: dict[
     name, model = pipe.steps[-1]
     try:
         if validation is not None and "X_val" in inspect.signature(model.fit).parameters:
-            head = pipe[:-1].fit(X, y)  # the same step objects: fits pipe's scaler
+            X_val = validation[0]
+            if len(pipe.steps) > 1:
+                head = pipe[:-1].fit(X, y)  # the same step objects: fits pipe's scaler
+                X, X_val = head.transform(X), head.transform(X_val)
             own = {key.split("__", 1)[1]: value for key, value in fit_params.items()
                    if key.startswith(f"{name}__")}
-            model.fit(head.transform(X), y, X_val=head.transform(validation[0]), y_val=validation[1],
-                      **own)
+            model.fit(X, y, X_val=X_val, y_val=validation[1], **own)
             return pipe
         return pipe.fit(X, y, **fit_params)
     except ClassifyError:
@@ -682,6 +774,31 @@ def _split_scores(table: FeatureTable, test: np.ndarray, proba: np.ndarray) -> d
     ids, mean, first, _ = evaluation.aggregate_clips(table.clips[test], proba)
     clip = evaluation.split_scores(y[first], classes[np.argmax(mean, axis=1)])
     return {"n_test_clips": len(ids), **clip, "window_accuracy": scores["accuracy"]}
+
+
+def _model_inputs(name: str, table: FeatureTable, patches: TablePatches | None
+                  ) -> np.ndarray | TablePatches:
+    """What model ``name`` learns from: the feature matrix, or the patches of a CNN."""
+    if not is_patch_model(name):
+        return table.X
+    if patches is None or len(patches) != table.n_rows:
+        raise UsageError(f"{name} learns from log-mel patches: pass the patches of the table's "
+                         "rows (classify.table_patches.attach_patches)")
+    return patches
+
+
+def _augmentation_inputs(pipe: Pipeline, X: np.ndarray | TablePatches, rows: np.ndarray
+                         ) -> dict[str, Any]:
+    """Fit parameters of a CNN that augments: stereo rows of ``rows``, the channels and noise maps."""
+    name, model = pipe.steps[-1]
+    if not isinstance(X, TablePatches) or getattr(model, "augment", None) is None:
+        return {}
+    return X.fit_params(name, rows)
+
+
+def _permutes(name: str, options: TrainOptions) -> bool:
+    """Whether model ``name`` gets the permutation importance (not the CNNs: no feature columns)."""
+    return options.importance and not is_patch_model(name)
 
 
 def _split_seed(seed: int, position: int) -> int:
@@ -713,6 +830,10 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     left by an earlier run is then removed so it cannot be mistaken for
     this run's model.
 
+    A CNN is refitted on the patches of all rows and saved with their
+    patch parameters (``predict`` computes patches of new clips with
+    them); it needs no ``features.json``.
+
     Returns
     -------
     Path or None
@@ -721,6 +842,8 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     warn = warn or _stderr_warning
     table, name, options = result.table, result.final_model, result.options
     bundle_dir = result.out_dir / rundir.BUNDLE_DIR
+    if is_patch_model(name):
+        return _refit_and_save_cnn(result, bundle_dir, log=log, warn=warn)
     reason = None
     if table.features_meta is None:
         reason = (f"there is no {table.path.stem}.json beside the table, so `predict` would not "
@@ -765,6 +888,64 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     return Path(path)
 
 
+def _refit_and_save_cnn(result: TrainResult, bundle_dir: Path, *, log: Log, warn: Log) -> Path:
+    """Refit CNN ``result.final_model`` on the patches of all rows; save it as a CNN bundle."""
+    table, name, patches = result.table, result.final_model, result.patches
+    pipe = result.options.pipeline(name, n_classes=len(table.classes), patch_params=patches.params)
+    rows = np.arange(table.n_rows)
+    fit_params = {**group_fit_params(pipe, _fit_groups(table)), **_augmentation_inputs(pipe, patches, rows)}
+    t = time.perf_counter()
+    with _thread_limits(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import_keras()
+        fit_pipeline(pipe, patches[rows], table.y, fit_params, where="all rows (final fit)")
+    for line in _warning_lines(caught):
+        warn(f"{name} (final fit): {line}")
+    result.timings["final_fit_seconds"] = time.perf_counter() - t
+    path = save_bundle(bundle_dir, model_name=name, estimator=pipe,
+                       class_names=[str(c) for c in pipe.classes_], patch_params=patches.params,
+                       patches_meta=_patches_provenance(result))
+    log(f"final model {name} refitted on the patches of all {table.n_rows} clips and saved to {path}")
+    return Path(path)
+
+
+def unmatched_note(unmatched: pd.DataFrame, n_rows: int, out_dir: Path | None = None) -> str:
+    """One sentence: how many clips were left out of the run for want of a patch or a table row."""
+    counts = unmatched["missing_from"].value_counts()
+    parts = []
+    if counts.get("patches"):
+        parts.append(f"{counts['patches']} table row(s) have no patch")
+    if counts.get("features"):
+        parts.append(f"{counts['features']} patch(es) have no table row")
+    where = f" ({out_dir / rundir.UNMATCHED})" if out_dir is not None else f" ({rundir.UNMATCHED})"
+    return (f"{' and '.join(parts)}: every model is trained and scored on the {n_rows} clips "
+            f"that have both; the others are listed in{where}")
+
+
+def _patches_provenance(result: TrainResult) -> dict[str, Any] | None:
+    """What ``run.json`` and the bundle record about the patches of a run with a CNN."""
+    patches = result.patches
+    if patches is None:
+        return None
+    unmatched = result.unmatched if result.unmatched is not None else pd.DataFrame(
+        columns=["missing_from"])
+    counts = unmatched["missing_from"].value_counts()
+    return {
+        "folder": str(patches.folder.resolve()),
+        "patches_json_sha256": file_sha256(patches.folder / "patches.json"),
+        "params": patches.params.to_dict(),
+        "param_key": patches.params.key(),
+        "shape": list(patches.params.shape),
+        "n_noise": patches.n_noise,
+        "models": list(result.options.patch_models),
+        "n_table_rows": result.n_table_rows,
+        "n_rows": result.table.n_rows,
+        "unmatched": {"no_patch": int(counts.get("patches", 0)),
+                      "no_table_row": int(counts.get("features", 0)),
+                      "file": rundir.UNMATCHED if len(unmatched) else None},
+    }
+
+
 def leaderboard_text(result: TrainResult) -> str:
     """The leaderboard as an aligned plain-text table, with the protocol above it."""
     board = result.leaderboard.copy()
@@ -781,6 +962,8 @@ def leaderboard_text(result: TrainResult) -> str:
                      f"windows); window_accuracy_mean per window ({result.table.n_rows} windows)")
     if result.protocol.leaky:
         lines.append(f"WARNING: random protocol, {LEAKY_NOTE}; these scores are optimistic.")
+    if result.unmatched is not None and len(result.unmatched):
+        lines.append(unmatched_note(result.unmatched, result.table.n_rows))
     saved = f"saved to {result.bundle_dir}" if result.bundle_dir else "not saved"
     lines.append(f"final model: {result.final_model} ({saved}); outputs in {result.out_dir}")
     return "\n".join(lines)
@@ -801,6 +984,7 @@ def write_run(result: TrainResult) -> None:
         predictions=predictions_frame(result), confusions=matrices,
         clip_predictions=clip_predictions_frame(result) if result.table.is_segmented else None,
         importance=None if result.importance is None else result.importance.round(6),
+        unmatched=result.unmatched if result.unmatched is not None and len(result.unmatched) else None,
     )
     _write_figures(result, matrices)
 
@@ -878,8 +1062,16 @@ def report_markdown(result: TrainResult) -> str:
         f"- Final model: **{final}**{saved}",
         *[f"- Note: {w}" for w in p.warnings],
     ]
+    if result.patches is not None:
+        shape = "x".join(map(str, result.patches.params.shape))
+        lines.append(f"- {', '.join(result.options.patch_models)}: learn from log-mel patches "
+                     f"({shape}, {result.patches.params.duration:g} s) in `{result.patches.folder}`, "
+                     "not from the feature columns; same clips and splits as the other models")
+        if result.unmatched is not None and len(result.unmatched):
+            lines.append(f"- Left out: {unmatched_note(result.unmatched, t.n_rows)}")
     if result.options.tune:
-        chosen = json.dumps(_json_safe(result.final_params)) if result.final_params else "not refitted"
+        chosen = (json.dumps(_json_safe(result.final_params)) if result.final_params
+                  else "not tuned, a CNN" if is_patch_model(final) else "not refitted")
         lines.append(f"- Tuned with `--tune` inside every training part (chosen parameters: "
                      f"`params` in `{rundir.FOLDS}`); final model: `{chosen}`")
     accuracy = (result.folds.pivot(index="split", columns="model", values="accuracy")
@@ -895,8 +1087,10 @@ def report_markdown(result: TrainResult) -> str:
     ]
     if result.importance is not None:
         overall = result.importance[result.importance["class"] == importance.ALL_CLASSES]
+        permuted = [m for m in result.results if not is_patch_model(m)]
         table = (overall.pivot(index="family", columns="model", values="importance_mean")
-                 .reindex(columns=list(result.results)).sort_values(final, ascending=False))
+                 .reindex(columns=permuted)
+                 .sort_values(final if final in permuted else permuted[0], ascending=False))
         lines += [
             "## Which features matter (grouped permutation importance)", "",
             (f"Drop in out-of-fold {overall['metric'].iloc[0].replace('_', ' ')} when a feature "
@@ -905,6 +1099,10 @@ def report_markdown(result: TrainResult) -> str:
             f"![Importance of the feature families]({rundir.IMPORTANCE_FIGURE})", "",
             _markdown(table.reset_index()), "",
         ]
+    skipped = _importance_skipped(result)
+    if skipped:
+        lines += [(f"Permutation importance was not computed for {', '.join(skipped)}: "
+                   f"{IMPORTANCE_SKIPPED_REASON}."), ""]
     lines += ["## Confusion matrices (out-of-fold, rows = true class)", ""]
     for name in result.results:
         image = rundir.confusion_file(name, "normalized", ".png")
@@ -917,23 +1115,30 @@ def report_markdown(result: TrainResult) -> str:
 def run_info(result: TrainResult) -> rundir.RunInfo:
     """What ``run.json`` records: provenance, protocol, parameters, versions, timings."""
     t, options = result.table, result.options
-    models = {name: _json_safe(_step_params(options.pipeline(name))) for name in result.results}
+    patch_params = None if result.patches is None else result.patches.params
+    models = {name: _json_safe(_step_params(options.pipeline(name, patch_params=patch_params)))
+              for name in result.results}
     tuned = None
     if options.tune:
+        searched = [name for name in result.results if not is_patch_model(name)]
         tuned = {
             "search": f"HalvingGridSearchCV, factor {tuning.FACTOR}, on rows, scored by accuracy",
             "spaces": {name: _json_safe(tuning.search_space(name, n_features=t.n_features,
                                                             mlp_layers=options.mlp_layers))
-                       for name in result.results},
-            "chosen": {name: dict(zip(r.folds["split"], _json_safe(r.params)))
-                       for name, r in result.results.items()},
+                       for name in searched},
+            "chosen": {name: dict(zip(result.results[name].folds["split"],
+                                      _json_safe(result.results[name].params)))
+                       for name in searched},
             "final": _json_safe(result.final_params),
+            "not_tuned": list(options.patch_models),
         }
     imp = None
-    if result.importance is not None:
+    if result.importance is not None or (options.importance and options.patch_models):
         families = importance.feature_families(t.feature_columns)
-        imp = {"file": rundir.IMPORTANCE, "n_repeats": importance.N_REPEATS,
-               "families": {f: [t.feature_columns[i] for i in cols] for f, cols in families.items()}}
+        imp = {"file": rundir.IMPORTANCE if result.importance is not None else None,
+               "n_repeats": importance.N_REPEATS,
+               "families": {f: [t.feature_columns[i] for i in cols] for f, cols in families.items()},
+               "skipped": {name: IMPORTANCE_SKIPPED_REASON for name in _importance_skipped(result)}}
     segment = None
     if t.is_segmented:
         segment = {"settings": (t.features_meta or {}).get("segment"), "n_clips": t.n_clips,
@@ -962,10 +1167,16 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
         tuning=tuned,
         segment=segment,
         importance=imp,
+        patches=_patches_provenance(result),
     )
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _importance_skipped(result: TrainResult) -> list[str]:
+    """The models the permutation importance was asked for but does not apply to (the CNNs)."""
+    return list(result.options.patch_models) if result.options.importance else []
 
 
 def _fit_groups(table: FeatureTable) -> np.ndarray | None:
@@ -1061,6 +1272,8 @@ def _step_params(pipe) -> dict[str, Any]:
 
 
 def _json_safe(value: Any) -> Any:
+    if hasattr(value, "to_dict") and not isinstance(value, (pd.DataFrame, pd.Series)):
+        return _json_safe(value.to_dict())  # Augmentation, PatchParams
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

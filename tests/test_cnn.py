@@ -159,3 +159,23 @@ def test_a_model_file_with_a_lambda_layer_is_refused(tmp_path):
         load_cnn(folder)
     with pytest.raises(BundleError, match=r"cnn\.json is missing"):
         load_cnn(tmp_path)
+
+
+def test_a_given_validation_part_stops_training_and_every_training_row_is_augmented(monkeypatch):
+    X, y, groups, _, _ = patches()
+    seen = {}
+    real = cnn_module.augment
+
+    def spy(train_rows, *args, **kwargs):
+        seen["rows"] = np.asarray(train_rows)
+        return real(train_rows, *args, **kwargs)
+
+    monkeypatch.setattr(cnn_module, "augment", spy)
+    val = groups % 4 == 0
+    clf = KerasCNNClassifier(**FAST, augment=Augmentation(transforms=("gain",)))
+    clf.fit(X[~val], y[~val], groups[~val], X_val=X[val], y_val=y[val])
+    assert seen["rows"].tolist() == list(range(int((~val).sum())))   # no part held out of X
+    assert len(clf.history_["val_loss"]) == clf.n_epochs_
+    assert clf.augmented_ == {"gain": int((~val).sum())}
+    with pytest.raises(ValueError, match=r"X_val has patches of shape \(16, 12\)"):
+        clone(clf).fit(X, y, X_val=X[:4, :, :12], y_val=y[:4])

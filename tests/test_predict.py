@@ -161,3 +161,36 @@ def test_bad_options_are_usage_errors(option, capsys):
         parser.parse_args(["predict", "--model", "m", "a.wav", *option])
     assert excinfo.value.code == 2
     assert option[0] in capsys.readouterr().err
+
+
+def test_a_cnn_bundle_predicts_from_patches_of_the_files(inputs, tmp_path):
+    """kind keras-cnn: predict computes each file's patch with the bundle's PatchParams."""
+    from classify.bundle import KIND_KERAS_CNN
+    from classify.cnn import KerasCNNClassifier
+    from classify.errors import BundleError
+    from features.params import PatchParams
+    from features.patches import patch_files
+
+    params = PatchParams(duration=0.5, sr=8000, n_mels=16, n_fft=256, hop_length=128)
+    train_files = [_tone(tmp_path / "train" / f"{label}{i}.wav", PITCH[label] * (1 + 0.02 * i), seed=i)
+                   for i, label in enumerate(np.repeat(list(PITCH), 4))]
+    X, _, errors = patch_files(train_files, params)
+    assert not errors
+    cnn = KerasCNNClassifier(filters=(4,), dense_units=8, epochs=2, validation_fraction=0)
+    cnn.fit(X, np.repeat(list(PITCH), 4))
+    pipe = Pipeline([("cnn", cnn)])
+    with pytest.raises(BundleError, match="needs the patch parameters"):
+        save_bundle(tmp_path / "model", model_name="cnn", estimator=pipe, class_names=CLASSES)
+    with pytest.raises(BundleError, match="takes log-mel patches, not feature columns"):
+        save_bundle(tmp_path / "model", model_name="cnn", estimator=pipe, class_names=CLASSES,
+                    feature_columns=["a"], patch_params=params)
+    save_bundle(tmp_path / "model", model_name="cnn", estimator=pipe, class_names=CLASSES,
+                patch_params=params, patches_meta={"folder": "somewhere"})
+    bundle = load_bundle(tmp_path / "model")
+    assert bundle.kind == KIND_KERAS_CNN and bundle.patch_params == params
+    preds, errors = predict_files(bundle, [inputs["folder"], inputs["broken"]])
+    assert [e.path for e in errors] == [str(inputs["broken"])]
+    assert preds["path"].tolist() == [str(p) for p in inputs["good"][1:]]
+    patches, _, _ = patch_files(preds["path"].tolist(), params)
+    np.testing.assert_allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(),
+                               cnn.predict_proba(patches), atol=1e-6)

@@ -111,13 +111,31 @@ def _summary(r: Run, best: str, shown: list[str]) -> dict[str, Any]:
         "final_model": info.final_model, "board": Table.of(board),
         "segment": info.segment, "tuned": info.tuning is not None,
         "final_params": json.dumps(tuning["final"]) if tuning.get("final") else None,
+        "patches": _patches(r),
     }
 
 
-def _importance(r: Run, best: str, shown: list[str], out: Path) -> dict[str, Any] | None:
-    if r.importance is None:
+def _patches(r: Run) -> dict[str, Any] | None:
+    """What the CNN models learned from, and the clips left out of the run for want of a patch or row."""
+    info = r.info.patches
+    if not info:
         return None
-    rows = r.importance[r.importance["model"].isin(shown)]
+    unmatched = info.get("unmatched") or {}
+    return {"models": ", ".join(info.get("models") or []), "folder": info.get("folder"),
+            "shape": "x".join(map(str, info.get("shape") or [])),
+            "seconds": (info.get("params") or {}).get("duration"),
+            "n_rows": info.get("n_rows"), "n_table_rows": info.get("n_table_rows"),
+            "no_patch": unmatched.get("no_patch") or 0, "no_table_row": unmatched.get("no_table_row") or 0,
+            "file": unmatched.get("file")}
+
+
+def _importance(r: Run, best: str, shown: list[str], out: Path) -> dict[str, Any] | None:
+    skipped = {m: why for m, why in ((r.info.importance or {}).get("skipped") or {}).items() if m in shown}
+    rows = None if r.importance is None else r.importance[r.importance["model"].isin(shown)]
+    if rows is None or rows.empty:
+        return {"skipped": skipped, "table": None} if skipped else None
+    # The best model may be a CNN, which has no importance: show the best model that has one.
+    best = next(m for m in shown if m in set(rows["model"]))
     overall = rows[rows["class"] == "(all)"]
     plots.save_figure(plots.importance_figure(rows, title="Importance of the feature families"),
                       out / "importance.png")
@@ -127,7 +145,7 @@ def _importance(r: Run, best: str, shown: list[str], out: Path) -> dict[str, Any
     table = (overall.pivot(index="family", columns="model", values="importance_mean")
              .reindex(columns=[m for m in shown if m in set(overall["model"])]))
     table = table.sort_values(best, ascending=False) if best in table.columns else table
-    return {"best": best, "metric": str(overall["metric"].iloc[0]).replace("_", " "),
+    return {"best": best, "skipped": skipped, "metric": str(overall["metric"].iloc[0]).replace("_", " "),
             "n_repeats": int(overall["n_repeats"].iloc[0]),
             "families": [(family, ", ".join(columns)) for family, columns
                          in ((r.info.importance or {}).get("families") or {}).items()],
