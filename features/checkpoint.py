@@ -91,6 +91,15 @@ class Checkpoint:
         """The saved batch files and their clip indices."""
         return list(self._saved)
 
+    def n_on_disk(self) -> int:
+        """Clips (good or failed) in the batch files on disk: what a resumed run will reuse.
+
+        Read from the file names, so it also counts a batch whose file was
+        renamed into place just before an interrupt, before :meth:`save`
+        returned.
+        """
+        return sum(int(path.stem.rsplit("-", 1)[1]) for path in self.dir.glob("batch-*.npz"))
+
     def finished(self) -> set[int]:
         """Clip indices already saved."""
         return {int(i) for s in self._saved for i in s.indices}

@@ -311,7 +311,7 @@ def run_dataset(dataset: Any, out: Any, params: Any, executor: Executor, *, n_fe
             driver.run(todo, batch_size)
         except KeyboardInterrupt:
             executor.close()
-            raise ExtractionInterrupted(n_reused + driver.done, len(items)) from None
+            raise ExtractionInterrupted(checkpoint.n_on_disk(), len(items)) from None
     return checkpoint, len(items), n_reused
 
 
