@@ -77,10 +77,16 @@ def import_keras(threads: int | None = None):
             tf.config.threading.set_inter_op_parallelism_threads(n_threads)
         except RuntimeError:
             pass  # runtime already initialised elsewhere: its pools stay
+        # A GPU is used when TensorFlow sees one. Several training workers
+        # may share it, so each takes GPU memory as it needs it rather than
+        # all of it at start (TensorFlow's default).
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass  # already initialised elsewhere
         _tf_configured = True
     return keras
-
-
 
 
 @contextlib.contextmanager

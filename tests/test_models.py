@@ -301,3 +301,20 @@ def test_a_given_validation_part_drives_early_stopping_and_every_row_is_trained_
     assert len(mlp.history_["val_loss"]) == mlp.n_epochs_
     # 120 rows make 8 batches an epoch; an inner 15% validation split would leave 7.
     assert mlp.model_.optimizer.iterations.numpy() == 8 * mlp.n_epochs_
+
+
+def test_a_visible_gpu_is_used_and_takes_memory_as_it_needs_it(monkeypatch):
+    # No GPU here: one is faked. Several training workers may share a GPU,
+    # so each must not claim all its memory at start (TensorFlow's default).
+    import tensorflow as tf
+
+    from classify import mlp
+
+    gpus, grown = ["GPU:0", "GPU:1"], []
+    monkeypatch.setattr(mlp, "_tf_configured", False)
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth",
+                        lambda device, enable: grown.append((device, enable)))
+    mlp.import_keras(threads=1)
+    assert grown == [("GPU:0", True), ("GPU:1", True)]
