@@ -22,7 +22,7 @@ PRESET ?= default
 LAYOUT ?=
 MANIFEST ?=
 SEGMENT ?=
-MODELS ?= mlp,logreg,svm,rf,knn,hgb
+MODELS ?= mlp,logreg,svm,rf,knn,hgb,cnn
 CV ?= auto
 SEED ?= 0
 TUNE ?=
@@ -35,7 +35,11 @@ RUNNER_ARGS := --jobs $(JOBS) \
 	$(if $(SCHEDULER),--backend dask --scheduler $(SCHEDULER)) \
 	$(if $(CLIP_TIMEOUT),--clip-timeout $(CLIP_TIMEOUT))
 FEATURE_ARGS := --out $(OUT) --preset $(PRESET) $(if $(SEGMENT),--segment $(SEGMENT)) $(RUNNER_ARGS)
-TRAIN_ARGS := --models $(MODELS) --cv $(CV) --seed $(SEED) $(if $(TUNE),--tune)
+comma := ,
+# The CNN models (cnn, cnn_aug) learn from the log-mel patches of `make patches`.
+CNN_MODELS := $(filter cnn cnn_aug,$(subst $(comma), ,$(MODELS)))
+TRAIN_ARGS := --models $(MODELS) --cv $(CV) --seed $(SEED) $(if $(TUNE),--tune) \
+	$(if $(CNN_MODELS),--patches $(PATCHES))
 
 # A target that depends on its own arguments reruns when they change: the
 # argument list is kept in a file that is rewritten only when it differs
@@ -76,9 +80,9 @@ patches: $(STAMP) ## Write one log-mel patch per clip (the CNN's input) into PAT
 	@if [ "$(DATASET)" = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
 	$(PY) -m features patches $(DATASET) --out $(PATCHES) $(RUNNER_ARGS)
 
-train: $(RUN)/run.json ## Compare the Keras MLP with scikit-learn baselines (redone only when the table or options change): TABLE=file RUN=dir [MODELS CV SEED TUNE]
+train: $(RUN)/run.json ## Compare the Keras MLP and CNN with scikit-learn baselines (redone only when the table or options change): TABLE=file RUN=dir [MODELS CV SEED TUNE PATCHES]; the cnn models make PATCHES first if needed
 
-$(RUN)/run.json: $(TABLE) $(MEMO)/train.args | $(STAMP)
+$(RUN)/run.json: $(TABLE) $(MEMO)/train.args $(if $(CNN_MODELS),$(PATCHES)/patches.json) | $(STAMP)
 	$(PY) -m classify train $(TABLE) --out $(RUN) $(TRAIN_ARGS)
 
 $(MEMO)/train.args: FORCE
@@ -89,6 +93,13 @@ FORCE:
 
 $(TABLE):
 	@echo "make: no feature table $(TABLE); run 'make features' first (or set TABLE=)" >&2; exit 2
+
+# The CNN's patches are made on first need, from DATASET: refused when TABLE
+# was given without the DATASET it came from.
+$(PATCHES)/patches.json: | $(STAMP)
+	@if [ "$(TABLE)" != "$(OUT)/features.parquet" ] && [ "$(origin DATASET)" = "file" ]; then \
+		echo "make: MODELS=$(MODELS) has CNN models, which need the log-mel patches of the clips of $(TABLE): set DATASET= to its dataset (or PATCHES= to a folder from 'make patches'), or leave cnn out of MODELS" >&2; exit 2; fi
+	$(MAKE) --no-print-directory patches
 
 predict: $(STAMP) ## Predict labels of new clips with a trained bundle: FILE=path [MODEL=dir]
 	@if [ -z "$(FILE)" ]; then echo "make predict: set FILE=path/to/clip.wav (or a folder)" >&2; exit 2; fi
@@ -110,12 +121,14 @@ $(RUN)/report/index.html: $(RUN)/run.json | $(STAMP)
 demo: $(STAMP) ## Everything on the demo data: data, features, training, EDA and report (a second run takes seconds)
 	$(MAKE) --no-print-directory demo-data
 	$(MAKE) --no-print-directory features
+	$(if $(CNN_MODELS),$(MAKE) --no-print-directory patches)
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory eda
 	$(MAKE) --no-print-directory report
 	@echo
 	@echo "Outputs:"
 	@echo "  features  $(OUT)/features.csv (+ .parquet, .schema.csv, .json, errors.csv)"
+	$(if $(CNN_MODELS),@echo "  patches   $(PATCHES)/patches.npy (+ patches.csv, .parquet, .json: the CNN's input)")
 	@echo "  training  $(RUN)/leaderboard.csv, $(RUN)/report.md, model bundle $(RUN)/model/"
 	@echo "  pages     $(EDA)/index.html and $(RUN)/report/index.html"
 
@@ -129,10 +142,11 @@ test-browser: $(STAMP) ## Install Chromium from Debian's packages and run the he
 lint: $(STAMP) ## Check the code with ruff
 	$(PY) -m ruff check features classify tests
 
-bench: $(STAMP) ## Benchmarks: extractor vs the tutorial loop, the runner at scale (Dask, memory), the model comparison
+bench: $(STAMP) ## Benchmarks: extractor vs the tutorial loop, the runner at scale (Dask, memory), the model comparison, the CNN and make demo with it
 	$(PY) tests/benchmarks/bench_features.py
 	$(PY) tests/benchmarks/bench_runner.py
 	$(PY) tests/benchmarks/bench_train.py
+	$(PY) tests/benchmarks/bench_cnn.py --demo
 
 clean: ## Remove generated outputs (data/output, the demo and benchmark data); never your datasets
 	rm -rf data/output data/bench

@@ -21,8 +21,10 @@ the feature columns, and are compared under the same splits
 (:mod:`classify.table_patches` joins the patches to the table's rows):
 ``cnn`` (:class:`~classify.cnn.KerasCNNClassifier`) and ``cnn_aug``, the
 same network trained on its training clips plus one augmented version of
-each (:mod:`classify.augment`). They are opt-in (:data:`PATCH_MODELS`,
-not in :data:`MODEL_NAMES`): they need the patches and cost minutes. Their
+each (:mod:`classify.augment`). ``classify train`` runs them when asked
+(:data:`PATCH_MODELS`, not in :data:`MODEL_NAMES`), since they need the
+patches; ``make train`` asks for ``cnn`` by default and makes the patches
+first, ``cnn_aug`` is opt-in (it adds about 3 minutes to the demo). Their
 pipeline has the network as its only step: it standardises the patches
 itself, with statistics of its training part only.
 
@@ -57,7 +59,7 @@ from .splits import calibration_folds, validation_split
 
 #: The models of the feature table, compared by default.
 MODEL_NAMES = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
-#: The models of log-mel patches (opt-in: ``--models ...,cnn,cnn_aug``).
+#: The models of log-mel patches (``--models ...,cnn,cnn_aug``; they need ``--patches``).
 PATCH_MODELS = ("cnn", "cnn_aug")
 #: Every name ``--models`` accepts.
 ALL_MODELS = (*MODEL_NAMES, *PATCH_MODELS)
