@@ -50,10 +50,11 @@ from .work import (
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "Outcome", "Task", "open_executor"]
 
 #: Environment of every worker process, set before it starts: one BLAS
-#: thread (workers already use every core), and glibc returning freed
-#: memory to the system instead of keeping it in long-lived workers.
+#: thread (workers already use every core). Freed memory goes back to the
+#: system after every batch (``work._give_memory_back``), not through
+#: ``MALLOC_TRIM_THRESHOLD_``, which would make glibc map and unmap every
+#: array above 128 kB.
 WORKER_ENV = {
-    "MALLOC_TRIM_THRESHOLD_": "65536",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",

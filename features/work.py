@@ -183,6 +183,7 @@ def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: s
     ok: list[tuple[int, np.ndarray, Any, Any]] = []
     errors: list[tuple[int, tuple]] = []
     report_to = progress.reporter if progress is not None else _no_reporter
+    _tune_malloc()
     with _single_thread(), report_to(key) as report:
         for item in items:
             report(item.index)
@@ -198,7 +199,10 @@ def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: s
                                             message, reason)))
                 continue
             ok.extend((item.index, vec, info, window) for vec, window in rows)
-    return _pack(ok, errors, row_width(params))
+    batch = _pack(ok, errors, row_width(params))
+    del ok
+    _give_memory_back()
+    return batch
 
 
 def row_width(params: FeatureParams | PatchParams) -> int:
@@ -267,6 +271,53 @@ def _single_thread() -> contextlib.AbstractContextManager:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+# glibc's mallopt parameters (malloc.h) and the values it would reach by
+# itself: arrays above 32 MB (long-file blocks) are mapped and unmapped,
+# smaller ones reuse the heap.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 1024 * 1024
+_TRIM_THRESHOLD = 2 * _MMAP_THRESHOLD
+_LIBC: list = []
+
+
+def _libc():
+    """glibc through ctypes, or None (another C library: nothing to tune)."""
+    if not _LIBC:
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.append(libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None)
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
+def _tune_malloc() -> None:
+    """Fix glibc's allocator thresholds where it would put them itself (once per process).
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (its
+    default ``pre-spawn-environ``). Setting any such variable turns off
+    glibc's dynamic thresholds, so every array above 128 kB (each STFT) is
+    mapped and unmapped again: on this workload that costs 40% of the
+    throughput in page faults. Memory goes back to the system after each
+    batch instead (:func:`_give_memory_back`).
+    """
+    libc = _libc()
+    if libc is not None and not getattr(_tune_malloc, "done", False):
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        _tune_malloc.done = True
+
+
+def _give_memory_back() -> None:
+    """Return the heap's free pages to the system, so a long-lived worker does not keep a peak."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def warm_up() -> None:
