@@ -616,7 +616,8 @@ def _load_mlp(directory: Path, meta: dict[str, Any]) -> Pipeline:
     steps = list(scaler.steps) if isinstance(scaler, Pipeline) else [("scaler", scaler)]
     path = directory / KERAS_FILE
     # The MLP module imports Keras quietly and sizes TensorFlow's threads.
-    from .mlp import KerasMLPClassifier, import_keras
+    from .keras_base import import_keras
+    from .mlp import KerasMLPClassifier
 
     try:
         model = import_keras().saving.load_model(path, safe_mode=True, compile=False)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -30,15 +29,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .augment import Augmentation, augment
 from .errors import BundleError
-from .mlp import import_keras
-from .splits import validation_split
+from .keras_base import KerasClassifier, import_keras, is_int, is_real
 
 __all__ = ["CNN_FILE", "CNN_JSON", "KerasCNNClassifier", "LoadedCNN", "load_cnn", "save_cnn"]
 
@@ -46,8 +42,6 @@ CNN_FILE = "cnn.keras"
 CNN_JSON = "cnn.json"
 FORMAT_NAME = "soundfeatures-cnn"
 FORMAT_VERSION = 1
-_PREDICT_BATCH = 128
-_MIN_VALIDATION_ROWS = 10
 _BN_MOMENTUM = 0.9
 # The only layers a network built here contains; a loaded file with any
 # other layer was not written by save_cnn.
@@ -57,7 +51,7 @@ _LAYERS = frozenset({
 })
 
 
-class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
+class KerasCNNClassifier(KerasClassifier):
     """Small convolutional network on log-mel patches, trained with Adam.
 
     Architecture (Salamon & Bello style, sized for a CPU): the patch is
@@ -135,6 +129,9 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.predict_proba(X[:2]).shape  # doctest: +SKIP
     (2, 2)
     """
+
+    #: Patches per call of ``model_.predict`` (each is 64 x 173 floats at 4 s).
+    predict_batch = 128
 
     def __init__(
         self,
@@ -218,26 +215,15 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
         if X_val is not None:
             train, validation_data = np.arange(len(y_idx)), self._given_validation(X_val, y_val)
         else:
-            train, val = self._validation_split(y_idx, groups)
+            train, val = (None if rows is None else np.sort(rows)  # sorted reads of a memory map
+                          for rows in self._validation_split(y_idx, groups))
             validation_data = None if val is None else (np.ascontiguousarray(X[val]), y_idx[val])
         X_fit, y_fit = self._training_part(X, y_idx, groups, stereo_rows, channels, noise, train)
         # The first len(train) rows of X_fit are the training clips themselves.
         mean = X_fit[:len(train)].mean(axis=(0, 2), dtype=np.float64)
         variance = X_fit[:len(train)].var(axis=(0, 2), dtype=np.float64)
         self.model_ = self._build(keras, self.input_shape_, len(self.classes_), mean, variance)
-        callbacks = []
-        if validation_data is not None:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=self.patience, restore_best_weights=True))
-        history = self.model_.fit(
-            X_fit, y_fit, validation_data=validation_data, epochs=self.epochs,
-            batch_size=self.batch_size, class_weight=self._loss_weights(y_fit),
-            shuffle=True, callbacks=callbacks, verbose=self.verbose,
-        )
-        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        self.n_epochs_ = len(self.history_.get("loss", []))
-        val_loss = self.history_.get("val_loss")
-        self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else None
+        self._train(keras, X_fit, y_fit, validation_data)
         return self
 
     def _training_part(self, X, y_idx, groups, stereo_rows, channels, noise, train):
@@ -273,34 +259,34 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
         y_val = np.asarray(y_val)
         if y_val.shape != (len(X_val),):
             raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
-        known = np.isin(y_val, self.classes_)
-        if not known.any():
+        known = self._known_validation(y_val)
+        if known is None:
             return None
         return np.ascontiguousarray(X_val[known]), np.searchsorted(self.classes_, y_val[known])
 
     def _check_params(self) -> None:
         filters, pool = self.filters, self.input_pool
         if (isinstance(filters, (str, bytes)) or not isinstance(filters, Sequence) or not filters
-                or not all(_is_int(f) and f > 0 for f in filters)):
+                or not all(is_int(f) and f > 0 for f in filters)):
             raise ValueError(f"filters={filters!r} must be a non-empty sequence of positive "
                              "integers, e.g. (16, 32, 64)")
         if (not isinstance(pool, Sequence) or len(pool) != 2
-                or not all(_is_int(p) and p >= 1 for p in pool)):
+                or not all(is_int(p) and p >= 1 for p in pool)):
             raise ValueError(f"input_pool={pool!r} must be a pair of integers >= 1, e.g. (1, 2)")
         checks = [
-            ("dense_units", self.dense_units, _is_int(self.dense_units) and self.dense_units >= 1,
+            ("dense_units", self.dense_units, is_int(self.dense_units) and self.dense_units >= 1,
              "an integer >= 1"),
-            ("dropout", self.dropout, _is_real(self.dropout) and 0 <= self.dropout < 1,
+            ("dropout", self.dropout, is_real(self.dropout) and 0 <= self.dropout < 1,
              "a number in [0, 1)"),
-            ("epochs", self.epochs, _is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size, _is_int(self.batch_size) and self.batch_size >= 1,
+            ("epochs", self.epochs, is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 1,
              "an integer >= 1"),
             ("learning_rate", self.learning_rate,
-             _is_real(self.learning_rate) and self.learning_rate > 0, "a positive number"),
-            ("patience", self.patience, _is_int(self.patience) and self.patience >= 0,
+             is_real(self.learning_rate) and self.learning_rate > 0, "a positive number"),
+            ("patience", self.patience, is_int(self.patience) and self.patience >= 0,
              "an integer >= 0"),
             ("validation_fraction", self.validation_fraction,
-             _is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
+             is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
              "a number in [0, 1)"),
             ("augment", self.augment, self.augment is None or isinstance(self.augment, Augmentation),
              "None or a classify.augment.Augmentation"),
@@ -311,31 +297,6 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
         for name, value, ok, what in checks:
             if not ok:
                 raise ValueError(f"{name}={value!r} must be {what}")
-
-    def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
-        """(train rows, validation rows or None) for early stopping."""
-        all_rows = np.arange(len(y_idx))
-        if not self.validation_fraction or len(y_idx) * self.validation_fraction < _MIN_VALIDATION_ROWS:
-            return all_rows, None
-        train, val = validation_split(y_idx, groups, self.validation_fraction, self.random_state)
-        if len(train) == 0 or len(val) == 0:
-            return all_rows, None
-        return np.sort(train), np.sort(val)
-
-    def _loss_weights(self, y_train: np.ndarray) -> dict[int, float] | None:
-        if self.class_weight is None:
-            return None
-        present = np.unique(y_train)
-        if self.class_weight == "balanced":
-            weights = compute_class_weight("balanced", classes=present, y=y_train)
-            return {int(c): float(w) for c, w in zip(present, weights)}
-        unknown = set(self.class_weight) - set(self.classes_.tolist())
-        if unknown:
-            raise ValueError(f"class_weight names unknown class(es) {sorted(map(str, unknown))}")
-        index = {c: i for i, c in enumerate(self.classes_.tolist())}
-        weights = {i: 1.0 for i in range(len(self.classes_))}
-        weights.update({index[c]: float(w) for c, w in self.class_weight.items()})
-        return weights
 
     def _build(self, keras, shape, n_classes, mean, variance):
         layers = keras.layers
@@ -388,14 +349,7 @@ class KerasCNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"patches have shape {tuple(X.shape[1:])} but the network was fitted "
                              f"on {tuple(self.input_shape_)}; compute them with the model's "
                              "patch parameters")
-        import_keras()
-        proba = np.asarray(self.model_.predict(X, batch_size=_PREDICT_BATCH, verbose=0),
-                           dtype=np.float64)
-        return proba / proba.sum(axis=1, keepdims=True)
-
-    def predict(self, X) -> np.ndarray:
-        """Most probable class of each patch, np.ndarray [shape=(n_samples,)]."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self._probabilities(X)
 
     # ------------------------------------------------------------ bundles
 
@@ -603,7 +557,7 @@ def _read_cnn_json(folder: Path) -> dict[str, Any]:
                           f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
                           f"expected {FORMAT_NAME!r})")
     version = meta.get("format_version")
-    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+    if not is_int(version) or not 1 <= version <= FORMAT_VERSION:
         raise BundleError(f"{path} has CNN format_version {version!r}; this package reads "
                           f"version {FORMAT_VERSION}: upgrade the package or retrain")
     for key, typ in {"classes": list, "input_shape": list, "patch_params": dict, "sha256": dict}.items():
@@ -672,11 +626,3 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

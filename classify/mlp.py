@@ -5,107 +5,28 @@ stored in ``__init__`` and nothing else, learned state ending in ``_``,
 ``fit`` returning ``self``), so it is cloned, cross-validated and put in a
 :class:`~sklearn.pipeline.Pipeline` exactly like the baselines.
 
-TensorFlow is imported inside the methods, never at module import, so
-``import classify`` stays light and the ``features`` package can never pull
-it in by accident.
+What it shares with the CNN (early stopping, class weights, the fit loop)
+is in :mod:`classify.keras_base`. TensorFlow is imported inside the
+methods, never at module import.
 """
 from __future__ import annotations
 
-import contextlib
-import numbers
-import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .splits import validation_split
+from .keras_base import KerasClassifier, import_keras, is_int, is_real
 
 # Several optimizer steps per call into TensorFlow: the network is so small
 # that per-step Python overhead, not arithmetic, dominates an epoch. Results
 # are identical to one step per call (callbacks run per epoch).
 _STEPS_PER_EXECUTION = 32
-_PREDICT_BATCH = 2048
-_MIN_VALIDATION_ROWS = 10
-
-_tf_configured = False
 
 
-def import_keras(threads: int | None = None):
-    """Import Keras on TensorFlow quietly, with thread pools sized to the machine.
-
-    TensorFlow's C++ start-up notes (oneDNN, CUDA, absl) go straight to file
-    descriptor 2 and ignore ``TF_CPP_MIN_LOG_LEVEL``, so stderr is pointed
-    at /dev/null while TensorFlow and Keras are first imported. Thread pools
-    can only be sized before TensorFlow starts its runtime; if another
-    module started it first, its pools are kept.
-
-    Parameters
-    ----------
-    threads : int or None
-        Size of TensorFlow's thread pools on first use; None: the number of
-        usable cores (``joblib.cpu_count()``, which respects CPU quotas).
-        Training workers that each fit one split pass 1.
-
-    Returns
-    -------
-    module
-        ``keras``.
-    """
-    global _tf_configured
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    first = "tensorflow" not in sys.modules or "keras" not in sys.modules
-    with _stderr_fd_silenced() if first else contextlib.nullcontext():
-        import keras
-        import tensorflow as tf
-
-    if not _tf_configured:
-        from absl import logging as absl_logging
-        from joblib import cpu_count
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-        tf.get_logger().setLevel("ERROR")
-        n_threads = threads or cpu_count()
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(n_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(n_threads)
-        except RuntimeError:
-            pass  # runtime already initialised elsewhere: its pools stay
-        # A GPU is used when TensorFlow sees one. Several training workers
-        # may share it, so each takes GPU memory as it needs it rather than
-        # all of it at start (TensorFlow's default).
-        for gpu in tf.config.list_physical_devices("GPU"):
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:
-                pass  # already initialised elsewhere
-        _tf_configured = True
-    return keras
-
-
-@contextlib.contextmanager
-def _stderr_fd_silenced():
-    """Send file descriptor 2 to /dev/null (C++ writes bypass sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
+class KerasMLPClassifier(KerasClassifier):
     """Dense ReLU network with dropout and a softmax output, trained with Adam.
 
     Early stopping watches the loss on a validation part and restores the
@@ -237,46 +158,31 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
             train, val = self._validation_split(y_idx, groups)
             validation_data = None if val is None else (X[val], y_idx[val])
         self.model_ = self._build(keras, X.shape[1], len(self.classes_))
-        callbacks = []
-        if validation_data is not None:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=self.patience, restore_best_weights=True
-                )
-            )
-        history = self.model_.fit(
-            X[train], y_idx[train], validation_data=validation_data, epochs=self.epochs,
-            batch_size=self.batch_size, class_weight=self._loss_weights(y_idx[train]),
-            shuffle=True, callbacks=callbacks, verbose=self.verbose,
-        )
-        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        self.n_epochs_ = len(self.history_.get("loss", []))
-        val_loss = self.history_.get("val_loss")
-        self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else None
+        self._train(keras, X[train], y_idx[train], validation_data)
         return self
 
     def _check_params(self) -> None:
         layers = self.hidden_layers
         if (
             isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence)
-            or not all(_is_int(u) and u > 0 for u in layers)
+            or not all(is_int(u) and u > 0 for u in layers)
         ):
             raise ValueError(
                 f"hidden_layers={layers!r} must be a sequence of positive integers, e.g. (100, 200, 100)"
             )
         checks = [
-            ("dropout", self.dropout, isinstance(self.dropout, numbers.Real) and 0 <= self.dropout < 1,
+            ("dropout", self.dropout, is_real(self.dropout) and 0 <= self.dropout < 1,
              "a number in [0, 1)"),
-            ("epochs", self.epochs, _is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size, _is_int(self.batch_size) and self.batch_size >= 1,
+            ("epochs", self.epochs, is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 1,
              "an integer >= 1"),
             ("learning_rate", self.learning_rate,
-             isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0,
+             is_real(self.learning_rate) and self.learning_rate > 0,
              "a positive number"),
-            ("patience", self.patience, _is_int(self.patience) and self.patience >= 0,
+            ("patience", self.patience, is_int(self.patience) and self.patience >= 0,
              "an integer >= 0"),
             ("validation_fraction", self.validation_fraction,
-             isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1,
+             is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
              "a number in [0, 1)"),
             ("class_weight", self.class_weight,
              self.class_weight is None or self.class_weight == "balanced"
@@ -292,35 +198,10 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
         y_val = np.asarray(y_val)
         if y_val.shape != (len(X_val),):
             raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
-        known = np.isin(y_val, self.classes_)
-        if not known.any():
+        known = self._known_validation(y_val)
+        if known is None:
             return None
         return X_val[known], np.searchsorted(self.classes_, y_val[known])
-
-    def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
-        """(train rows, validation rows or None) for early stopping."""
-        all_rows = np.arange(len(y_idx))
-        if not self.validation_fraction or len(y_idx) * self.validation_fraction < _MIN_VALIDATION_ROWS:
-            return all_rows, None
-        train, val = validation_split(y_idx, groups, self.validation_fraction, self.random_state)
-        if len(train) == 0 or len(val) == 0:
-            return all_rows, None
-        return train, val
-
-    def _loss_weights(self, y_train: np.ndarray) -> dict[int, float] | None:
-        if self.class_weight is None:
-            return None
-        present = np.unique(y_train)
-        if self.class_weight == "balanced":
-            weights = compute_class_weight("balanced", classes=present, y=y_train)
-            return {int(c): float(w) for c, w in zip(present, weights)}
-        unknown = set(self.class_weight) - set(self.classes_.tolist())
-        if unknown:
-            raise ValueError(f"class_weight names unknown class(es) {sorted(map(str, unknown))}")
-        index = {c: i for i, c in enumerate(self.classes_.tolist())}
-        weights = {i: 1.0 for i in range(len(self.classes_))}
-        weights.update({index[c]: float(w) for c, w in self.class_weight.items()})
-        return weights
 
     def _build(self, keras, n_features: int, n_classes: int):
         layers = [keras.Input(shape=(n_features,))]
@@ -353,15 +234,7 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        import_keras()
-        proba = np.asarray(
-            self.model_.predict(X, batch_size=_PREDICT_BATCH, verbose=0), dtype=np.float64
-        )
-        return proba / proba.sum(axis=1, keepdims=True)
-
-    def predict(self, X) -> np.ndarray:
-        """Most probable class of each row, np.ndarray [shape=(n_samples,)]."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self._probabilities(X)
 
     # ------------------------------------------------------------ bundles
 
@@ -404,7 +277,3 @@ class KerasMLPClassifier(ClassifierMixin, BaseEstimator):
         clf.classes_ = classes
         clf.n_features_in_ = int(model.input_shape[-1])
         return clf
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

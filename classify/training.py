@@ -70,7 +70,8 @@ from . import evaluation, importance, plots, rundir, tuning
 from .bundle import save_bundle
 from .cnn import KerasCNNClassifier
 from .errors import ClassifyError, ModelError, SplitError, UsageError
-from .mlp import KerasMLPClassifier, import_keras
+from .keras_base import import_keras
+from .mlp import KerasMLPClassifier
 from .models import (
     CLASS_WEIGHTS,
     DEFAULT_MLP_LAYERS,

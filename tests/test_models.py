@@ -308,13 +308,13 @@ def test_a_visible_gpu_is_used_and_takes_memory_as_it_needs_it(monkeypatch):
     # so each must not claim all its memory at start (TensorFlow's default).
     import tensorflow as tf
 
-    from classify import mlp
+    from classify import keras_base
 
     gpus, grown = ["GPU:0", "GPU:1"], []
-    monkeypatch.setattr(mlp, "_tf_configured", False)
+    monkeypatch.setattr(keras_base, "_tf_configured", False)
     monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: gpus if kind == "GPU" else [])
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth",
                         lambda device, enable: grown.append((device, enable)))
-    mlp.import_keras(threads=1)
+    keras_base.import_keras(threads=1)
     assert grown == [("GPU:0", True), ("GPU:1", True)]

@@ -1,0 +1,185 @@
+"""What the project's Keras classifiers share: TensorFlow's start, early stopping, the fit loop.
+
+:func:`import_keras` imports Keras on TensorFlow quietly with thread pools
+sized for the process (training workers: one thread each), and lets a
+visible GPU be shared. :class:`KerasClassifier` is the base of
+:class:`~classify.mlp.KerasMLPClassifier` and
+:class:`~classify.cnn.KerasCNNClassifier`: the grouped validation part for
+early stopping, class weights in the loss, training with early stopping
+and the record of it, and normalised probabilities.
+
+TensorFlow is imported inside the functions, never at module import, so
+``import classify`` stays light and the ``features`` package can never pull
+it in by accident.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+import sys
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+
+from .splits import validation_split
+
+__all__ = ["KerasClassifier", "import_keras", "is_int", "is_real"]
+
+#: Below this many validation rows, early stopping has nothing to go on: train without it.
+MIN_VALIDATION_ROWS = 10
+
+_tf_configured = False
+
+
+def import_keras(threads: int | None = None):
+    """Import Keras on TensorFlow quietly, with thread pools sized to the machine.
+
+    TensorFlow's C++ start-up notes (oneDNN, CUDA, absl) go straight to file
+    descriptor 2 and ignore ``TF_CPP_MIN_LOG_LEVEL``, so stderr is pointed
+    at /dev/null while TensorFlow and Keras are first imported. Thread pools
+    can only be sized before TensorFlow starts its runtime; if another
+    module started it first, its pools are kept.
+
+    Parameters
+    ----------
+    threads : int or None
+        Size of TensorFlow's thread pools on first use; None: the number of
+        usable cores (``joblib.cpu_count()``, which respects CPU quotas).
+        Training workers that each fit one split pass 1.
+
+    Returns
+    -------
+    module
+        ``keras``.
+    """
+    global _tf_configured
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    first = "tensorflow" not in sys.modules or "keras" not in sys.modules
+    with _stderr_fd_silenced() if first else contextlib.nullcontext():
+        import keras
+        import tensorflow as tf
+
+    if not _tf_configured:
+        from absl import logging as absl_logging
+        from joblib import cpu_count
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+        tf.get_logger().setLevel("ERROR")
+        n_threads = threads or cpu_count()
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(n_threads)
+        except RuntimeError:
+            pass  # runtime already initialised elsewhere: its pools stay
+        # A GPU is used when TensorFlow sees one. Several training workers
+        # may share it, so each takes GPU memory as it needs it rather than
+        # all of it at start (TensorFlow's default).
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass  # already initialised elsewhere
+        _tf_configured = True
+    return keras
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Send file descriptor 2 to /dev/null (C++ writes bypass sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class KerasClassifier(ClassifierMixin, BaseEstimator):
+    """Base of the Keras classifiers: what ``fit`` and ``predict`` share.
+
+    Subclasses set ``validation_fraction``, ``random_state``,
+    ``class_weight``, ``patience``, ``epochs``, ``batch_size`` and
+    ``verbose`` in ``__init__``; :meth:`_train` sets ``model_``'s learned
+    record (``history_``, ``n_epochs_``, ``best_epoch_``).
+    """
+
+    #: Rows per call of ``model_.predict``.
+    predict_batch = 2048
+
+    def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
+        """(train rows, validation rows or None) for early stopping."""
+        all_rows = np.arange(len(y_idx))
+        if not self.validation_fraction or len(y_idx) * self.validation_fraction < MIN_VALIDATION_ROWS:
+            return all_rows, None
+        train, val = validation_split(y_idx, groups, self.validation_fraction, self.random_state)
+        if len(train) == 0 or len(val) == 0:
+            return all_rows, None
+        return train, val
+
+    def _known_validation(self, y_val) -> np.ndarray | None:
+        """Rows of a given validation part whose class was trained on, or None if none is."""
+        known = np.isin(np.asarray(y_val), self.classes_)
+        return known if known.any() else None
+
+    def _loss_weights(self, y_train: np.ndarray) -> dict[int, float] | None:
+        """``class_weight`` as Keras takes it: class position -> weight."""
+        if self.class_weight is None:
+            return None
+        present = np.unique(y_train)
+        if self.class_weight == "balanced":
+            weights = compute_class_weight("balanced", classes=present, y=y_train)
+            return {int(c): float(w) for c, w in zip(present, weights)}
+        unknown = set(self.class_weight) - set(self.classes_.tolist())
+        if unknown:
+            raise ValueError(f"class_weight names unknown class(es) {sorted(map(str, unknown))}")
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        weights = {i: 1.0 for i in range(len(self.classes_))}
+        weights.update({index[c]: float(w) for c, w in self.class_weight.items()})
+        return weights
+
+    def _train(self, keras, X_fit: np.ndarray, y_fit: np.ndarray,
+               validation_data: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Fit ``model_``, with early stopping when there is validation data; record how it went."""
+        callbacks = []
+        if validation_data is not None:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=self.patience, restore_best_weights=True))
+        history = self.model_.fit(
+            X_fit, y_fit, validation_data=validation_data, epochs=self.epochs,
+            batch_size=self.batch_size, class_weight=self._loss_weights(y_fit),
+            shuffle=True, callbacks=callbacks, verbose=self.verbose,
+        )
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.n_epochs_ = len(self.history_.get("loss", []))
+        val_loss = self.history_.get("val_loss")
+        self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else None
+
+    def _probabilities(self, X: np.ndarray) -> np.ndarray:
+        """``model_``'s softmax outputs as float64 rows that sum to 1."""
+        import_keras()
+        proba = np.asarray(self.model_.predict(X, batch_size=self.predict_batch, verbose=0),
+                           dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each row, np.ndarray [shape=(n_samples,)]."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def is_int(value: Any) -> bool:
+    """An integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """A real number, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
