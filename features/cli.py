@@ -126,7 +126,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
         "extract", help="compute the feature table of a dataset folder",
         description=_EXTRACT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("root", metavar="ROOT", help="the dataset folder")
+    p.add_argument("root", metavar="ROOT", help="the dataset folder or URL (s3://, gs://, https:// with --manifest, file://)")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="output folder (default: data/output/<ROOT's folder name>/features)")
     _add_dataset_options(p)
