@@ -94,12 +94,15 @@ FORCE:
 $(TABLE):
 	@echo "make: no feature table $(TABLE); run 'make features' first (or set TABLE=)" >&2; exit 2
 
-# The CNN's patches are made on first need, from DATASET: refused when TABLE
-# was given without the DATASET it came from.
-$(PATCHES)/patches.json: | $(STAMP)
-	@if [ "$(TABLE)" != "$(OUT)/features.parquet" ] && [ "$(origin DATASET)" = "file" ]; then \
-		echo "make: MODELS=$(MODELS) has CNN models, which need the log-mel patches of the clips of $(TABLE): set DATASET= to its dataset (or PATCHES= to a folder from 'make patches'), or leave cnn out of MODELS" >&2; exit 2; fi
-	$(MAKE) --no-print-directory patches
+# The CNN's patches are brought up to date before training (the command
+# keeps them, untouched, when they are): from DATASET, refused when TABLE was
+# given without the DATASET it came from; PATCHES= given with patches in it
+# is taken as it is.
+$(PATCHES)/patches.json: FORCE | $(STAMP)
+	@if [ "$(origin PATCHES)" = "command line" ] && [ -f $@ ]; then exit 0; \
+	elif [ "$(TABLE)" != "$(OUT)/features.parquet" ] && [ "$(origin DATASET)" = "file" ]; then \
+		echo "make: MODELS=$(MODELS) has CNN models, which need the log-mel patches of the clips of $(TABLE): set DATASET= to its dataset (or PATCHES= to a folder from 'make patches'), or leave cnn out of MODELS" >&2; exit 2; \
+	else $(MAKE) --no-print-directory patches; fi
 
 predict: $(STAMP) ## Predict labels of new clips with a trained bundle: FILE=path [MODEL=dir]
 	@if [ -z "$(FILE)" ]; then echo "make predict: set FILE=path/to/clip.wav (or a folder)" >&2; exit 2; fi
@@ -121,7 +124,6 @@ $(RUN)/report/index.html: $(RUN)/run.json | $(STAMP)
 demo: $(STAMP) ## Everything on the demo data: data, features, training, EDA and report (a second run takes seconds)
 	$(MAKE) --no-print-directory demo-data
 	$(MAKE) --no-print-directory features
-	$(if $(CNN_MODELS),$(MAKE) --no-print-directory patches)
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory eda
 	$(MAKE) --no-print-directory report

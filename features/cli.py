@@ -276,6 +276,10 @@ def _add_patches(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-stereo", action="store_true",
                    help="do not keep the channels of stereo clips (no stereo-split augmentation)")
     _add_runner_options(p)
+    p.add_argument("--force", action="store_true",
+                   help="compute the patches again, even if --out already holds those of these "
+                        "parameters on this unchanged dataset (then the run only checks that "
+                        "and ends)")
     p.set_defaults(func=_cmd_patches)
 
 
@@ -291,7 +295,7 @@ def _cmd_patches(args: argparse.Namespace) -> int:
     return _finish(lambda: extract_patches(
         root, out, params, layout=layout, manifest=args.manifest, jobs=args.jobs,
         quiet=args.quiet, strict=args.strict, batch_size=args.batch_size, backend=args.backend,
-        scheduler=args.scheduler, clip_timeout=args.clip_timeout))
+        scheduler=args.scheduler, clip_timeout=args.clip_timeout, force=args.force))
 
 
 def _finish(run) -> int:

@@ -400,28 +400,37 @@ def _dataset_key(dataset: Any, clips_key: str) -> str:
     return h.hexdigest()[:16]
 
 
+def saved_errors(out: Path) -> list[Any]:
+    """The error rows of the ``errors.csv`` in an output folder, as ErrorRecords."""
+    import pandas as pd
+
+    from .datasets import ErrorRecord
+
+    rows = pd.read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
+    return [ErrorRecord(r["path"], int(r["row"]) if r["row"] else None, r["stage"],
+                        r["error_type"], r["message"], r["reason"])
+            for r in rows.to_dict("records")]
+
+
+def same_run(meta: dict[str, Any], params: Any, dataset_key: str) -> bool:
+    """Whether the outputs described by ``meta`` came from these parameters, this dataset and this version."""
+    return (meta.get("param_key") == params.key() and meta.get("dataset_key") == dataset_key
+            and meta.get("versions", {}).get("soundfeatures") == _versions()["soundfeatures"])
+
+
 def _up_to_date(out: Path, params: FeatureParams, dataset_key: str, formats: Sequence[str],
                 start: float, strict: bool, notes: list[str]) -> ExtractResult | None:
     """The result of the run that already wrote ``out``, if it is this very run."""
-    import pandas as pd
-
     from . import outputs
-    from .datasets import ErrorRecord
     from .errors import OutputMismatchError
 
     try:
         meta = outputs.verify_outputs(out)
     except OutputMismatchError:
         return None
-    same = (meta.get("param_key") == params.key() and meta.get("dataset_key") == dataset_key
-            and list(meta.get("outputs", {})) == list(formats)
-            and meta.get("versions", {}).get("soundfeatures") == _versions()["soundfeatures"])
-    if not same:
+    if not same_run(meta, params, dataset_key) or list(meta.get("outputs", {})) != list(formats):
         return None
-    rows = pd.read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
-    errors = [ErrorRecord(r["path"], int(r["row"]) if r["row"] else None, r["stage"],
-                          r["error_type"], r["message"], r["reason"])
-              for r in rows.to_dict("records")]
+    errors = saved_errors(out)
     clips = meta["clips"]
     return ExtractResult(
         out=out, tables={f: out / name for f, name in meta["outputs"].items()},

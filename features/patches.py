@@ -162,13 +162,17 @@ def extract_patches(
     backend: str = "local",
     scheduler: str | None = None,
     clip_timeout: float | None = None,
+    force: bool = False,
 ) -> PatchResult:
     """Write one log-mel patch per clip of a dataset (see the module docstring).
 
     Parameters
     ----------
-    root, out, layout, manifest, jobs, quiet, strict, batch_size, backend, scheduler, clip_timeout
-        As :func:`features.extract.extract_dataset`.
+    root, out, layout, manifest, jobs, quiet, strict, batch_size, backend, scheduler, clip_timeout, force
+        As :func:`features.extract.extract_dataset`: with ``force`` False,
+        patches already in ``out`` from these parameters and this unchanged
+        dataset are kept (checked against ``patches.json``) and nothing is
+        computed.
     params : PatchParams or dict, optional
         The patch parameters; a dict (or None) without ``duration`` gets
         the dataset's default length (:func:`default_duration`).
@@ -197,29 +201,68 @@ def extract_patches(
     try:
         with outputs.OutputLock(out) as lock:
             outputs.clean_leftovers(out)
+            notes = [m for m in [lock.message()] if m]
+            stamps = dataset.stamps()
+            dkey = _dataset_key(dataset, stamps)
+            current = None if force else _up_to_date(out, params, dkey, strict, notes)
+            if current is not None:
+                return current
             return _run(dataset, out, params, executor, jobs=jobs, quiet=quiet, strict=strict,
                         batch_size=batch_size, clip_timeout=clip_timeout, start=start,
-                        notes=[m for m in [lock.message()] if m])
+                        notes=notes, stamps=stamps, dataset_key=dkey)
     finally:
         executor.close()
         shutil.rmtree(progress_dir, ignore_errors=True)
 
 
+def _dataset_key(dataset: Any, stamps: list) -> str:
+    """The feature table's dataset key, plus the background-noise files the patches also hold."""
+    from .checkpoint import clips_key
+    from .extract import _dataset_key as table_key
+
+    key = table_key(dataset, clips_key(dataset.clips["path"].astype(str).tolist(), stamps))
+    noise = dataset.notes.get("background_noise", [])
+    return key if not noise else f"{key}-{clips_key([str(n) for n in noise], [(0, 0)] * len(noise))}"
+
+
+def _up_to_date(out: Path, params: PatchParams, dataset_key: str, strict: bool,
+                notes: list[str]) -> PatchResult | None:
+    """The result of the run that already wrote ``out``, if it is this very run."""
+    from . import outputs
+    from .errors import OutputMismatchError
+    from .extract import same_run, saved_errors
+
+    try:
+        meta = outputs.verify_outputs(out, metadata=PATCHES_JSON)
+    except OutputMismatchError:
+        return None
+    if not same_run(meta, params, dataset_key):
+        return None
+    clips = meta["clips"]
+    return PatchResult(
+        out=out, params=params, n_total=clips["total"], n_ok=clips["ok"], n_failed=clips["failed"],
+        n_reused=clips["total"], n_stereo=int(meta.get("stereo_rows", 0)),
+        n_noise=int(meta.get("noise_rows", 0)), errors=saved_errors(out), strict=strict,
+        notes=[*notes, (f"up to date: {out} already holds these patches of this dataset "
+                        "(--force computes them again)")])
+
+
 def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, strict, batch_size,
-         clip_timeout, start, notes) -> PatchResult:
+         clip_timeout, start, notes, stamps, dataset_key) -> PatchResult:
     from .datasets import ErrorRecord
     from .extract import _versions
     from .runner import run_dataset
 
     checkpoint, n_items, n_reused = run_dataset(
         dataset, out, params, executor, n_features=patch_width(params), kind="patches",
-        quiet=quiet, batch_size=batch_size, clip_timeout=clip_timeout)
+        quiet=quiet, batch_size=batch_size, clip_timeout=clip_timeout, stamps=stamps)
     clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
     noise, noise_errors = _noise_patches(dataset, params)
     errors = [*dataset.errors, *clip_errors, *noise_errors]
     meta = {
         "params": params.to_dict(),
         "param_key": params.key(),
+        "dataset_key": dataset_key,
         "shape": list(params.shape),
         "root": str(dataset.root),
         "layout": dataset.layout,

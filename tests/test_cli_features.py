@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from features.work import FAULTS_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
 
@@ -27,8 +29,10 @@ def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
 
 
-def _start(*args: str) -> subprocess.Popen:
+def _start(*args: str, clip_delay: float = 0.0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if clip_delay:  # every clip takes at least this long (the test-only fault hook)
+        env[FAULTS_ENV] = json.dumps({"delay": clip_delay})
     proc = subprocess.Popen([sys.executable, "-m", "features", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -153,7 +157,8 @@ def _stop_midway(args: list[str], out: Path, sig: int) -> subprocess.CompletedPr
     """
     for _ in range(3):
         shutil.rmtree(out, ignore_errors=True)
-        proc = _start(*args, "--out", str(out))
+        # 40 clips of at least 50 ms each: the run lasts a second or more, however fast the machine.
+        proc = _start(*args, "--out", str(out), clip_delay=0.05)
         try:
             while proc.poll() is None and not list(out.glob(".checkpoint/*/batch-*.npz")):
                 time.sleep(0.002)

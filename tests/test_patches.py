@@ -109,3 +109,28 @@ def test_bad_patch_parameters_are_named():
         PatchParams(duration=0)
     with pytest.raises(UsageError, match="n_mels=600 is more than the 513 FFT bins"):
         PatchParams(duration=1.0, n_mels=600)
+
+
+def test_unchanged_patches_are_kept_unless_forced_and_any_change_recomputes(clips, tmp_path):
+    params = PatchParams(duration=1.0, n_mels=32)
+    out = tmp_path / "out"
+    first = extract_patches(clips, out, params, jobs=1, quiet=True)
+    stamp = (out / "patches.npy").stat().st_mtime_ns
+    again = extract_patches(clips, out, params, jobs=1, quiet=True)
+    assert "up to date" in again.notes[-1]
+    assert (again.n_ok, again.n_failed, again.n_stereo) == (first.n_ok, first.n_failed, 1)
+    assert [e.path for e in again.errors] == ["b/broken.wav"] and again.exit_code == 0
+    assert (out / "patches.npy").stat().st_mtime_ns == stamp  # not rewritten
+    forced = extract_patches(clips, out, params, jobs=1, quiet=True, force=True)
+    assert not any("up to date" in n for n in forced.notes)
+    assert (out / "patches.npy").stat().st_mtime_ns != stamp
+    # other parameters, another clip, or an edited output: computed again
+    other = extract_patches(clips, out, PatchParams(duration=1.0, n_mels=16), jobs=1, quiet=True)
+    assert not any("up to date" in n for n in other.notes) and read_patches(out)["patches"].shape[1] == 16
+    (clips / "a" / "short.wav").rename(clips / "a" / "short2.wav")
+    moved = extract_patches(clips, out, PatchParams(duration=1.0, n_mels=16), jobs=1, quiet=True)
+    assert not any("up to date" in n for n in moved.notes)
+    assert "a/short2.wav" in read_patches(out)["index"]["path"].tolist()
+    (out / "patches.csv").write_text("edited\n")
+    edited = extract_patches(clips, out, PatchParams(duration=1.0, n_mels=16), jobs=1, quiet=True)
+    assert not any("up to date" in n for n in edited.notes)
