@@ -139,6 +139,7 @@ def test_importance_is_skipped_for_the_cnn_and_the_run_says_so(run):
     page = (out / "report" / "index.html").read_text()
     assert "Not computed for <strong>cnn</strong>" in page
     assert "learn from log-mel patches (16x32" in page
+    assert "add <code>cnn_aug</code> to the models" in page  # how to see augmentation beside it
     assert "Confusion matrix of cnn, counts" in page
 
 

@@ -121,7 +121,9 @@ def _patches(r: Run) -> dict[str, Any] | None:
     if not info:
         return None
     unmatched = info.get("unmatched") or {}
-    return {"models": ", ".join(info.get("models") or []), "folder": info.get("folder"),
+    models = list(info.get("models") or [])
+    return {"models": ", ".join(models), "folder": info.get("folder"),
+            "without_augmentation": "cnn" in models and "cnn_aug" not in models,
             "shape": "x".join(map(str, info.get("shape") or [])),
             "seconds": (info.get("params") or {}).get("duration"),
             "n_rows": info.get("n_rows"), "n_table_rows": info.get("n_table_rows"),
