@@ -33,9 +33,16 @@ def _start(*args: str, clip_delay: float = 0.0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if clip_delay:  # every clip takes at least this long (the test-only fault hook)
         env[FAULTS_ENV] = json.dumps({"delay": clip_delay})
-    proc = subprocess.Popen([sys.executable, "-m", "features", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and a
+    # child inherits that (Python then installs no KeyboardInterrupt handler):
+    # give the run Ctrl-C's usual meaning, as a terminal does.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "features", *args], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # Lowest priority, so that on a busy machine the polling test still gets to stop it midway.
     os.setpriority(os.PRIO_PROCESS, proc.pid, 19)
     return proc
