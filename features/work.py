@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -279,23 +280,22 @@ def _single_thread() -> contextlib.AbstractContextManager:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 * 1024 * 1024
 _TRIM_THRESHOLD = 2 * _MMAP_THRESHOLD
-_LIBC: list = []
 
 
+@functools.cache
 def _libc():
     """glibc through ctypes, or None (another C library: nothing to tune)."""
-    if not _LIBC:
-        import ctypes
-        import ctypes.util
+    import ctypes
+    import ctypes.util
 
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _LIBC.append(libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None)
-        except OSError:
-            _LIBC.append(None)
-    return _LIBC[0]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
+@functools.cache
 def _tune_malloc() -> None:
     """Fix glibc's allocator thresholds where it would put them itself (once per process).
 
@@ -307,10 +307,9 @@ def _tune_malloc() -> None:
     batch instead (:func:`_give_memory_back`).
     """
     libc = _libc()
-    if libc is not None and not getattr(_tune_malloc, "done", False):
+    if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
         libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-        _tune_malloc.done = True
 
 
 def _give_memory_back() -> None:
