@@ -18,6 +18,7 @@ import os
 import posixpath
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +144,10 @@ class Dataset:
         """Where a worker opens the clip at ``rel``: a local path or a URL."""
         return storage.join(str(self.root), rel)
 
-    def stamps(self) -> list[tuple[int, str]]:
-        """(size in bytes, change stamp) of every clip, in table order."""
+    def stamps(self, paths: Sequence[str] | None = None) -> list[tuple[int, str]]:
+        """(size in bytes, change stamp) of every clip in table order, or of ``paths`` (relative to the root)."""
         tree = self.tree or storage.tree_for(self.root)
-        return [tree.stamp(rel) for rel in self.clips["path"].tolist()]
+        return [tree.stamp(rel) for rel in (self.clips["path"].tolist() if paths is None else paths)]
 
 
 def discover(

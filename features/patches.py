@@ -221,8 +221,8 @@ def _dataset_key(dataset: Any, stamps: list) -> str:
     from .extract import _dataset_key as table_key
 
     key = table_key(dataset, clips_key(dataset.clips["path"].astype(str).tolist(), stamps))
-    noise = dataset.notes.get("background_noise", [])
-    return key if not noise else f"{key}-{clips_key([str(n) for n in noise], [(0, 0)] * len(noise))}"
+    noise = [str(n) for n in dataset.notes.get("background_noise", [])]
+    return f"{key}-{clips_key(noise, dataset.stamps(noise))}" if noise else key
 
 
 def _up_to_date(out: Path, params: PatchParams, dataset_key: str, strict: bool,

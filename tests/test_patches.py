@@ -86,6 +86,13 @@ def test_default_length_fits_the_dataset_and_noise_is_cut_from_its_recordings(tm
     assert got["noise"].shape == (3, 64, 32)  # three whole seconds of noise
     assert got["index"]["split"].tolist() == ["validation", "train"]
     assert got["meta"]["noise_sources"] == ["_background_noise_/white.wav"]
+    # kept while nothing changes; a changed noise recording makes them again
+    assert "up to date" in extract_patches(root, tmp_path / "out", {"sr": 16000}, jobs=1,
+                                           quiet=True).notes[-1]
+    write_wav(root / "_background_noise_" / "white.wav",
+              0.1 * np.random.default_rng(1).standard_normal(16000 * 2 + 100), 16000)
+    again = extract_patches(root, tmp_path / "out", {"sr": 16000}, jobs=1, quiet=True)
+    assert not any("up to date" in n for n in again.notes) and again.n_noise == 2
 
 
 def test_patch_files_for_predict_and_the_command_line(clips, tmp_path):
