@@ -91,20 +91,26 @@ def test_bad_inputs_and_parameters_are_refused():
             KerasCNNClassifier(**{**FAST, **bad}).fit(X, y)
 
 
-def test_augmentation_sees_the_training_part_only_never_the_validation_part(monkeypatch):
-    X, y, groups, stereo_rows, channels = patches()
-    seen = {}
+@pytest.fixture
+def augment_calls(monkeypatch):
+    """Every call of classify.cnn.augment: the training rows it got, the source row of each example."""
+    calls = []
     real = cnn_module.augment
 
     def spy(train_rows, *args, **kwargs):
-        seen["rows"] = np.asarray(train_rows)
         out = real(train_rows, *args, **kwargs)
-        seen["source"] = out.source
+        calls.append({"rows": np.asarray(train_rows), "source": out.source})
         return out
 
     monkeypatch.setattr(cnn_module, "augment", spy)
+    return calls
+
+
+def test_augmentation_sees_the_training_part_only_never_the_validation_part(augment_calls):
+    X, y, groups, stereo_rows, channels = patches()
     clf = KerasCNNClassifier(**{**FAST, "epochs": 1}, augment=Augmentation(stereo_split=True), validation_fraction=0.25)
     clf.fit(X, y, groups, stereo_rows=stereo_rows, channels=channels)
+    seen = augment_calls[0]
     _, val = clf._validation_split(np.unique(y, return_inverse=True)[1], groups)
     assert len(val) > 0 and len(seen["rows"]) + len(val) == len(y)
     assert not set(groups[seen["source"]]) & set(groups[val])
@@ -161,20 +167,12 @@ def test_a_model_file_with_a_lambda_layer_is_refused(tmp_path):
         load_cnn(tmp_path)
 
 
-def test_a_given_validation_part_stops_training_and_every_training_row_is_augmented(monkeypatch):
+def test_a_given_validation_part_stops_training_and_every_training_row_is_augmented(augment_calls):
     X, y, groups, _, _ = patches()
-    seen = {}
-    real = cnn_module.augment
-
-    def spy(train_rows, *args, **kwargs):
-        seen["rows"] = np.asarray(train_rows)
-        return real(train_rows, *args, **kwargs)
-
-    monkeypatch.setattr(cnn_module, "augment", spy)
     val = groups % 4 == 0
     clf = KerasCNNClassifier(**FAST, augment=Augmentation(transforms=("gain",)))
     clf.fit(X[~val], y[~val], groups[~val], X_val=X[val], y_val=y[val])
-    assert seen["rows"].tolist() == list(range(int((~val).sum())))   # no part held out of X
+    assert augment_calls[0]["rows"].tolist() == list(range(int((~val).sum())))   # no part held out of X
     assert len(clf.history_["val_loss"]) == clf.n_epochs_
     assert clf.augmented_ == {"gain": int((~val).sum())}
     with pytest.raises(ValueError, match=r"X_val has patches of shape \(16, 12\)"):
