@@ -862,9 +862,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     pipe = options.pipeline(name, n_classes=len(table.classes))
     groups = _fit_groups(table)
     fit_params = group_fit_params(pipe, groups)
-    t = time.perf_counter()
-    with _thread_limits(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _final_fit(result, warn):
         if options.tune:
             validation = result.protocol.splits[0].validation if result.protocol.name == "holdout" else None
             train = np.setdiff1d(np.arange(table.n_rows), [] if validation is None else validation)
@@ -877,9 +875,6 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
             result.final_params = tuning.display_params(name, params)
             log(f"final model {name}: --tune chose {json.dumps(_json_safe(result.final_params))}")
         fit_pipeline(pipe, table.X, table.y, fit_params, where="all rows (final fit)")
-    for line in _warning_lines(caught):
-        warn(f"{name} (final fit): {line}")
-    result.timings["final_fit_seconds"] = time.perf_counter() - t
     path = save_bundle(
         bundle_dir, model_name=name, estimator=pipe, class_names=[str(c) for c in pipe.classes_],
         feature_columns=list(table.feature_columns), features_meta=table.features_meta,
@@ -889,20 +884,26 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     return Path(path)
 
 
+@contextlib.contextmanager
+def _final_fit(result: TrainResult, warn: Log):
+    """Around the final refit: single-threaded BLAS, its warnings passed on once, its time recorded."""
+    t = time.perf_counter()
+    with _thread_limits(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for line in _warning_lines(caught):
+        warn(f"{result.final_model} (final fit): {line}")
+    result.timings["final_fit_seconds"] = time.perf_counter() - t
+
+
 def _refit_and_save_cnn(result: TrainResult, bundle_dir: Path, *, log: Log, warn: Log) -> Path:
     """Refit CNN ``result.final_model`` on the patches of all rows; save it as a CNN bundle."""
     table, name, patches = result.table, result.final_model, result.patches
     pipe = result.options.pipeline(name, n_classes=len(table.classes), patch_params=patches.params)
     rows = np.arange(table.n_rows)
     fit_params = {**group_fit_params(pipe, _fit_groups(table)), **_augmentation_inputs(pipe, patches, rows)}
-    t = time.perf_counter()
-    with _thread_limits(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        import_keras()
+    with _final_fit(result, warn):
         fit_pipeline(pipe, patches[rows], table.y, fit_params, where="all rows (final fit)")
-    for line in _warning_lines(caught):
-        warn(f"{name} (final fit): {line}")
-    result.timings["final_fit_seconds"] = time.perf_counter() - t
     path = save_bundle(bundle_dir, model_name=name, estimator=pipe,
                        class_names=[str(c) for c in pipe.classes_], patch_params=patches.params,
                        patches_meta=_patches_provenance(result))
