@@ -19,6 +19,7 @@ from .errors import (
     ExtractionInterrupted,
     FeaturesError,
     OutputBusyError,
+    OutputFolderError,
     OutputMismatchError,
     UsageError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "FeatureParams",
     "FeaturesError",
     "OutputBusyError",
+    "OutputFolderError",
     "OutputMismatchError",
     "Preset",
     "UsageError",

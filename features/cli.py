@@ -128,7 +128,10 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("root", metavar="ROOT", help="the dataset folder or URL (s3://, gs://, https:// with --manifest, file://)")
     p.add_argument("--out", metavar="DIR", type=Path,
-                   help="output folder (default: data/output/<ROOT's folder name>/features)")
+                   help="output folder (default: data/output/NAME/features, NAME being ROOT's "
+                        "folder name, plus a short hash of its path unless it sits in ./data/); "
+                        "a folder holding anything but earlier features is refused (see --force), "
+                        "and so is a folder inside ROOT")
     _add_dataset_options(p)
     p.add_argument("--preset", choices=[p.value for p in Preset], default=Preset.DEFAULT.value,
                    help="feature set: 'default' = means and stds of 40 MFCCs, 12 chroma bins, "
@@ -164,7 +167,8 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="compute everything again, even if --out already holds the features "
                         "of these parameters on this unchanged dataset (then the run only "
-                        "checks that and ends)")
+                        "checks that and ends); also write into a non-empty --out that holds "
+                        "no features, beside its files (kept; one with our file names is refused)")
     p.set_defaults(func=_cmd_extract)
 
 
@@ -232,7 +236,7 @@ librosa's melspectrogram in dB (power_to_db, top_db 80).
 It runs like 'extract': same layouts and ROOT URLs, parallel on local
 processes or Dask, resumable, crash- and timeout-isolated, errors.csv.
 
-Written to --out (default data/output/<ROOT's folder name>/patches):
+Written to --out (default data/output/NAME/patches):
   patches.npy                 float32 [clips, n_mels, frames], memory-mappable
   patches.csv / .parquet      row i describes patch i: path, label, fold, group,
                               [split], metadata, duration_s, orig_sample_rate,
@@ -257,7 +261,8 @@ def _add_patches(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("root", metavar="ROOT", help="the dataset folder or URL")
     p.add_argument("--out", metavar="DIR", type=Path,
-                   help="output folder (default: data/output/<ROOT's folder name>/patches)")
+                   help="output folder (default: data/output/NAME/patches, as for extract); a "
+                        "folder holding anything but earlier patches is refused (see --force)")
     _add_dataset_options(p)
     defaults = ", ".join(f"{k} {v:g} s" for k, v in DEFAULT_SECONDS.items())
     p.add_argument("--duration", metavar="S", type=_seconds(False),
@@ -279,7 +284,8 @@ def _add_patches(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="compute the patches again, even if --out already holds those of these "
                         "parameters on this unchanged dataset (then the run only checks that "
-                        "and ends)")
+                        "and ends); also write into a non-empty --out that holds no patches, "
+                        "beside its files (kept)")
     p.set_defaults(func=_cmd_patches)
 
 
@@ -291,7 +297,7 @@ def _cmd_patches(args: argparse.Namespace) -> int:
               "hop_length": args.hop_length, "offset": args.offset, "stereo": not args.no_stereo}
     if args.duration is not None:
         params["duration"] = args.duration
-    out = args.out or default_out(root).with_name("patches")
+    out = args.out or default_out(root, "patches")
     return _finish(lambda: extract_patches(
         root, out, params, layout=layout, manifest=args.manifest, jobs=args.jobs,
         quiet=args.quiet, strict=args.strict, batch_size=args.batch_size, backend=args.backend,
@@ -305,17 +311,24 @@ def _finish(run) -> int:
     try:
         result = run()
     except ExtractionInterrupted as exc:
-        print(str(exc), file=sys.stderr)
+        _say(str(exc), err=True)
         return 130
     except OutputBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", err=True)
         return 5
     for note in result.notes:
-        print(note, file=sys.stderr)
+        _say(note, err=True)
     if result.n_reused and not getattr(result, "up_to_date", False):
-        print(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
-    print(result.summary())
+        _say(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
+    _say(result.summary())
     return result.exit_code
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """Print a line for the user; no URL in it keeps its password or token."""
+    from .storage import redact_text
+
+    print(redact_text(line), file=sys.stderr if err else sys.stdout)
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -336,13 +349,11 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
-def default_out(root: str | Path) -> Path:
-    """``data/output/<root folder name>/features`` (relative to the current folder)."""
-    from .storage import is_url
+def default_out(root: str | Path, kind: str = "features") -> Path:
+    """``data/output/<dataset name>/<kind>`` (relative to the current folder; see :mod:`features.naming`)."""
+    from .naming import default_output
 
-    text = str(root)
-    name = text.rstrip("/").rsplit("/", 1)[-1] if is_url(text) else Path(root).resolve().name
-    return Path("data") / "output" / name / "features"
+    return default_output(root, kind)
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
@@ -378,11 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, DatasetLayoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", err=True)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted", err=True)
         return 130
     except (FeaturesError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", err=True)
         return 1

@@ -29,6 +29,7 @@ from . import storage
 from .audio import is_audio_path
 from .errors import DatasetLayoutError, UsageError
 from .layouts import LAYOUTS
+from .ownership import MARKERS, output_kind
 
 __all__ = ["LAYOUTS", "STAGES", "Dataset", "ErrorRecord", "discover"]
 
@@ -84,6 +85,9 @@ class ErrorRecord:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise UsageError(f"stage={self.stage!r} is not one of: {', '.join(STAGES)}")
+        # errors.csv is shared: no URL in it keeps its password or token.
+        object.__setattr__(self, "path", storage.redact_text(str(self.path)))
+        object.__setattr__(self, "message", storage.redact_text(str(self.message)))
 
     @classmethod
     def from_exception(
@@ -141,8 +145,18 @@ class Dataset:
         return list(self.clips.columns[len(ID_COLUMNS):])
 
     def location(self, rel: str) -> str:
-        """Where a worker opens the clip at ``rel``: a local path or a URL."""
+        """Where a worker opens the clip at ``rel``: a local path or a URL (with its credentials)."""
         return storage.join(str(self.root), rel)
+
+    @property
+    def shown_root(self) -> str:
+        """The root as it may be stored or shown: a URL without user-info or query string."""
+        return storage.redact(str(self.root))
+
+    @property
+    def shown_manifest(self) -> str | None:
+        """The manifest as it may be stored or shown (see :attr:`shown_root`), or None."""
+        return None if self.manifest is None else storage.redact(str(self.manifest))
 
     def stamps(self, paths: Sequence[str] | None = None) -> list[tuple[int, str]]:
         """(size in bytes, change stamp) of every clip in table order, or of ``paths`` (relative to the root)."""
@@ -206,12 +220,13 @@ def discover(
     listable = manifest is None or not storage.is_url(tree.root)
     if listable and not tree.is_dir():
         what = "does not exist" if not tree.exists() else "is not a directory"
-        raise DatasetLayoutError(f"dataset root {root_path} {what}; pass the dataset folder")
+        raise DatasetLayoutError(f"dataset root {storage.redact(root_path)} {what}; "
+                                 f"pass the dataset folder")
 
     if manifest is not None:
         found = _find_manifest(tree, manifest)
-        clips, errors = _read_manifest(found, os.fspath(manifest))
-        where = found.name if storage.is_url(found.name) else Path(found.name)
+        clips, errors = _read_manifest(found, storage.redact(os.fspath(manifest)))
+        where = found.location if storage.is_url(found.location) else Path(found.location)
         return Dataset(root_path, "manifest", clips, errors, manifest=where, tree=tree)
     if layout is None:
         layout = _detect(tree)
@@ -224,7 +239,8 @@ def _detect(tree) -> str:
     for name, layout in LAYOUTS.items():
         if layout.detected and _DETECTORS[name](tree):
             return name
-    raise DatasetLayoutError(f"no dataset found in {tree.root}: expected {_EXPECTED}")
+    raise DatasetLayoutError(f"no dataset found in {storage.redact(tree.root)}: "
+                             f"expected {_EXPECTED}")
 
 
 # --------------------------------------------------------------- urbansound8k
@@ -237,7 +253,7 @@ def _read_urbansound8k(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecor
         )
     if not tree.is_dir("audio"):
         raise DatasetLayoutError(
-            f"layout 'urbansound8k' expects the clips under {tree.location('audio')}/fold<N>/, "
+            f"layout 'urbansound8k' expects the clips under {storage.redact(tree.location('audio'))}/fold<N>/, "
             f"which does not exist; point ROOT at the UrbanSound8K folder"
         )
     df, rows, errors = _read_csv(csv, _US8K_CSV)
@@ -282,7 +298,7 @@ def _read_speechcommands(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRec
     found.sort()
     if not found:
         raise DatasetLayoutError(
-            f"layout 'speechcommands' expects {tree.root}/<word>/<speaker>_nohash_<n>.wav; "
+            f"layout 'speechcommands' expects {storage.redact(tree.root)}/<word>/<speaker>_nohash_<n>.wav; "
             f"no word folder holds an audio file")
     notes["background_noise"] = sorted(_walk_audio(tree, f"{_SC_NOISE}/", False, []))
     listed: dict[str, str] = {}
@@ -374,7 +390,8 @@ class _CsvFile:
 
     def __init__(self, tree, rel: str) -> None:
         self.tree, self.rel = tree, rel
-        self.name = tree.location(rel)
+        self.location = tree.location(rel)
+        self.name = storage.redact(self.location)  # for messages
 
     def open(self):
         return self.tree.open(self.rel)
@@ -387,14 +404,16 @@ def _find_manifest(tree, manifest: str | os.PathLike[str]) -> _CsvFile:
         remote = storage.RemoteTree(parent)
         if remote.is_file(name):
             return _CsvFile(remote, name)
-        raise DatasetLayoutError(f"manifest {text!r} not found; pass the URL of an existing CSV file")
+        raise DatasetLayoutError(f"manifest {storage.redact(text)!r} cannot be read "
+                                 f"({remote.why_not(name)}); pass the URL of an existing CSV "
+                                 f"file, with the credentials it needs")
     given = Path(storage.local_path(text))
     if given.is_file():
         return _CsvFile(storage.LocalTree(str(given.parent)), given.name)
     rel = given.as_posix()
     if not given.is_absolute() and tree.is_file(rel):
         return _CsvFile(tree, rel)
-    places = str(given) if given.is_absolute() else f"{Path.cwd() / given} or {tree.location(rel)}"
+    places = str(given) if given.is_absolute() else f"{Path.cwd() / given} or {storage.redact(tree.location(rel))}"
     raise DatasetLayoutError(f"manifest {text!r} not found (looked for {places}); "
                              f"pass the path of an existing CSV file")
 
@@ -404,8 +423,8 @@ def _read_gtzan(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     bases = [d for d in _GTZAN_DIRS if tree.is_dir(d)]
     if not bases:
         raise DatasetLayoutError(
-            f"layout 'gtzan' expects {tree.location('genres')}/<label>/ or "
-            f"{tree.location('genres_original')}/<label>/; neither folder exists"
+            f"layout 'gtzan' expects {storage.redact(tree.location('genres'))}/<label>/ or "
+            f"{storage.redact(tree.location('genres_original'))}/<label>/; neither folder exists"
         )
     for base in bases:
         found, errors = _scan_classes(tree, base + "/", recursive=False)
@@ -413,7 +432,7 @@ def _read_gtzan(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
             return _folder_clips(found), errors
     raise DatasetLayoutError(
         f"layout 'gtzan': no audio files in the genre subfolders of "
-        f"{' or '.join(tree.location(b) for b in bases)}; expected e.g. genres/blues/blues.00000.wav"
+        f"{' or '.join(storage.redact(tree.location(b)) for b in bases)}; expected e.g. genres/blues/blues.00000.wav"
     )
 
 
@@ -421,7 +440,7 @@ def _read_folders(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     found, errors = _scan_classes(tree, "", recursive=True)
     if not found:
         raise DatasetLayoutError(
-            f"layout 'folders' expects {tree.root}/<label>/<audio files>, but no class subfolder "
+            f"layout 'folders' expects {storage.redact(tree.root)}/<label>/<audio files>, but no class subfolder "
             f"holds an audio file"
         )
     return _folder_clips(found), errors
@@ -468,14 +487,20 @@ def _walk_audio(tree, top: str, recursive: bool, errors: list[ErrorRecord], *, s
 
     Entries named like audio are yielded even if they are directories, so the
     loader reports them instead of the dataset silently shrinking. A folder
-    reached twice through symlinks is walked once (no endless loops).
+    reached twice through symlinks is walked once (no endless loops). A
+    folder holding an output set of ours (an EDA page with its example
+    clips, features written into the dataset by an older version) is
+    skipped: its clips are copies, not data.
     """
     stack = [top]
     first = tree.identity(top.rstrip("/"))
     seen = {first} if first is not None else set()
     while stack:
         prefix = stack.pop()
-        for entry in _scan(tree, prefix, errors):
+        entries = _scan(tree, prefix, errors)
+        if _holds_output_set(tree, prefix, entries):
+            continue
+        for entry in entries:
             name = entry.name
             if name.startswith("."):
                 continue
@@ -489,6 +514,19 @@ def _walk_audio(tree, top: str, recursive: bool, errors: list[ErrorRecord], *, s
                 stack.append(f"{prefix}{name}/")
 
 
+def _holds_output_set(tree, prefix: str, entries: list) -> bool:
+    """Whether a listed folder holds an output set of ours (its description file, checked)."""
+    for entry in entries:
+        if entry.is_dir or entry.name not in MARKERS:
+            continue
+        if isinstance(tree, storage.LocalTree):
+            if output_kind(tree.location(prefix.rstrip("/"))) is not None:
+                return True
+            continue
+        return True  # a remote tree: the name alone (reading it would cost a request)
+    return False
+
+
 def _scan(tree, prefix: str, errors: list[ErrorRecord]) -> list:
     folder = prefix.rstrip("/")
     try:
@@ -496,7 +534,7 @@ def _scan(tree, prefix: str, errors: list[ErrorRecord]) -> list:
     except OSError as exc:
         errors.append(ErrorRecord(
             folder, None, "metadata", type(exc).__name__,
-            f"cannot list folder {tree.location(folder)}: {exc.strerror or exc}; its clips were "
+            f"cannot list folder {storage.redact(tree.location(folder))}: {exc.strerror or exc}; its clips were "
             f"skipped. Fix its permissions.", "cannot list a folder",
         ))
         return []

@@ -73,6 +73,11 @@ class OutputBusyError(FeaturesError, RuntimeError):
     default_reason = "output folder in use"
 
 
+class OutputFolderError(UsageError):
+    """The output folder may not be written: someone else's files, another kind's set, inside the dataset,
+    or a lock that is not a regular file."""
+
+
 class OutputMismatchError(FeaturesError, ValueError):
     """The files in an output folder are not the set ``features.json`` describes."""
 

@@ -392,7 +392,8 @@ class DaskExecutor(Executor):
                     )
                 self.client = Client(self._cluster, set_as_default=False)
             else:
-                self.client = Client(scheduler, timeout=30, set_as_default=False)
+                self.client = Client(scheduler, timeout=30, set_as_default=False,
+                                     security=_security(scheduler))
         except OSError as exc:
             self.close()
             raise ClusterError(
@@ -520,6 +521,35 @@ class DaskExecutor(Executor):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "scheduler": self.scheduler, "threads": self._slots}
+
+
+#: Dask's own settings (environment variables) that give a client its TLS certificates.
+TLS_ENV = {
+    "distributed.comm.tls.ca-file": "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
+    "distributed.comm.tls.client.cert": "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT",
+    "distributed.comm.tls.client.key": "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY",
+}
+
+
+def _security(scheduler: str) -> Any:
+    """The client's :class:`distributed.security.Security`: TLS for a ``tls://`` scheduler.
+
+    Certificates come from Dask's configuration (the environment variables of
+    :data:`TLS_ENV`, or a Dask config file), never from the command line; a
+    ``tls://`` address without them is refused before any connection.
+    """
+    import dask
+    from distributed.security import Security
+
+    if not scheduler.lower().startswith("tls://"):
+        return None
+    missing = [env for key, env in TLS_ENV.items() if not dask.config.get(key, None)]
+    if missing:
+        raise ClusterError(
+            f"--scheduler {scheduler} speaks TLS, and this machine has no certificate for it: "
+            f"set {', '.join(missing)} to the PEM files (the cluster's CA, this client's "
+            f"certificate and key), as the scheduler and workers have theirs")
+    return Security(require_encryption=True)
 
 
 def _worker_versions() -> dict[str, str]:

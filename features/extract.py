@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UsageError
+from .ownership import claim
 from .params import FeatureParams
 
 # pandas and the table writers are imported inside the functions that run in
@@ -283,20 +284,33 @@ def extract_dataset(
         from .datasets import discover
 
         dataset = discover(root, layout=layout, manifest=manifest)
+        previous = claim(out, outputs.METADATA, output_names(formats), force=force,
+                         dataset_root=local_root(dataset), command="features extract")
         with outputs.OutputLock(out) as lock:
             outputs.clean_leftovers(out)
             return _extract(dataset, out, params, executor, start=start, jobs=jobs,
                             formats=formats, strict=strict, quiet=quiet, batch_size=batch_size,
-                            clip_timeout=clip_timeout, force=force,
+                            clip_timeout=clip_timeout, force=force, previous=previous,
                             notes=[m for m in [lock.message()] if m])
     finally:
         executor.close()
         shutil.rmtree(progress_dir, ignore_errors=True)
 
 
+def output_names(formats: Sequence[str]) -> list[str]:
+    """The files of a feature output set: the tables, the dictionary, the errors, features.json."""
+    return [*(f"features.{f}" for f in formats), "features.schema.csv", "errors.csv",
+            "features.json"]
+
+
+def local_root(dataset: Any) -> Path | None:
+    """The dataset's root folder, None for a URL (no output folder can lie inside one)."""
+    return None if isinstance(dataset.root, str) else Path(dataset.root)
+
+
 def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: float, jobs: int,
              formats, strict: bool, quiet: bool, batch_size, clip_timeout, force: bool,
-             notes: list[str]) -> ExtractResult:
+             previous: Sequence[str], notes: list[str]) -> ExtractResult:
     from . import outputs
     from . import table as _table
     from .checkpoint import clips_key
@@ -345,9 +359,9 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
     meta = {
         "params": params.to_dict(),
         "param_key": params.key(),
-        "root": str(dataset.root),
+        "root": dataset.shown_root,
         "layout": dataset.layout,
-        "manifest": None if dataset.manifest is None else str(dataset.manifest),
+        "manifest": dataset.shown_manifest,
         "versions": _versions(),
         "clips": {
             "total": n_items + len(dataset.errors),
@@ -374,7 +388,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
     written, n_rows = outputs.write_outputs(
         out, clips=clips, chunks=chunks(), empty=empty,
         schema=_table.build_schema(empty, params, layout=dataset.layout),
-        errors=_table.errors_frame(errors), formats=formats, meta=meta,
+        errors=_table.errors_frame(errors), formats=formats, meta=meta, previous=previous,
     )
     checkpoint.remove()
     return ExtractResult(
@@ -396,17 +410,17 @@ def _dataset_key(dataset: Any, clips_key: str) -> str:
     h = hashlib.sha256(clips_key.encode())
     h.update(dataset.clips.to_csv(index=False).encode("utf-8", "surrogateescape"))
     h.update(repr([dataclasses.astuple(e) for e in dataset.errors]).encode("utf-8", "surrogateescape"))
-    h.update(f"{dataset.layout}\n{dataset.root}".encode("utf-8", "surrogateescape"))
+    # The root as stored: a rotated password or token is the same data.
+    h.update(f"{dataset.layout}\n{dataset.shown_root}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
 def saved_errors(out: Path) -> list[Any]:
     """The error rows of the ``errors.csv`` in an output folder, as ErrorRecords."""
-    import pandas as pd
-
+    from . import table as _table
     from .datasets import ErrorRecord
 
-    rows = pd.read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
+    rows = _table.read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
     return [ErrorRecord(r["path"], int(r["row"]) if r["row"] else None, r["stage"],
                         r["error_type"], r["message"], r["reason"])
             for r in rows.to_dict("records")]

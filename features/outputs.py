@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -35,10 +37,12 @@ import pandas as pd
 
 from . import table as T
 from .atomic import fsync_dir
-from .errors import OutputBusyError, OutputMismatchError
+from .errors import OutputBusyError, OutputFolderError, OutputMismatchError
+from .ownership import remove_listed
+from .storage import redact_text
 
-__all__ = ["OutputBusyError", "OutputLock", "OutputMismatchError", "verify_outputs",
-           "write_outputs"]
+__all__ = ["OutputBusyError", "OutputFolderError", "OutputLock", "OutputMismatchError",
+           "verify_outputs", "write_outputs"]
 
 LOCK_NAME = ".lock"
 METADATA = "features.json"
@@ -71,22 +75,23 @@ class OutputLock:
         self._fd: int | None = None
 
     def __enter__(self) -> Self:
+        self._created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
             raise OutputBusyError(
-                f"the output folder {self.path.parent} is in use by another extraction "
+                f"the output folder {self.path.parent} is in use by another run "
                 f"({_describe(holder)}); wait for it to finish, or choose another --out"
             ) from None
         previous = _read_holder(fd)
         if previous and previous.get("running"):
             self.taken_over = previous  # its owner died without releasing it
         mine = {"pid": os.getpid(), "host": socket.gethostname(), "running": True,
-                "started": _now(), "command": " ".join(sys.argv)}
+                "started": _now(), "command": redact_text(" ".join(sys.argv))}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(mine) + "\n").encode(), 0)
         self._fd = fd
@@ -100,13 +105,36 @@ class OutputLock:
             os.pwrite(self._fd, b'{"running": false}\n', 0)
         os.close(self._fd)  # releases the flock
         self._fd = None
+        if self._created:
+            # A run that failed before writing anything leaves no trace of itself.
+            with contextlib.suppress(OSError):
+                if [e.name for e in os.scandir(self.path.parent)] == [LOCK_NAME]:
+                    self.path.unlink()
+                    self.path.parent.rmdir()
 
     def message(self) -> str | None:
         """One line for the user when a dead run's lock was taken over, else None."""
         if not self.taken_over:
             return None
-        return (f"note: took over the lock of {self.path.parent} left by an extraction that "
+        return (f"note: took over the lock of {self.path.parent} left by a run that "
                 f"stopped without finishing ({_describe(self.taken_over)})")
+
+
+def _open_lock(path: Path) -> int:
+    """Open (or create) the lock file itself: never through a symlink, never a non-file."""
+    refuse = (f"{path} is not a regular file (a symbolic link, a folder or a device); a lock "
+              f"is only ever a small file of ours, and writing through it would change another "
+              f"file: remove it, then run again")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise OutputFolderError(refuse) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputFolderError(refuse)
+    return fd
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
@@ -145,6 +173,7 @@ def write_outputs(
     errors: pd.DataFrame,
     formats: Sequence[str],
     meta: dict[str, Any],
+    previous: Sequence[str] = (),
 ) -> tuple[dict[str, Path], int]:
     """Write the output set of a run and move it into place.
 
@@ -165,6 +194,9 @@ def write_outputs(
         ``csv`` and/or ``parquet``.
     meta : dict
         Content of ``features.json``; ``files`` and ``outputs`` are added.
+    previous : sequence of str
+        Files of the set ``out`` held before (:func:`features.ownership.claim`):
+        those the new set does not replace are deleted, and no others.
 
     Returns
     -------
@@ -185,8 +217,7 @@ def write_outputs(
                 "files": {n: {"sha256": T.file_sha256(staging / n),
                               "bytes": (staging / n).stat().st_size} for n in names}}
         T.write_json(meta, staging / METADATA)
-        commit(out, staging, names, METADATA,
-               stale=[f"features.{f}" for f in set(T.FORMATS) - set(formats)])
+        commit(out, staging, names, METADATA, previous=previous)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {f: out / f"features.{f}" for f in formats}, n_rows
@@ -249,8 +280,13 @@ def _arrow_schema(empty: pd.DataFrame):
 
 
 def commit(out: Path, staging: Path, names: Sequence[str], metadata: str,
-           stale: Sequence[str] = ()) -> None:
-    """Move the staged files into ``out``, the ``metadata`` file last; remove ``stale`` ones.
+           previous: Sequence[str] = (), units: Sequence[str] = ()) -> None:
+    """Move the staged files into ``out``, the ``metadata`` file last.
+
+    ``names`` are relative paths (``confusion/x.csv``); a folder named in
+    ``units`` (a model bundle) is swapped in whole instead of file by file.
+    Files of the ``previous`` set that the new one does not replace are
+    removed (a table of another ``--format``), and nothing else.
 
     The staging folder is first renamed to ``.committing-*``: while it
     exists, :func:`verify_outputs` refuses the folder, so a crash between
@@ -258,21 +294,46 @@ def commit(out: Path, staging: Path, names: Sequence[str], metadata: str,
     """
     from .work import injected_faults
 
+    replaced = set(previous)
+    clash = [n for n in [*names, metadata] if n not in replaced and n.split("/", 1)[0] not in units
+             and ((out / n).exists() or (out / n).is_symlink())]
+    clash += [u for u in units if (staging / u).is_dir() and (out / u).exists()
+              and not any(n.startswith(f"{u}/") for n in replaced)]
+    if clash:
+        raise OutputFolderError(
+            f"{out} holds {', '.join(clash[:5])}, which this run did not write and would "
+            f"replace; move {'it' if len(clash) == 1 else 'them'} away or choose another folder")
     committing = out / f"{_COMMITTING}{staging.name[len(STAGING):]}"
     os.replace(staging, committing)
     fsync_dir(out)
     crash_after = (injected_faults() or {}).get("commit_crash_after")
-    for i, name in enumerate(names):
+    for unit in units:
+        if (committing / unit).is_dir():
+            _swap_in(committing / unit, out / unit, committing)
+    moved = [n for n in names if n.split("/", 1)[0] not in units]
+    for i, name in enumerate(moved):
         if crash_after is not None and i >= int(crash_after):
             os.kill(os.getpid(), signal.SIGKILL)  # tests only: a crash between two writes
-        os.replace(committing / name, out / name)
-    for name in stale:
-        # A table left by an earlier run with other --format must not pass for this one.
-        with contextlib.suppress(FileNotFoundError):
-            (out / name).unlink()
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(committing / name, target)
+    remove_listed(out, previous, keep=[*names, metadata])
     os.replace(committing / metadata, out / metadata)
     fsync_dir(out)
-    committing.rmdir()
+    shutil.rmtree(committing, ignore_errors=True)
+
+
+def _swap_in(new: Path, target: Path, scratch: Path) -> None:
+    """Put folder ``new`` where ``target`` is, keeping the old one until the new one is in."""
+    old = scratch / f".old-{target.name}"
+    if target.is_dir() and not target.is_symlink():
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old.exists():
+            os.replace(old, target)
+        raise
 
 
 # --------------------------------------------------------------------- verifying

@@ -26,7 +26,6 @@ top_db=80)``; :func:`patch_row` computes it for one file.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import os
@@ -95,21 +94,38 @@ def default_duration(dataset: Any) -> float:
     """Patch length for a dataset: its layout's clip length, else the median of its clips.
 
     The median is taken over the headers of up to 200 clips spread over the
-    dataset, rounded to 0.1 s.
+    dataset, rounded to 0.1 s. Headers are read through the dataset's own
+    storage (a local folder, or a URL such as ``s3://``), as the clips are.
+
+    Raises
+    ------
+    UsageError
+        No header could be read; the message says why (the first reason).
     """
     if dataset.layout in DEFAULT_SECONDS:
         return DEFAULT_SECONDS[dataset.layout]
     import soundfile as sf
 
+    from .storage import tree_for
+
+    tree = dataset.tree or tree_for(dataset.root)
     paths = dataset.clips["path"].tolist()
     step = max(1, len(paths) // _SAMPLE_FOR_DURATION)
-    seconds = []
+    seconds, failures = [], []
     for rel in paths[::step][:_SAMPLE_FOR_DURATION]:
-        with contextlib.suppress(Exception):
-            seconds.append(sf.info(dataset.location(rel)).duration)
+        try:
+            with tree.open(rel) as f:
+                info = sf.info(f)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
+            failures.append(f"{rel}: {type(exc).__name__}: {exc}")
+            continue
+        if info.samplerate > 0 and info.frames > 0:
+            seconds.append(info.frames / info.samplerate)
     if not seconds:
-        raise UsageError("cannot tell the clips' length to choose a patch duration; "
-                         "give one with --duration SECONDS")
+        why = f" (of {len(failures)} read, the first said {failures[0]})" if failures else ""
+        raise UsageError(f"cannot tell the clips' length to choose a patch duration: no clip "
+                         f"header could be read{why}; give one with --duration SECONDS (make: "
+                         f"DURATION=SECONDS)")
     return max(0.1, round(statistics.median(seconds), 1))
 
 
@@ -184,7 +200,13 @@ def extract_patches(
     from . import outputs
     from .datasets import discover
     from .executors import open_executor
-    from .extract import _check_batch_size, _check_clip_timeout, _resolve_jobs
+    from .extract import (
+        _check_batch_size,
+        _check_clip_timeout,
+        _resolve_jobs,
+        local_root,
+    )
+    from .ownership import claim
 
     start = time.perf_counter()
     jobs = _resolve_jobs(jobs)
@@ -196,6 +218,8 @@ def extract_patches(
         given.setdefault("duration", default_duration(dataset))
         params = PatchParams(**given)
     out = Path(out)
+    previous = claim(out, PATCHES_JSON, [*PATCH_FILES, PATCHES_JSON], force=force,
+                     dataset_root=local_root(dataset), command="features patches")
     progress_dir = tempfile.mkdtemp(prefix="features-running-")
     executor = open_executor(params, backend, jobs, scheduler, progress_dir)
     try:
@@ -209,7 +233,7 @@ def extract_patches(
                 return current
             return _run(dataset, out, params, executor, jobs=jobs, quiet=quiet, strict=strict,
                         batch_size=batch_size, clip_timeout=clip_timeout, start=start,
-                        notes=notes, stamps=stamps, dataset_key=dkey)
+                        notes=notes, stamps=stamps, dataset_key=dkey, previous=previous)
     finally:
         executor.close()
         shutil.rmtree(progress_dir, ignore_errors=True)
@@ -248,7 +272,7 @@ def _up_to_date(out: Path, params: PatchParams, dataset_key: str, strict: bool,
 
 
 def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, strict, batch_size,
-         clip_timeout, start, notes, stamps, dataset_key) -> PatchResult:
+         clip_timeout, start, notes, stamps, dataset_key, previous) -> PatchResult:
     from .datasets import ErrorRecord
     from .extract import _versions
     from .runner import run_dataset
@@ -264,7 +288,7 @@ def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, stri
         "param_key": params.key(),
         "dataset_key": dataset_key,
         "shape": list(params.shape),
-        "root": str(dataset.root),
+        "root": dataset.shown_root,
         "layout": dataset.layout,
         "versions": _versions(),
         "clips": {"total": n_items + len(dataset.errors), "ok": n_items - len(clip_errors),
@@ -276,7 +300,7 @@ def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, stri
         "runner": executor.describe(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-    n_stereo = _write(out, dataset, checkpoint, params, noise, errors, meta)
+    n_stereo = _write(out, dataset, checkpoint, params, noise, errors, meta, previous)
     checkpoint.remove()
     return PatchResult(
         out=out, params=params, n_total=meta["clips"]["total"], n_ok=meta["clips"]["ok"],
@@ -310,7 +334,7 @@ def _noise_patches(dataset: Any, params: PatchParams) -> tuple[np.ndarray, list[
 
 
 def _write(out: Path, dataset: Any, checkpoint: Any, params: PatchParams, noise: np.ndarray,
-           errors: list[Any], meta: dict[str, Any]) -> int:
+           errors: list[Any], meta: dict[str, Any], previous: list[str]) -> int:
     """Write the arrays and the index into a staging folder, then move them in as a set."""
     import pandas as pd
 
@@ -357,19 +381,21 @@ def _write(out: Path, dataset: Any, checkpoint: Any, params: PatchParams, noise:
         outputs.write_tables(staging, iter(index_parts), empty, clips, ("csv", "parquet"),
                              stem="patches")
         T.write_csv(T.errors_frame(errors), staging / "errors.csv")
-        names = ["patches.npy", "channels.npy", "noise.npy", "patches.csv", "patches.parquet",
-                 "errors.csv"]
+        names = list(PATCH_FILES)
         meta = {**meta, "rows": rows, "stereo_rows": int(stereo.sum()), "noise_rows": len(noise),
                 "files": {n: {"sha256": T.file_sha256(staging / n),
                               "bytes": (staging / n).stat().st_size} for n in names}}
         T.write_json(meta, staging / PATCHES_JSON)
-        outputs.commit(out, staging, names, PATCHES_JSON)
+        outputs.commit(out, staging, names, PATCHES_JSON, previous=previous)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return int(stereo.sum())
 
 
 PATCHES_JSON = "patches.json"
+#: The files of a patch output set besides patches.json, in the order they are moved in.
+PATCH_FILES = ("patches.npy", "channels.npy", "noise.npy", "patches.csv", "patches.parquet",
+               "errors.csv")
 
 
 def _row_facts(checkpoint: Any) -> tuple[int, np.ndarray]:

@@ -266,7 +266,10 @@ def progress_bar(total: int, initial: int, quiet: bool, desc: str = "features") 
 
 
 def _say(bar: Any) -> Any:
+    from .storage import redact_text
+
     def say(line: str) -> None:
+        line = redact_text(line)
         if bar.disable:
             print(line, file=sys.stderr)
         else:

@@ -25,9 +25,14 @@ from typing import IO, Any
 
 from .errors import DatasetLayoutError
 
-__all__ = ["Entry", "LocalTree", "RemoteTree", "is_url", "open_binary", "tree_for"]
+__all__ = ["Entry", "LocalTree", "RemoteTree", "is_url", "open_binary", "redact", "redact_text",
+           "tree_for"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# A URL inside any text: scheme, optional user-info (user:password@), the rest up to
+# whitespace or a quote. Its user-info and its query string (tokens, signatures) are
+# the parts that may hold a secret.
+_URL_IN_TEXT = re.compile(r"""\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s'"<>]*)""")
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:
@@ -51,10 +56,62 @@ def local_path(location: str | os.PathLike[str]) -> str:
 
 
 def join(root: str, rel: str) -> str:
-    """Location of ``rel`` (forward slashes) under ``root`` (a path or URL)."""
+    """Location of ``rel`` (forward slashes) under ``root`` (a path or URL).
+
+    A URL's query string (a signed URL's token) stays at the end.
+
+    Examples
+    --------
+    >>> join("https://h/data?sig=x", "a/b.wav")
+    'https://h/data/a/b.wav?sig=x'
+    """
     if is_url(root):
-        return root.rstrip("/") + "/" + rel
+        base, mark, query = root.partition("?")
+        return base.rstrip("/") + "/" + rel + mark + query
     return os.path.join(root, rel)
+
+
+def redact(location: str | os.PathLike[str]) -> str:
+    """A location as it may be stored, logged or printed: no user-info, query or fragment.
+
+    ``http://user:secret@host/x?token=t`` becomes ``http://host/x``; a local
+    path is returned unchanged. Workers still get the whole location: only
+    what leaves the run (files, messages, the lock) is redacted.
+
+    Examples
+    --------
+    >>> redact("https://me:pw@example.org/clips?sig=abc#top")
+    'https://example.org/clips'
+    >>> redact("/data/my clips")
+    '/data/my clips'
+    """
+    return redact_text(os.fspath(location)) if is_url(location) else os.fspath(location)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the user-info and query string of every URL in it removed.
+
+    For messages that may quote a URL (a library's error about a clip it
+    could not open, the command line in the lock file).
+
+    Examples
+    --------
+    >>> redact_text("cannot open s3://k:s@bucket/a.wav?X-Amz-Signature=1: denied")
+    'cannot open s3://bucket/a.wav: denied'
+    """
+    def clean(match: re.Match) -> str:
+        rest = match.group(2)
+        # Punctuation after a URL ("...a.wav: not found") is the sentence's, not the URL's.
+        trail = re.search(r"[.,;:)\]]*$", rest).group(0)
+        rest = rest[:len(rest) - len(trail)]
+        authority, slash, path = rest.partition("/")
+        authority = authority.rpartition("@")[2]
+        path = re.split(r"[?#]", path, maxsplit=1)[0]
+        if not slash:
+            authority = re.split(r"[?#]", authority, maxsplit=1)[0]
+        return match.group(1) + authority + slash + path + trail
+
+    return _URL_IN_TEXT.sub(clean, text)
 
 
 def open_binary(location: str) -> IO[bytes]:
@@ -139,15 +196,19 @@ class RemoteTree:
     def __init__(self, root: str) -> None:
         import fsspec
 
-        self.root = root.rstrip("/")
+        # A query string (a signed URL's token) belongs after each file's path.
+        bare, mark, query = root.partition("?")
+        self.root = bare.rstrip("/") + mark + query
+        self._query = mark + query
         try:
-            self.fs, base = fsspec.core.url_to_fs(self.root)
+            self.fs, base = fsspec.core.url_to_fs(bare.rstrip("/"))
         except (ImportError, ValueError) as exc:
             raise DatasetLayoutError(
-                f"cannot read {root}: {exc}. Install the fsspec driver for this scheme "
+                f"cannot read {redact(root)}: {redact_text(str(exc))}. Install the fsspec driver for this scheme "
                 f"(s3fs for s3://, gcsfs for gs://, aiohttp for https://)."
             ) from None
         self.base = base.rstrip("/")
+        self._web = self.root.lower().startswith(("http://", "https://"))
         self._listing: tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]] | None = None
 
     def _listed(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
@@ -156,11 +217,14 @@ class RemoteTree:
         files: dict[str, dict[str, Any]] = {}
         children: dict[str, dict[str, bool]] = {"": {}}
         try:
-            listing = self.fs.find(self.base, withdirs=True, detail=True)
+            # A web server is never listed: an index page is not a listing (a manifest says
+            # which files there are), and asking may need more rights than reading a file.
+            listing = {} if self._web else self.fs.find(self.base, withdirs=True, detail=True)
         except (FileNotFoundError, NotImplementedError, ValueError):
             listing = {}
-        except OSError as exc:
-            raise DatasetLayoutError(f"cannot list {self.root}: {exc}") from None
+        except _remote_errors() as exc:
+            raise DatasetLayoutError(f"cannot list {redact(self.root)}: "
+                                     f"{redact_text(str(exc))}") from None
         for path, info in listing.items():
             name = path.rstrip("/")
             rel = posixpath.relpath(name, self.base) if name != self.base else ""
@@ -174,18 +238,30 @@ class RemoteTree:
         return self._listing
 
     def location(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if rel else self.root
+        return join(self.root, rel) if rel else self.root
+
+    def _path(self, rel: str) -> str:
+        """What the file system opens for ``rel``."""
+        return f"{self.base}/{rel}{self._query}"
 
     def exists(self) -> bool:
-        return bool(self._listed()[0]) or self.fs.exists(self.base)
+        return bool(self._listed()[0]) or self.fs.exists(self.base + self._query)
 
     def is_file(self, rel: str) -> bool:
         if rel in self._listed()[0]:
             return True
         try:  # servers that cannot be listed still answer for one file
-            return bool(self.fs.isfile(f"{self.base}/{rel}"))
-        except (OSError, ValueError, NotImplementedError):
+            return bool(self.fs.isfile(self._path(rel)))
+        except _remote_errors():
             return False
+
+    def why_not(self, rel: str) -> str:
+        """Why ``rel`` cannot be read, in a few words (its URL's secrets left out)."""
+        try:
+            self.fs.info(self._path(rel))
+        except _remote_errors() as exc:
+            return redact_text(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
+        return "it is not a file"
 
     def is_dir(self, rel: str = "") -> bool:
         files, children = self._listed()
@@ -200,19 +276,33 @@ class RemoteTree:
 
     @contextlib.contextmanager
     def open(self, rel: str) -> Iterator[IO[bytes]]:
-        with self.fs.open(f"{self.base}/{rel}", "rb") as f:
+        with self.fs.open(self._path(rel), "rb") as f:
             yield f
 
     def stamp(self, rel: str) -> tuple[int, str]:
         info = self._listed()[0].get(rel)
         if info is None:
             try:
-                info = self.fs.info(f"{self.base}/{rel}")
-            except (OSError, ValueError, NotImplementedError):
+                info = self.fs.info(self._path(rel))
+            except _remote_errors():
                 return -1, "missing"
         change = (info.get("ETag") or info.get("etag") or info.get("md5Hash")
                   or info.get("LastModified") or info.get("mtime") or info.get("updated") or "")
         return int(info.get("size") or 0), str(change)
+
+
+def _remote_errors() -> tuple[type[BaseException], ...]:
+    """What a remote file system raises when a file cannot be reached or read.
+
+    fsspec's own drivers raise OSError and friends; its HTTP driver lets
+    aiohttp's errors through (401 Unauthorized is a ``ClientResponseError``).
+    """
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, NotImplementedError)
+    try:
+        import aiohttp
+    except ImportError:
+        return errors
+    return (*errors, aiohttp.ClientError)
 
 
 def _add(children: dict[str, dict[str, bool]], rel: str, is_dir: bool) -> None:

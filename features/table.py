@@ -7,9 +7,10 @@ features; or, for the ``gtzan`` preset, the GTZAN tutorial's exact header).
 Writers never leave a half-written file under the final name: they write a
 temporary file in the same folder and :func:`os.replace` it into place.
 
-In CSV files, text cells that a spreadsheet would run as a formula (leading
-``=``, ``+``, ``-``, ``@``, tab or carriage return) get a leading ``'``;
-numbers are never touched and Parquet keeps the raw text.
+In CSV files, text cells and column names that a spreadsheet would run as
+a formula (leading ``=``, ``+``, ``-``, ``@``, tab or carriage return) get a
+leading ``'``; numbers are never touched and Parquet keeps the raw text.
+:func:`read_csv` undoes it exactly: every reader of our CSV files uses it.
 """
 from __future__ import annotations
 
@@ -130,30 +131,35 @@ def build_table(
     return pd.concat([ids, audio, feats], axis=1)
 
 
-# A number as every CSV reader parses one; a leading zero ("007") keeps the value text.
-_INTEGER = re.compile(r"[+-]?(?:0|[1-9]\d{0,17})")
-_DECIMAL = re.compile(r"[+-]?(?:0|[1-9]\d*)(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)|[+-]?\.\d+")
+# An integer written the one way a number reader writes it back: no "+", no leading zero
+# ("007" and "+1" stay text), so that typing a column never changes a value.
+_INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,17})")
+_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)\.\d+")
 
 
 def typed_metadata(clips: pd.DataFrame) -> pd.DataFrame:
-    """The clips' text columns, typed as the CSV will be read back.
+    """The clips' text columns, typed as the CSV will be read back, when no value changes.
 
     Spreadsheets, DuckDB and pandas turn a CSV column of numbers into
     numbers; so that ``features.parquet`` and the data dictionary say the
-    same, a text column (``label``, ``group`` and the source's metadata;
-    never ``path``) whose every non-empty value is an integer becomes a
-    nullable integer, and one of decimals a float. Empty cells are missing
-    values. Values with a leading zero stay text, so nothing is lost.
+    same, a metadata column (``group`` and the source's own columns; never
+    ``path``, and never ``label``, which is always the text the user wrote)
+    whose every non-empty value is an integer becomes a nullable integer,
+    and one of decimals a float. A column is typed only when every value is
+    the number's own spelling (``17``, ``0.5``): ``007``, ``+1`` or ``1.50``
+    keep it text, so ``1`` and ``1.0`` never merge and nothing is lost.
+    Empty cells are missing values.
 
     Examples
     --------
-    >>> df = pd.DataFrame({"path": ["1"], "fsID": ["17"], "start": ["0.5"], "id": ["007"]})
+    >>> df = pd.DataFrame({"path": ["1"], "label": ["2"], "fsID": ["17"], "start": ["0.5"],
+    ...                    "id": ["007"], "sign": ["+1"]})
     >>> typed_metadata(df).dtypes.astype(str).tolist()
-    ['str', 'Int64', 'float64', 'str']
+    ['str', 'str', 'Int64', 'float64', 'str', 'str']
     """
     out = clips.copy()
     for name in clips.columns:
-        if name in ("path", "fold") or pd.api.types.is_numeric_dtype(clips[name]):
+        if name in ("path", "label", "fold") or pd.api.types.is_numeric_dtype(clips[name]):
             continue
         text = clips[name].astype(str).str.strip()
         filled = text[text != ""]
@@ -161,9 +167,14 @@ def typed_metadata(clips: pd.DataFrame) -> pd.DataFrame:
             continue
         if filled.str.fullmatch(_INTEGER).all():
             out[name] = pd.array(pd.to_numeric(text.where(text != "")), dtype="Int64")
-        elif (filled.str.fullmatch(_INTEGER) | filled.str.fullmatch(_DECIMAL)).all():
+        elif filled.str.fullmatch(_DECIMAL).all() and _spelled_as_floats(filled):
             out[name] = pd.to_numeric(text.where(text != "")).astype("float64")
     return out
+
+
+def _spelled_as_floats(values: pd.Series) -> bool:
+    """Whether every value is how a float is written back (``0.5``, not ``0.50``)."""
+    return bool((values.astype(float).map(repr) == values).all())
 
 
 def empty_segments() -> pd.DataFrame:
@@ -285,14 +296,21 @@ def build_schema(
         dtype = _dtype_words(table[name])
         if dtype == "text":
             text = f"{text}. {_FORMULA_NOTE}"
+        if guard_text(name) != name:
+            text = f"{text}. {_HEADER_NOTE}"
         rows.append((name, role, dtype, unit, text))
     return pd.DataFrame(rows, columns=list(SCHEMA_COLUMNS))
 
 
 _FORMULA_NOTE = (
-    "In features.csv a value that starts with =, +, -, @, a tab or a carriage return is "
-    "written with a leading ' so that spreadsheets show it instead of running it as a "
-    "formula; features.parquet keeps the value as it is"
+    "In features.csv a value that starts with =, +, -, @, a tab or a carriage return (or "
+    "with ' then one of them) is written with one more leading ' so that spreadsheets show "
+    "it instead of running it as a formula; features.parquet keeps the value as it is"
+)
+_HEADER_NOTE = (
+    "Its name starts with =, +, -, @, a tab or a carriage return, so features.csv and this "
+    "dictionary write it with a leading ' (spreadsheets would run it as a formula); "
+    "features.parquet keeps the name as it is"
 )
 
 
@@ -454,11 +472,13 @@ def _feature_text(name: str, params: FeatureParams) -> tuple[str, str] | None:
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``df`` whose text cells cannot run as spreadsheet formulas.
+    """Copy of ``df`` whose text cells and column names cannot run as spreadsheet formulas.
 
-    Text cells starting with ``=``, ``+``, ``-``, ``@``, tab or carriage
-    return get a leading ``'``. Numeric columns are left alone (a negative
-    number is not text).
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+    (after any ``'``) gets one more leading ``'``; so does a column name.
+    Numeric columns are left alone (a negative number is not text).
+    :func:`restore_formulas` undoes it exactly, so every value, ``'=x``
+    included, round-trips.
 
     Parameters
     ----------
@@ -474,20 +494,76 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     --------
     >>> neutralise_formulas(pd.DataFrame({"a": ["=1+1", "ok"], "b": [-1, 2]}))["a"].tolist()
     ["'=1+1", 'ok']
+    >>> list(neutralise_formulas(pd.DataFrame({"=2+2": [1]})).columns)
+    ["'=2+2"]
     """
     out = df.copy()
     for name in out.columns:
         s = out[name]
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             continue
-        out[name] = s.map(_neutralise_cell)
+        out[name] = s.map(guard_text)
+    out.columns = [guard_text(c) for c in out.columns]
     return out
 
 
-def _neutralise_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+# Text a spreadsheet would run, behind any number of guard quotes.
+_GUARDED = re.compile("'*[" + re.escape("".join(FORMULA_PREFIXES)) + "]")
+
+
+def guard_text(value: Any) -> Any:
+    """One cell or column name as written to CSV: ``'`` before formula-like text.
+
+    Examples
+    --------
+    >>> [guard_text(v) for v in ("-1", "'=x", "a-b", 3)]
+    ["'-1", "''=x", 'a-b', 3]
+    """
+    if isinstance(value, str) and _GUARDED.match(value):
         return "'" + value
     return value
+
+
+def unguard_text(value: Any) -> Any:
+    """Undo :func:`guard_text`.
+
+    Examples
+    --------
+    >>> [unguard_text(v) for v in ("'-1", "''=x", "'plain", "a-b")]
+    ['-1', "'=x", "'plain", 'a-b']
+    """
+    if isinstance(value, str) and value.startswith("'") and _GUARDED.match(value, 1):
+        return value[1:]
+    return value
+
+
+def restore_formulas(df: pd.DataFrame, text_columns: Sequence[str] | None = None, *,
+                     names: bool = True) -> pd.DataFrame:
+    """Undo :func:`neutralise_formulas` on a table read back from CSV (in place; returned).
+
+    Column names are restored (unless ``names`` is False: done already),
+    then the cells of ``text_columns`` (names as restored; None: every
+    column that is not numeric).
+    """
+    if names:
+        df.columns = [unguard_text(c) for c in df.columns]
+    names = df.columns if text_columns is None else [c for c in text_columns if c in df.columns]
+    for name in names:
+        s = df[name]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        df[name] = s.map(unguard_text)
+    return df
+
+
+def read_csv(path: str | os.PathLike, text_columns: Sequence[str] | None = None,
+             **kwargs: Any) -> pd.DataFrame:
+    """Read a CSV file written by :func:`write_csv` back as it was meant: guards undone.
+
+    Keyword arguments go to :func:`pandas.read_csv`; ``text_columns`` as in
+    :func:`restore_formulas`.
+    """
+    return restore_formulas(pd.read_csv(path, **kwargs), text_columns)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

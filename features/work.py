@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import BadAudioError
 from .params import FeatureParams, PatchParams
+from .storage import redact_text
 
 __all__ = ["FAULTS_ENV", "BatchResult", "DaskProgress", "FileProgress", "Item", "run_batch"]
 
@@ -195,7 +196,8 @@ def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: s
                 rows, info = analyse(item, params, stage, faults)
             except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
                 reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
-                message = str(exc) or repr(exc)
+                # A library's message may quote the clip's URL, credentials and all.
+                message = redact_text(str(exc) or repr(exc))
                 errors.append((item.index, (item.shown, None, stage[0], type(exc).__name__,
                                             message, reason)))
                 continue

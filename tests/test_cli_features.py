@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from features.naming import output_name
 from features.work import FAULTS_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +105,9 @@ def test_exit_0_then_3_with_strict_and_default_out(tmp_path, write_wav):
     (root / "a" / "broken.wav").write_text("not audio")
     proc = _run("extract", "ds", "--jobs", "1", "--format", "csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    out = Path("data") / "output" / "ds" / "features"
+    # ds is not under ./data/: its name gets a hash of its path (another "ds" gets another).
+    out = Path("data") / "output" / output_name("ds", cwd=tmp_path) / "features"
+    assert out.parts[2].startswith("ds-")
     assert proc.stdout.strip().splitlines()[-2:] == [
         f"3 clips ok, 1 failed; table: {out / 'features.csv'}; errors: {out / 'errors.csv'}",
         "  1 clip: it contains text, not audio (stage load)",

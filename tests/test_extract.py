@@ -403,10 +403,10 @@ def test_failed_final_write_keeps_old_outputs_and_checkpoint(tmp_path, write_wav
 
 def test_other_format_left_by_an_earlier_run_is_removed(tmp_path, write_wav):
     root = _folders(tmp_path / "f", write_wav, per_label=1)
-    X.extract_dataset(root, tmp_path, **FAST)
-    X.extract_dataset(root, tmp_path, formats="csv", **FAST)
-    assert (tmp_path / "features.csv").is_file()
-    assert not (tmp_path / "features.parquet").exists()
+    X.extract_dataset(root, tmp_path / "out", **FAST)
+    X.extract_dataset(root, tmp_path / "out", formats="csv", **FAST)
+    assert (tmp_path / "out" / "features.csv").is_file()
+    assert not (tmp_path / "out" / "features.parquet").exists()
 
 
 @pytest.mark.parametrize("kwargs, match", [

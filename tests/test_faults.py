@@ -206,7 +206,7 @@ def test_second_run_into_a_held_folder_is_refused(tmp_path, dataset):
     with outputs.OutputLock(out):
         proc = _extract(str(dataset), "--out", str(out), "--jobs", "1")
     assert proc.returncode == 5
-    assert "is in use by another extraction" in proc.stderr and f"pid {os.getpid()}" in proc.stderr
+    assert "is in use by another run" in proc.stderr and f"pid {os.getpid()}" in proc.stderr
     assert not (out / "features.csv").exists()
 
 
@@ -393,3 +393,35 @@ def test_dataset_on_a_web_server_with_a_manifest(tmp_path, dataset, reference):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
+
+
+def test_patches_of_a_dataset_on_s3_take_their_length_from_its_headers(tmp_path, dataset, s3):
+    """A folders-layout dataset has no fixed clip length: it is read from the clips' headers,
+    through the same storage as the audio (it used to fail: 'cannot tell the clips' length')."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket="clips")
+    for f in sorted(dataset.rglob("*.wav")):
+        client.upload_file(str(f), "clips", f"ds/{f.relative_to(dataset).as_posix()}")
+    out = tmp_path / "patches"
+    proc = subprocess.run([sys.executable, "-m", "features", "patches", "s3://clips/ds", "--out",
+                           str(out), "--jobs", "1", "--n-mels", "16"], cwd=REPO, env=s3,
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "patches.json").read_text())
+    assert meta["params"]["duration"] == 0.5  # the clips' median length
+    assert meta["clips"]["ok"] == 24
+
+
+def test_no_readable_header_says_why_and_how_to_give_a_duration(tmp_path):
+    from features.datasets import discover
+    from features.errors import UsageError
+    from features.patches import default_duration
+
+    root = tmp_path / "ds"
+    (root / "x").mkdir(parents=True)
+    (root / "x" / "a.wav").write_text("not audio")
+    with pytest.raises(UsageError, match=r"no clip header could be read .*x/a.wav.*--duration"):
+        default_duration(discover(root))
