@@ -157,6 +157,32 @@ class Bundle:
         """``sklearn``, ``keras-mlp`` or ``keras-cnn``."""
         return self.meta["kind"]
 
+    @property
+    def dataset_root(self) -> str | None:
+        """The dataset the model was trained on, as its features.json (or patches.json) names it."""
+        root = self.features_meta.get("root") or (self.meta.get("patches") or {}).get("root")
+        return root if isinstance(root, str) and root else None
+
+
+def check_trained_on(bundle: Bundle, dataset: str | os.PathLike) -> None:
+    """Refuse ``bundle`` unless it was trained on ``dataset`` (a folder or URL).
+
+    Raises
+    ------
+    BundleError
+        Names the bundle, the dataset it was trained on and the one given.
+    """
+    from features.storage import is_url, redact
+
+    given = os.fspath(dataset)
+    wanted = redact(given).rstrip("/") if is_url(given) else str(Path(given).resolve())
+    root = bundle.dataset_root
+    trained = None if root is None else (root.rstrip("/") if is_url(root) else str(Path(root).resolve()))
+    if trained != wanted:
+        raise BundleError(
+            f"the model {bundle.path} was trained on {root or 'an unknown dataset'}, not on "
+            f"{redact(given)}; say which model to use (MODEL=path/to/model, or RUN=path/to/run)")
+
 
 # --------------------------------------------------------------------- save
 
@@ -615,17 +641,10 @@ def _load_mlp(directory: Path, meta: dict[str, Any]) -> Pipeline:
     scaler = _load_skops(directory / SCALER_FILE, meta)
     steps = list(scaler.steps) if isinstance(scaler, Pipeline) else [("scaler", scaler)]
     path = directory / KERAS_FILE
-    # The MLP module imports Keras quietly and sizes TensorFlow's threads.
-    from .keras_base import import_keras
+    from .keras_base import load_keras_model
     from .mlp import KerasMLPClassifier
 
-    try:
-        model = import_keras().saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - safe-mode refusals are ValueErrors, drift varies
-        raise BundleError(
-            f"cannot load {path} safely (written with keras "
-            f"{(meta.get('versions') or {}).get('keras', '?')}, installed {_version('keras')}): "
-            f"{type(exc).__name__}: {exc}; retrain with this installation") from None
+    model = load_keras_model(path, KerasMLPClassifier.LAYERS, "Sequential", meta.get("versions"))
     try:
         mlp = KerasMLPClassifier.from_keras_model(model, list(meta["class_names"]))
     except ValueError as exc:

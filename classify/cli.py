@@ -19,6 +19,7 @@ from pathlib import Path
 
 from features.cli_types import int_at_least
 from features.errors import FeaturesError
+from features.storage import redact_text
 
 from .errors import ClassifyError
 
@@ -69,8 +70,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", metavar="TABLE", help="features.csv or features.parquet")
     parser.add_argument(
         "--out", metavar="DIR",
-        help="run directory (default: 'run' beside the table's folder, e.g. "
-        "data/output/NAME/run for data/output/NAME/features/features.parquet)",
+        help="run directory (default: 'run' beside the table: data/output/NAME/run for "
+        "data/output/NAME/features/features.parquet, /data/X/run for /data/X/table.csv); a "
+        "folder holding anything but an earlier run is refused (see --force)",
     )
     parser.add_argument("--models", default=",".join(MODEL_NAMES), metavar="LIST",
                         help="comma-separated models to compare (default: %(default)s); add "
@@ -118,6 +120,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         help="skip the grouped permutation importance of the feature families "
                         "(importance.csv, importance.png)")
     parser.add_argument("--quiet", action="store_true", help="no per-split progress lines")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty --out folder that holds no training run "
+                        "(its files are kept; one with a run's file names is refused)")
     parser.set_defaults(handler=_train)
 
 
@@ -130,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
         jobs=args.jobs, tune=args.tune, importance=args.importance, cnn_epochs=args.cnn_epochs,
         cnn_stereo_split=args.cnn_stereo_split,
     )
-    result = train(args.table, args.out, options, patches=args.patches, log=_say)
+    result = train(args.table, args.out, options, patches=args.patches, log=_say, force=args.force)
     print(flush=True)
     print(leaderboard_text(result), flush=True)
     return 0
@@ -149,7 +154,14 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="audio files or folders (searched recursively)")
     parser.add_argument("--out", metavar="FILE.csv", default=None,
-                        help="also write the predictions to this CSV file")
+                        help="also write the predictions to this CSV file (an existing file is "
+                        "refused unless --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out file")
+    parser.add_argument("--trained-on", metavar="DATASET", default=None,
+                        help="refuse the model unless it was trained on this dataset (folder or "
+                        "URL): what 'make predict DATASET=...' passes, so a model of another "
+                        "dataset never labels the files")
     parser.add_argument("--jobs", type=int_at_least(0, " (all cores)"), default=1, metavar="N",
                         help="worker processes for feature extraction (0 = all cores; default 1)")
     parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
@@ -165,10 +177,19 @@ def _predict(args: argparse.Namespace) -> int:
     """Print one line per file and report skipped ones; 1 when no file could be read."""
     from features.table import write_csv
 
-    from .bundle import load_bundle
+    from .bundle import check_trained_on, load_bundle
+    from .errors import UsageError
     from .predict import format_line, predict_files, predict_segments
 
+    if args.out and Path(args.out).exists() and not args.force:
+        raise UsageError(f"--out {args.out} already exists; choose another file, or pass --force "
+                         "to replace it")
     bundle = load_bundle(args.model)
+    if args.trained_on is not None:
+        check_trained_on(bundle, args.trained_on)
+    root = bundle.dataset_root
+    print(f"model: {bundle.path} ({bundle.model_name}, trained on {root or 'an unknown dataset'}); "
+          f"classes: {', '.join(bundle.class_names)}", file=sys.stderr)
     windows = None
     if args.segments:
         predictions, windows, errors = predict_segments(bundle, args.paths, jobs=args.jobs, top=args.top)
@@ -210,7 +231,8 @@ def _eda_options(parser: argparse.ArgumentParser) -> None:
                         help="features folder (features.parquet or features.csv inside) or table "
                              "file; optional: without it the page says how to make one")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
-                        help="output folder (default: data/output/<dataset name>/eda)")
+                        help="output folder (default: data/output/NAME/eda, NAME as for "
+                        "'features extract'); never inside the dataset")
     parser.add_argument("--examples", metavar="N", type=int_at_least(1), default=EXAMPLES,
                         help="example clips per class (default: %(default)s)")
     parser.add_argument("--layout", default=None, choices=LAYOUTS,
@@ -222,6 +244,9 @@ def _eda_options(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for the samples and examples (default: 0)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty --out folder that holds no page (its files "
+                        "are kept); a folder inside the dataset is always refused")
     parser.set_defaults(handler=_eda)
 
 
@@ -230,7 +255,7 @@ def _eda(args: argparse.Namespace) -> int:
 
     index = build_eda(args.dataset, features=args.features, out=args.out, examples=args.examples,
                       layout=args.layout, manifest=args.manifest, seed=args.seed,
-                      info_sample=args.sample)
+                      info_sample=args.sample, force=args.force)
     print(f"EDA page written to {index}")
     return 0
 
@@ -256,6 +281,9 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         help="confidently wrong predictions to show (default: %(default)s)")
     parser.add_argument("--audio-root", metavar="DIR", type=Path, default=None,
                         help="dataset root for the clips' audio (default: 'root' in features.json)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty --out folder that holds no page (its files "
+                        "are kept); a folder inside the dataset is always refused")
     parser.set_defaults(handler=_report)
 
 
@@ -264,7 +292,7 @@ def _report(args: argparse.Namespace) -> int:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     index = build_report(args.run_dir, out=args.out, models=models, n_wrong=args.n_wrong,
-                         audio_root=args.audio_root)
+                         audio_root=args.audio_root, force=args.force)
     print(f"Report written to {index}")
     return 0
 
@@ -281,9 +309,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(redact_text(line), flush=True)
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    print(redact_text(f"error: {' '.join(message.split())}"), file=sys.stderr, flush=True)
     return status

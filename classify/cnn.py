@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from .augment import Augmentation, augment
 from .errors import BundleError
-from .keras_base import KerasClassifier, import_keras, is_int, is_real
+from .keras_base import KerasClassifier, import_keras, is_int, is_real, load_keras_model
 
 __all__ = ["CNN_FILE", "CNN_JSON", "KerasCNNClassifier", "LoadedCNN", "load_cnn", "save_cnn"]
 
@@ -43,12 +43,6 @@ CNN_JSON = "cnn.json"
 FORMAT_NAME = "soundfeatures-cnn"
 FORMAT_VERSION = 1
 _BN_MOMENTUM = 0.9
-# The only layers a network built here contains; a loaded file with any
-# other layer was not written by save_cnn.
-_LAYERS = frozenset({
-    "InputLayer", "Reshape", "Normalization", "AveragePooling2D", "Conv2D",
-    "BatchNormalization", "ReLU", "MaxPooling2D", "Flatten", "Dropout", "Dense",
-})
 
 
 class KerasCNNClassifier(KerasClassifier):
@@ -132,6 +126,11 @@ class KerasCNNClassifier(KerasClassifier):
 
     #: Patches per call of ``model_.predict`` (each is 64 x 173 floats at 4 s).
     predict_batch = 128
+    #: The only layer classes the network has: a saved file naming any other is refused.
+    LAYERS = frozenset({
+        "InputLayer", "Reshape", "Normalization", "AveragePooling2D", "Conv2D",
+        "BatchNormalization", "ReLU", "MaxPooling2D", "Flatten", "Dropout", "Dense",
+    })
 
     def __init__(
         self,
@@ -514,18 +513,7 @@ def load_cnn(folder: str | os.PathLike) -> LoadedCNN:
         raise BundleError(f"{path} does not match its checksum in {CNN_JSON}: the file was "
                           "modified or is corrupt; copy the model again or retrain")
     params = _patch_params(meta["patch_params"], str(folder / CNN_JSON))
-    keras = import_keras()
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - safe-mode refusals are ValueErrors, drift varies
-        raise BundleError(
-            f"cannot load {path} safely (written with keras "
-            f"{(meta.get('versions') or {}).get('keras', '?')}, installed {_version('keras')}): "
-            f"{type(exc).__name__}: {exc}; retrain with this installation") from None
-    foreign = sorted({type(layer).__name__ for layer in model.layers} - _LAYERS)
-    if foreign:
-        raise BundleError(f"{path} holds layer type(s) {', '.join(foreign)} that a CNN written "
-                          "by save_cnn never has; refusing it")
+    model = load_keras_model(path, KerasCNNClassifier.LAYERS, "Functional", meta.get("versions"))
     estimator_params = dict(meta.get("estimator_params") or {})
     if estimator_params.get("augment") is not None:
         estimator_params["augment"] = Augmentation.from_dict(estimator_params["augment"])

@@ -15,18 +15,22 @@ it in by accident.
 from __future__ import annotations
 
 import contextlib
+import json
 import numbers
 import os
 import sys
+import zipfile
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 
+from .errors import BundleError
 from .splits import validation_split
 
-__all__ = ["KerasClassifier", "import_keras", "is_int", "is_real"]
+__all__ = ["KerasClassifier", "archive_classes", "import_keras", "is_int", "is_real",
+           "load_keras_model"]
 
 #: Below this many validation rows, early stopping has nothing to go on: train without it.
 MIN_VALIDATION_ROWS = 10
@@ -101,6 +105,104 @@ def _stderr_fd_silenced():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+# What every network saved here holds besides its layers: its dtype policy,
+# weight initialisers, the optimiser of its compile config, and tensor
+# references between the layers of a functional model.
+_ARCHIVE_COMMON = frozenset({
+    ("keras", "DTypePolicy"), ("keras.initializers", "GlorotUniform"),
+    ("keras.initializers", "Zeros"), ("keras.initializers", "Ones"),
+    ("keras.optimizers", "Adam"), (None, "__keras_tensor__"),
+})
+# The files of a .keras archive; anything else (an assets/ folder) was not written here.
+_ARCHIVE_FILES = frozenset({"metadata.json", "config.json", "model.weights.h5"})
+
+
+def archive_classes(path: str | os.PathLike) -> set[tuple[str | None, str]]:
+    """Every ``(module, class_name)`` named in the ``config.json`` of a ``.keras`` archive.
+
+    Read with :mod:`zipfile` and :mod:`json` only: nothing in the archive is
+    deserialised or run.
+
+    Raises
+    ------
+    BundleError
+        The file is not a ``.keras`` archive, holds other files, or its
+        ``config.json`` is not JSON.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            extra = sorted(set(archive.namelist()) - _ARCHIVE_FILES)
+            if extra:
+                raise BundleError(f"{path} holds file(s) {extra[:5]} that a network saved by "
+                                  "this package never has; refusing to load it")
+            config = json.loads(archive.read("config.json").decode("utf-8"))
+    except (OSError, KeyError, UnicodeDecodeError, ValueError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{path} is not a readable .keras file ({type(exc).__name__}: {exc}); "
+                          "retrain or copy the bundle again") from None
+    found: set[tuple[str | None, str]] = set()
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "class_name" in node:
+                found.add((node.get("module"), str(node["class_name"])))
+                registered = node.get("registered_name")
+                if registered not in (None, node["class_name"]):
+                    found.add((node.get("module"), str(registered)))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def load_keras_model(path: str | os.PathLike, layers: frozenset[str], model_class: str,
+                     versions: dict[str, Any] | None = None):
+    """Load a network saved by this package, refusing any class it never holds, before Keras reads it.
+
+    Every class named in the archive's ``config.json`` (layers, the model,
+    initialisers, the optimiser) is checked against ``layers``, the model
+    class ``model_class`` and the few classes every saved network has,
+    *before* any deserialisation; then Keras loads it in safe mode (no
+    Python lambdas).
+
+    Parameters
+    ----------
+    path : path
+        The ``.keras`` file.
+    layers : frozenset of str
+        The layer classes (module ``keras.layers``) the network may hold.
+    model_class : str
+        ``Sequential`` or ``Functional``.
+    versions : dict, optional
+        The library versions recorded beside the file, for the message when
+        the installed Keras cannot read it.
+
+    Raises
+    ------
+    BundleError
+        A foreign class (named in the message), a damaged file, or Keras
+        refusing it.
+    """
+    allowed = _ARCHIVE_COMMON | {("keras.layers", name) for name in layers} | {
+        ("keras", model_class), ("keras.src.models.functional", model_class)}
+    foreign = sorted(f"{name} ({module or 'no module'})" for module, name in archive_classes(path)
+                     if (module, name) not in allowed)
+    if foreign:
+        raise BundleError(f"{path} names class(es) {', '.join(foreign[:5])} that a network saved "
+                          "by this package never has; refusing to load it (loading could run "
+                          "their code)")
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - safe-mode refusals are ValueErrors, drift varies
+        from importlib.metadata import version
+
+        raise BundleError(
+            f"cannot load {path} safely (written with keras {(versions or {}).get('keras', '?')}, "
+            f"installed {version('keras')}): {type(exc).__name__}: {exc}; retrain with this "
+            "installation") from None
 
 
 class KerasClassifier(ClassifierMixin, BaseEstimator):

@@ -89,6 +89,9 @@ class KerasMLPClassifier(KerasClassifier):
     (2, 2)
     """
 
+    #: The only layer classes the network has: a saved file naming any other is refused.
+    LAYERS = frozenset({"InputLayer", "Dense", "Dropout"})
+
     def __init__(
         self,
         hidden_layers: Sequence[int] = (100, 200, 100),

@@ -11,6 +11,11 @@ sides cannot drift apart. Layout::
     confusion/<model>_{counts,normalized}.{csv,png}  folds.png
     report.md  run.json  model/ (the bundle, written by classify.bundle)
 
+The folder is written as a set (staged, then moved into place, ``run.json``
+last, which lists every other file with its SHA-256 under ``files``): a
+later run into the folder replaces those files and no others, and a
+folder holding anything else is refused (:mod:`features.ownership`).
+
 A column named ``fold`` is always the dataset's predefined fold, with the
 feature table's values (an integer, empty when there is none), so files can
 be joined on it; the held-out part of a split is named in ``split``
@@ -46,13 +51,12 @@ from typing import Any
 import pandas as pd
 
 from features.atomic import write_text
-from features.table import write_csv, write_json
+from features.table import read_csv, write_csv, write_json
 
 from .bundle import BUNDLE_JSON
 from .errors import RunDirError
 from .evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
 from .importance import IMPORTANCE_COLUMNS
-from .tables import undo_formula_guard
 
 __all__ = [
     "BUNDLE_DIR",
@@ -68,6 +72,7 @@ __all__ = [
     "PREDICTIONS",
     "REPORT_MD",
     "RUN_JSON",
+    "RUN_NAMES",
     "UNMATCHED",
     "Run",
     "RunInfo",
@@ -93,6 +98,10 @@ FOLDS_FIGURE = "folds.png"
 REPORT_MD = "report.md"
 RUN_JSON = "run.json"
 BUNDLE_DIR = "model"
+#: Every name a run may write at its top level (``--force`` never replaces one it did not write).
+RUN_NAMES = (LEADERBOARD, FOLDS, PER_CLASS, PREDICTIONS, CLIP_PREDICTIONS, IMPORTANCE,
+             IMPORTANCE_FIGURE, UNMATCHED, CONFUSION_DIR, FOLDS_FIGURE, REPORT_MD, RUN_JSON,
+             BUNDLE_DIR)
 
 #: Columns every CSV has, in this order (other columns may sit between or
 #: after them, see above). ``predictions.csv`` then has one
@@ -176,6 +185,9 @@ class RunInfo:
         With a CNN model: the patches folder, the SHA-256 of its
         ``patches.json``, the patch parameters and shape, the table's rows
         before the join and the clips left out (``unmatched``).
+    files : dict or None
+        Every other file of the run (relative path -> ``sha256``, ``bytes``):
+        what a later run into the folder replaces, and nothing else.
     """
 
     table: str
@@ -200,6 +212,7 @@ class RunInfo:
     segment: dict[str, Any] | None = None
     importance: dict[str, Any] | None = None
     patches: dict[str, Any] | None = None
+    files: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str | Path = RUN_JSON) -> RunInfo:
@@ -241,7 +254,8 @@ class Run:
             raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the "
                               "confusion matrices.")
         try:
-            matrix = pd.read_csv(path, index_col=0, dtype=str)
+            matrix = read_csv(path, dtype=str, keep_default_na=False)
+            matrix = matrix.set_index(matrix.columns[0])
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training.") from None
         matrix.index = matrix.index.astype(str)
@@ -270,7 +284,7 @@ def write_tables(
     importance: pd.DataFrame | None = None,
     unmatched: pd.DataFrame | None = None,
 ) -> None:
-    """Write the CSVs and the confusion matrices; matrices of other models are removed.
+    """Write the CSVs and the confusion matrices into a new run folder.
 
     Parameters
     ----------
@@ -281,8 +295,7 @@ def write_tables(
         ``{model: {"counts": matrix, "normalized": matrix}}``; a matrix has
         the true classes as index and the predicted ones as columns.
     clip_predictions, importance, unmatched : pd.DataFrame or None
-        With the columns of :data:`OPTIONAL_COLUMNS`; None removes an
-        earlier run's file.
+        With the columns of :data:`OPTIONAL_COLUMNS`; None writes no file.
     """
     frames = {LEADERBOARD: leaderboard, FOLDS: folds, PER_CLASS: per_class, PREDICTIONS: predictions,
               CLIP_PREDICTIONS: clip_predictions, IMPORTANCE: importance, UNMATCHED: unmatched}
@@ -293,9 +306,6 @@ def write_tables(
     for name, frame in frames.items():
         if frame is not None:
             write_csv(frame, run_dir / name)
-        elif (run_dir / name).is_file():
-            (run_dir / name).unlink()
-    _clear_confusions(run_dir / CONFUSION_DIR)
     for model, kinds in confusions.items():
         for kind, matrix in kinds.items():
             # "true" would read as the boolean TRUE in a spreadsheet.
@@ -319,14 +329,6 @@ def write_report_md(run_dir: Path, text: str) -> Path:
     return write_text(run_dir / REPORT_MD, text)
 
 
-def _clear_confusions(directory: Path) -> None:
-    # A model dropped from --models must not leave its old matrices behind.
-    if directory.is_dir():
-        for path in directory.glob("*_*.*"):
-            if path.stem.endswith(tuple(f"_{k}" for k in CONFUSION_KINDS)) and path.suffix in (".csv", ".png"):
-                path.unlink()
-
-
 # ------------------------------------------------------------------ reading
 
 
@@ -343,6 +345,9 @@ def load_run(run_dir: str | Path) -> Run:
     if not path.is_dir():
         raise RunDirError(f"run folder {path} does not exist; train first with 'python -m classify "
                           f"train TABLE --out {path}' (or 'make train').")
+    if any(path.glob(".committing-*")):
+        raise RunDirError(f"the run in {path} was being replaced when training stopped, so its "
+                          "files are not one run's; train again into that folder")
     meta_path = path / RUN_JSON
     if not meta_path.is_file():
         raise RunDirError(f"{meta_path} is missing; is {path} a folder written by "
@@ -367,15 +372,13 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise RunDirError(f"{path} is missing; re-run 'python -m classify train' to write the whole "
                           "run folder.")
     try:
-        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
-                         na_values=[""])
+        df = read_csv(path, _TEXT_COLUMNS, dtype={c: str for c in _TEXT_COLUMNS},
+                      keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise RunDirError(f"{path} cannot be read as CSV ({exc}); re-run training to rewrite it.") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise RunDirError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}. Re-run training.")
-    for name in set(_TEXT_COLUMNS) & set(df.columns):
-        df[name] = undo_formula_guard(df[name])
     if "fold" in df.columns:
         df["fold"] = _fold_values(df["fold"])
     return df

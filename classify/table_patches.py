@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.table import read_csv
+
 from .errors import TableError, UsageError
 from .tables import FeatureTable
 
@@ -63,6 +65,8 @@ class TablePatches:
         Row of ``channels.npy`` of each table row, -1 for a mono clip.
     n_noise : int
         Background-noise patches in ``noise.npy`` (0: none).
+    root : str or None
+        The dataset the patches were made from (``patches.json``'s ``root``).
     """
 
     folder: Path
@@ -70,6 +74,7 @@ class TablePatches:
     rows: np.ndarray
     stereo_rows: np.ndarray
     n_noise: int = 0
+    root: str | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -214,7 +219,7 @@ def attach_patches(table: FeatureTable, folder: str | os.PathLike
     if not found.all():
         table = dataclasses.replace(table, df=table.df[found].reset_index(drop=True))
     patches = TablePatches(folder=folder, params=data["params"], rows=rows, stereo_rows=stereo,
-                           n_noise=len(data["noise"]))
+                           n_noise=len(data["noise"]), root=data["meta"].get("root"))
     notes = []
     table_root = (table.features_meta or {}).get("root")
     patch_root = data["meta"].get("root")
@@ -244,7 +249,7 @@ def _unmatched(table: FeatureTable, folder: Path, no_patch: np.ndarray, labels: 
 def _reasons(folder: Path) -> dict[str, str]:
     """path -> why it failed, from the ``errors.csv`` of an output folder ({} without one)."""
     try:
-        errors = pd.read_csv(folder / "errors.csv", dtype=str, keep_default_na=False)
+        errors = read_csv(folder / "errors.csv", dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError):
         return {}
     if not {"path", "message"} <= set(errors.columns):

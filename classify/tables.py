@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.table import FORMULA_PREFIXES
+from features.table import read_csv, restore_formulas
 
 from .errors import TableError
 
@@ -275,8 +275,7 @@ def load_table(path: str | Path) -> FeatureTable:
     features, source, ignored = _choose_feature_columns(raw, schema, path)
     df = raw.copy()
     if path.suffix.lower() == ".csv":
-        for name in df.columns.difference(features):
-            df[name] = undo_formula_guard(df[name])
+        restore_formulas(df, [c for c in df.columns if c not in set(features)], names=False)
     path_col = next((c for c in PATH_COLUMNS if c in df.columns), None)
     names = None if path_col is None else df[path_col].astype(str).to_numpy(dtype=object)
     df[LABEL_COLUMN] = _labels(df[LABEL_COLUMN], path, names)
@@ -319,7 +318,8 @@ def _read(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+            # Column names as written (the CSV guards formula-like ones); cells later.
+            return read_csv(path, [], dtype=str, keep_default_na=False, na_filter=False)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -332,7 +332,7 @@ def _read_schema(path: Path) -> pd.DataFrame | None:
     if not schema_path.is_file():
         return None
     try:
-        schema = pd.read_csv(schema_path, dtype=str, keep_default_na=False)
+        schema = read_csv(schema_path, dtype=str, keep_default_na=False)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read data dictionary {schema_path}: {_one_line(e)}") from None
     missing = {"column", "role"} - set(schema.columns)
@@ -451,15 +451,6 @@ def _looks_numeric(s: pd.Series) -> bool:
 def _missing(s: pd.Series) -> pd.Series:
     """Boolean mask of cells that hold no value (NA, empty, 'nan', ...)."""
     return s.isna() | s.astype(str).str.strip().str.lower().isin(_MISSING_TOKENS)
-
-
-def undo_formula_guard(s: pd.Series) -> pd.Series:
-    """Undo the CSV formula guard of :func:`features.table.write_csv`: ``'=x`` back to ``=x``."""
-    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        return s
-    text = s.astype(str)
-    guarded = text.str.startswith("'") & text.str[1:2].isin(FORMULA_PREFIXES)
-    return s.where(~guarded, text.str[1:])
 
 
 def _blank(s: pd.Series) -> pd.Series:

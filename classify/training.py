@@ -52,6 +52,7 @@ import platform
 import shutil
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +65,9 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from features.outputs import STAGING, OutputLock, clean_leftovers, commit
+from features.ownership import claim
+from features.storage import is_url
 from features.table import file_sha256
 
 from . import evaluation, importance, plots, rundir, tuning
@@ -237,6 +241,8 @@ class CVResult:
         Total time of the permuted predictions.
     params : list of dict or None
         With ``--tune``, the parameters chosen in each split, in split order.
+    failed_candidates : dict or None
+        With ``--tune``, split name -> candidates of its search whose fit failed.
     """
 
     model: str
@@ -249,6 +255,7 @@ class CVResult:
     importance: pd.DataFrame | None = None
     importance_seconds: float = 0.0
     params: list[dict[str, Any]] | None = None
+    failed_candidates: dict[str, int] | None = None
 
     @property
     def tested(self) -> np.ndarray:
@@ -258,7 +265,12 @@ class CVResult:
 
 @dataclasses.dataclass
 class TrainResult:
-    """What :func:`train` produced (all of it also written to ``out_dir``)."""
+    """What :func:`train` produced (all of it also written to ``out_dir``).
+
+    ``write_dir`` is where the files are written while the run is made (a
+    staging folder inside ``out_dir``, moved into place as a set at the
+    end); None: ``out_dir`` itself.
+    """
 
     out_dir: Path
     table: FeatureTable
@@ -276,14 +288,39 @@ class TrainResult:
     patches: TablePatches | None = None
     unmatched: pd.DataFrame | None = None
     n_table_rows: int | None = None
+    write_dir: Path | None = None
+    final_failed_candidates: int | None = None
+
+    @property
+    def folder(self) -> Path:
+        """Where the run's files are being written (see ``write_dir``)."""
+        return self.write_dir or self.out_dir
 
 
 # ------------------------------------------------------------------ command
 
 
 def default_out_dir(table_path: str | Path) -> Path:
-    """``data/output/<name>/features/features.parquet`` -> ``data/output/<name>/run``."""
-    return Path(table_path).resolve().parent.parent / "run"
+    """The run folder beside the table: ``run`` next to it, or next to its features folder.
+
+    A table written by ``features extract`` (a ``<stem>.json`` beside it)
+    sits in an output folder of its own (``data/output/<name>/features/``):
+    the run goes beside that folder (``data/output/<name>/run``). Any other
+    table gets ``run`` in its own folder (``/data/X/table.csv`` ->
+    ``/data/X/run``).
+    """
+    table = Path(table_path).resolve()
+    if table.with_name(f"{table.stem}.json").is_file():
+        return table.parent.parent / "run"
+    return table.parent / "run"
+
+
+def _dataset_root(table: FeatureTable) -> Path | None:
+    """The local dataset the table was extracted from (a run folder may not lie inside it)."""
+    root = (table.features_meta or {}).get("root")
+    if not isinstance(root, str) or is_url(root):
+        return None
+    return Path(root)
 
 
 def train(
@@ -294,8 +331,15 @@ def train(
     patches: str | Path | None = None,
     log: Log = print,
     warn: Log | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Run the whole ``train`` command.
+
+    The run folder is written as a set: every file goes into a staging
+    folder inside ``out_dir`` and is moved into place at the end,
+    ``run.json`` (which lists the others) last. A folder holding files that
+    are not a run's is refused (``force``: write beside them); a previous
+    run's files are replaced, and only those.
 
     Parameters
     ----------
@@ -315,6 +359,8 @@ def train(
         Receives every progress/summary line (``print`` by default).
     warn : callable or None
         Receives warnings (default: ``warning: ...`` on stderr).
+    force : bool
+        Write into a non-empty folder that holds no run (its files are kept).
 
     Returns
     -------
@@ -329,8 +375,8 @@ def train(
     warn = warn or _stderr_warning
     started = time.perf_counter()
     table = load_table(table_path)
-    n_table_rows = table.n_rows
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(table.path)
+    n_table_rows = table.n_rows
     log(table.describe())
     if table.ignored_columns:
         log(f"ignored non-numeric column(s): {', '.join(table.ignored_columns)}")
@@ -344,8 +390,29 @@ def train(
             warn(unmatched_note(unmatched, table.n_rows, out_dir))
     elif patches is not None:
         warn(f"--patches is only read by the models {', '.join(PATCH_MODELS)}; ignored")
+    # Everything that can be refused is, before the folder is touched.
     protocol = choose_protocol(table, options.cv, k=options.k, seed=options.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)  # fail before minutes of fitting, not after
+    previous = claim(out_dir, rundir.RUN_JSON, rundir.RUN_NAMES, force=force,
+                     dataset_root=_dataset_root(table), command="classify train")
+    with OutputLock(out_dir) as lock:
+        clean_leftovers(out_dir)
+        if lock.message():
+            warn(lock.message())
+        staging = out_dir / f"{STAGING}{uuid.uuid4().hex[:12]}"
+        staging.mkdir()
+        try:
+            result = _train(table, out_dir, staging, options, protocol, patch_set, unmatched,
+                            n_table_rows=n_table_rows, log=log, warn=warn, started=started)
+            commit_run(result, previous)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _train(table: FeatureTable, out_dir: Path, staging: Path, options: TrainOptions,
+           protocol: Protocol, patch_set: TablePatches | None, unmatched: pd.DataFrame | None, *,
+           n_table_rows: int, log: Log, warn: Log, started: float) -> TrainResult:
+    """Cross-validate, write the run into ``staging``, refit and save the final model."""
     log(protocol.describe())
     for note in protocol.warnings:
         warn(note)
@@ -383,7 +450,7 @@ def train(
         out_dir=out_dir, table=table, protocol=protocol, options=options, results=results,
         leaderboard=board, folds=folds, per_class=per_class, final_model=final,
         bundle_dir=None, timings=timings, importance=imp, patches=patch_set, unmatched=unmatched,
-        n_table_rows=n_table_rows,
+        n_table_rows=n_table_rows, write_dir=staging,
     )
     t = time.perf_counter()
     write_run(result)
@@ -393,9 +460,25 @@ def train(
     timings["refit_and_save_seconds"] = time.perf_counter() - t
     timings["total_seconds"] = time.perf_counter() - started
     # Written last: they say whether the bundle was saved.
-    rundir.write_report_md(out_dir, report_markdown(result))
-    rundir.write_run_info(out_dir, run_info(result))
+    rundir.write_report_md(staging, report_markdown(result))
     return result
+
+
+def commit_run(result: TrainResult, previous: Sequence[str]) -> None:
+    """Write ``run.json`` (listing every file) and move the run from staging into place.
+
+    The bundle folder is swapped in whole; files of the previous run that
+    this one does not have are removed, and no other file.
+    """
+    staging = result.folder
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    info = dataclasses.replace(run_info(result), files={
+        name: {"sha256": file_sha256(staging / name), "bytes": (staging / name).stat().st_size}
+        for name in files})
+    rundir.write_run_info(staging, info)
+    commit(result.out_dir, staging, files, rundir.RUN_JSON, previous=previous,
+           units=(rundir.BUNDLE_DIR,))
+    result.write_dir = None
 
 
 def cross_validate_model(
@@ -434,7 +517,7 @@ def cross_validate_model(
     families = importance.feature_families(table.feature_columns)
     permuted = (np.full((len(families), importance.N_REPEATS, len(y), len(classes)), np.nan,
                         dtype=np.float32) if _permutes(name, options) else None)
-    rows, chosen, seen = [], [], {}
+    rows, chosen, seen, failed = [], [], {}, {}
     fit_total = predict_total = importance_total = 0.0
     outcomes = _run_splits(template, X, y, classes, tasks, options)
     for split, outcome in zip(protocol.splits, _quiet_restarts(outcomes)):
@@ -452,6 +535,8 @@ def cross_validate_model(
         if outcome.params is not None:
             chosen.append(tuning.display_params(name, outcome.params))
             row["params"] = json.dumps(_json_safe(chosen[-1]), sort_keys=True)
+        if outcome.search is not None:
+            failed[split.name] = outcome.search
         rows.append(row)
         for line in outcome.warnings:
             seen[line] = seen.get(line, 0) + 1
@@ -461,6 +546,9 @@ def cross_validate_model(
                 f"fit {outcome.fit_seconds:6.1f} s" + (f"  {row['params']}" if "params" in row else ""))
     for line, count in seen.items():
         (warn or _stderr_warning)(f"{name}: {line} (in {count} of {len(protocol.splits)} splits)")
+    note = failed_candidates_note(name, failed, len(protocol.splits))
+    if note:
+        (warn or _stderr_warning)(note)
     columns = list(evaluation.SEGMENT_FOLDS_COLUMNS if table.is_segmented else evaluation.FOLDS_COLUMNS)
     folds = pd.DataFrame(rows, columns=columns + (["params"] if options.tune else []))
     folds["fold"] = pd.array(folds["fold"], dtype=table.folds.dtype)
@@ -469,7 +557,8 @@ def cross_validate_model(
         f"split(s), fit {fit_total:.1f} s")
     tuned = options.tune and not is_patch_model(name)
     result = CVResult(name, folds, predicted, proba, split_of_row, fit_total, predict_total,
-                      importance_seconds=importance_total, params=chosen if tuned else None)
+                      importance_seconds=importance_total, params=chosen if tuned else None,
+                      failed_candidates={k: c.n_failed for k, c in failed.items()} if tuned else None)
     if permuted is not None:
         tested = result.tested
         result.importance = importance.importance_table(
@@ -549,6 +638,7 @@ class SplitOutcome:
     params: dict[str, Any] | None = None
     permuted: np.ndarray | None = None
     importance_seconds: float = 0.0
+    search: tuning.Choice | None = None
 
 
 def split_tasks(name: str, template: Pipeline, table: FeatureTable, protocol: Protocol,
@@ -662,7 +752,7 @@ def fit_split(
         (n_families, n_repeats, len(task.test), n_classes), float32.
     """
     pipe = clone(template)
-    params = permuted = None
+    params = permuted = choice = None
     importance_seconds = 0.0
     with _thread_limits(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -670,7 +760,8 @@ def fit_split(
             import_keras(threads=threads)
         t = time.perf_counter()
         if task.search is not None:
-            params = _search(pipe, X, y, task.search, where=task.name)
+            choice = _search(pipe, X, y, task.search, where=task.name)
+            params = choice.params
             pipe.set_params(**params)
         validation = None
         if task.validation is not None and len(task.validation):
@@ -690,10 +781,11 @@ def fit_split(
                 len(task.families), importance.N_REPEATS, len(task.test), len(classes))
             importance_seconds = time.perf_counter() - t
     return SplitOutcome(proba, fit_seconds, predict_seconds, _warning_lines(caught), params,
-                        permuted, importance_seconds)
+                        permuted, importance_seconds, choice)
 
 
-def _search(pipe: Pipeline, X: np.ndarray, y: np.ndarray, search: SearchTask, *, where: str) -> dict[str, Any]:
+def _search(pipe: Pipeline, X: np.ndarray, y: np.ndarray, search: SearchTask, *, where: str
+            ) -> tuning.Choice:
     """:func:`classify.tuning.choose_params`; a failure becomes a :class:`ModelError` naming model and split."""
     try:
         return tuning.choose_params(pipe, X[search.rows], y[search.rows], space=search.space,
@@ -704,6 +796,19 @@ def _search(pipe: Pipeline, X: np.ndarray, y: np.ndarray, search: SearchTask, *,
         text = " ".join(str(exc).split())[:300]
         raise ModelError(f"{pipe.steps[-1][0]}: the --tune search failed on {where}: "
                          f"{type(exc).__name__}: {text}") from None
+
+
+def failed_candidates_note(name: str, choices: dict[str, tuning.Choice], n_splits: int) -> str | None:
+    """One warning when candidates of ``name``'s searches failed to fit, else None."""
+    bad = {k: c for k, c in choices.items() if c.n_failed}
+    if not bad:
+        return None
+    n_failed = sum(c.n_failed for c in bad.values())
+    n_candidates = sum(c.n_candidates for c in bad.values())
+    first = next(c.first_error for c in bad.values())
+    return (f"{name}: --tune: {n_failed} of {n_candidates} candidates failed to fit in "
+            f"{len(bad)} of {n_splits} search(es) (scored as worst, never chosen; first error: "
+            f"{first or 'unknown'}); run.json's tuning.failed_candidates has them per split")
 
 
 def _run_splits(template: Pipeline, X: np.ndarray | TablePatches, y: np.ndarray,
@@ -842,7 +947,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     """
     warn = warn or _stderr_warning
     table, name, options = result.table, result.final_model, result.options
-    bundle_dir = result.out_dir / rundir.BUNDLE_DIR
+    bundle_dir = result.folder / rundir.BUNDLE_DIR
     if is_patch_model(name):
         return _refit_and_save_cnn(result, bundle_dir, log=log, warn=warn)
     reason = None
@@ -854,10 +959,8 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
                   f"{table.path.stem}.json produce (was the table edited?), so `predict` could "
                   "not compute them for new clips")
     if reason:
+        # The run's files replace the previous run's as a set: an earlier bundle goes with it.
         warn(f"no model bundle saved: {reason}")
-        if (bundle_dir / "bundle.json").is_file():
-            shutil.rmtree(bundle_dir)
-            warn(f"removed the stale bundle {bundle_dir} of an earlier run")
         return None
     pipe = options.pipeline(name, n_classes=len(table.classes))
     groups = _fit_groups(table)
@@ -870,18 +973,24 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
             space = tuning.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
             search = SearchTask(rows, cv, group_fit_params(pipe, None if groups is None else groups[rows]),
                                 space, options.seed)
-            params = _search(pipe, table.X, table.y, search, where="all rows (final fit)")
+            choice = _search(pipe, table.X, table.y, search, where="all rows (final fit)")
+            params = choice.params
+            result.final_failed_candidates = choice.n_failed
+            note = failed_candidates_note(name, {"final": choice}, 1)
+            if note:
+                warn(note)
             pipe.set_params(**params)
             result.final_params = tuning.display_params(name, params)
             log(f"final model {name}: --tune chose {json.dumps(_json_safe(result.final_params))}")
         fit_pipeline(pipe, table.X, table.y, fit_params, where="all rows (final fit)")
-    path = save_bundle(
+    save_bundle(
         bundle_dir, model_name=name, estimator=pipe, class_names=[str(c) for c in pipe.classes_],
         feature_columns=list(table.feature_columns), features_meta=table.features_meta,
         segment=table.features_meta.get("segment") if table.is_segmented else None,
     )
+    path = result.out_dir / rundir.BUNDLE_DIR
     log(f"final model {name} refitted on all {table.n_rows} rows and saved to {path}")
-    return Path(path)
+    return path
 
 
 @contextlib.contextmanager
@@ -904,11 +1013,12 @@ def _refit_and_save_cnn(result: TrainResult, bundle_dir: Path, *, log: Log, warn
     fit_params = {**group_fit_params(pipe, _fit_groups(table)), **_augmentation_inputs(pipe, patches, rows)}
     with _final_fit(result, warn):
         fit_pipeline(pipe, patches[rows], table.y, fit_params, where="all rows (final fit)")
-    path = save_bundle(bundle_dir, model_name=name, estimator=pipe,
-                       class_names=[str(c) for c in pipe.classes_], patch_params=patches.params,
-                       patches_meta=_patches_provenance(result))
+    save_bundle(bundle_dir, model_name=name, estimator=pipe,
+                class_names=[str(c) for c in pipe.classes_], patch_params=patches.params,
+                patches_meta=_patches_provenance(result))
+    path = result.out_dir / rundir.BUNDLE_DIR
     log(f"final model {name} refitted on the patches of all {table.n_rows} clips and saved to {path}")
-    return Path(path)
+    return path
 
 
 def unmatched_note(unmatched: pd.DataFrame, n_rows: int, out_dir: Path | None = None) -> str:
@@ -934,6 +1044,7 @@ def _patches_provenance(result: TrainResult) -> dict[str, Any] | None:
     counts = unmatched["missing_from"].value_counts()
     return {
         "folder": str(patches.folder.resolve()),
+        "root": patches.root,
         "patches_json_sha256": file_sha256(patches.folder / "patches.json"),
         "params": patches.params.to_dict(),
         "param_key": patches.params.key(),
@@ -976,7 +1087,7 @@ def leaderboard_text(result: TrainResult) -> str:
 
 def write_run(result: TrainResult) -> None:
     """Write every CSV and figure of a run (report.md and run.json come after the bundle)."""
-    out = result.out_dir
+    out = result.folder
     out.mkdir(parents=True, exist_ok=True)
     protocol_note = result.protocol.label
     matrices = _confusions(result)
@@ -1133,6 +1244,12 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
                        for name in searched},
             "final": _json_safe(result.final_params),
             "not_tuned": list(options.patch_models),
+            "failed_candidates": {
+                name: {**(result.results[name].failed_candidates or {}),
+                       **({"final": result.final_failed_candidates}
+                          if name == result.final_model and result.final_failed_candidates is not None
+                          else {})}
+                for name in searched},
         }
     imp = None
     if result.importance is not None or (options.importance and options.patch_models):
@@ -1242,17 +1359,15 @@ def _write_figures(result: TrainResult, matrices: dict) -> None:
                 matrix, title=f"{name}: confusion matrix, {what} ({level}out-of-fold, {note})",
                 normalized=kind == "normalized",
             )
-            plots.save_figure(fig, result.out_dir / rundir.confusion_file(name, kind, ".png"))
+            plots.save_figure(fig, result.folder / rundir.confusion_file(name, kind, ".png"))
     fig = plots.split_scores_figure(
         result.folds, metric="accuracy", title=f"Accuracy per held-out split ({level}{note})"
     )
-    plots.save_figure(fig, result.out_dir / rundir.FOLDS_FIGURE)
-    figure = result.out_dir / rundir.IMPORTANCE_FIGURE
+    plots.save_figure(fig, result.folder / rundir.FOLDS_FIGURE)
     if result.importance is not None:
         plots.save_figure(plots.importance_figure(
-            result.importance, title=f"Importance of the feature families (out-of-fold, {note})"), figure)
-    elif figure.is_file():
-        figure.unlink()  # an earlier run's: no longer this run's
+            result.importance, title=f"Importance of the feature families (out-of-fold, {note})"),
+            result.folder / rundir.IMPORTANCE_FIGURE)
 
 
 def _markdown(df: pd.DataFrame) -> str:

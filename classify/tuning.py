@@ -43,8 +43,10 @@ scikit-learn's own example of the method, as every forest sees all rows.
 The SVM is searched without its probability calibration: temperature
 scaling does not change which class has the highest decision value, so
 the accuracy of a candidate is the same, four times cheaper; ``C`` and
-``gamma`` then go to the calibrated SVM. A candidate whose fit fails
-scores 0 on that inner split.
+``gamma`` then go to the calibrated SVM. A candidate whose fit fails scores NaN
+(ranked last, never chosen) and is counted: ``run.json``'s
+``tuning.failed_candidates`` and a warning say how many, per model and
+split, with the first error.
 
 Cost: a search costs about as much as (halving steps x (inner splits - 1)
 + 1) fits of the model on its whole training part, for models whose fit
@@ -63,7 +65,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import clone
@@ -170,8 +172,9 @@ def choose_params(
 
     Returns
     -------
-    dict
-        The best candidate's parameters (keys of ``space``).
+    Choice
+        The best candidate's parameters (keys of ``space``) and the number of
+        candidates whose fit failed.
 
     Raises
     ------
@@ -190,17 +193,60 @@ def choose_params(
                      "min_resources": max(1, most // FACTOR ** (_steps(n_candidates) - 1))}
     search = HalvingGridSearchCV(
         estimator, searched, cv=cv, factor=FACTOR, **resources, scoring="accuracy", refit=False,
-        error_score=0.0, return_train_score=False, random_state=seed, n_jobs=1,
+        error_score=np.nan, return_train_score=False, random_state=seed, n_jobs=1,
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         # The candidates are rough fits on subsamples, thrown away: what they warn
         # about (a class with too few groups in a subsample) says nothing about the
-        # model that is kept.
-        warnings.simplefilter("ignore")
+        # model that is kept. Failed fits are counted below instead.
+        warnings.simplefilter("always")
         search.fit(X, y, **fit_params)
+    failed = failed_candidates(search.cv_results_)
+    if failed == len(search.cv_results_["params"]):
+        raise ValueError(f"every candidate failed to fit ({_first_failure(caught)})")
     # best_params_ holds the resource of the last step too (297 of 300 trees): not a choice.
     best = {k: v for k, v in search.best_params_.items() if k != resources["resource"]}
-    return back(best)
+    return Choice(back(best), failed, len(search.cv_results_["params"]), _first_failure(caught))
+
+
+class Choice(NamedTuple):
+    """What a search chose, and how many of its candidates (per halving step) failed to fit.
+
+    Attributes
+    ----------
+    params : dict
+        The best candidate's parameters.
+    n_failed, n_candidates : int
+        Candidates (counted once per halving step they ran in) with at least
+        one fit that raised, and all candidates; a failed fit scores NaN and
+        ranks last, so it is never chosen.
+    first_error : str
+        The first failure's message ("" when none failed).
+    """
+
+    params: dict[str, Any]
+    n_failed: int
+    n_candidates: int
+    first_error: str = ""
+
+
+def failed_candidates(results: dict[str, Any]) -> int:
+    """Candidates of a search's ``cv_results_`` with a failed fit (a NaN split score)."""
+    splits = [np.asarray(v, dtype=float) for k, v in results.items()
+              if k.startswith("split") and k.endswith("_test_score")]
+    if not splits:
+        return 0
+    return int(np.isnan(np.vstack(splits)).any(axis=0).sum())
+
+
+def _first_failure(caught: list[warnings.WarningMessage]) -> str:
+    from sklearn.exceptions import FitFailedWarning
+
+    for w in caught:
+        if issubclass(w.category, FitFailedWarning):
+            lines = [line for line in str(w.message).splitlines() if line.strip()]
+            return " ".join(lines[-1].split())[:200] if lines else "a fit failed"
+    return ""
 
 
 def first_resources(y: np.ndarray, cv: list[tuple[np.ndarray, np.ndarray]], n_candidates: int,

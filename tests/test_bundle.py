@@ -1,4 +1,5 @@
 """Model bundles: round trips, no pickle, refusal of foreign code, bad bundles."""
+import hashlib
 import json
 import os
 import subprocess
@@ -221,8 +222,78 @@ def test_keras_lambda_layer_is_refused_by_safe_mode(tmp_path, data, columns):
     files = dict(meta["files"])
     files["mlp.keras"] = hashlib.sha256((directory / "mlp.keras").read_bytes()).hexdigest()
     _edit_meta(directory, files=files)
-    with pytest.raises(BundleError, match=r"cannot load .*mlp\.keras safely.*Lambda"):
+    with pytest.raises(BundleError, match=r"mlp\.keras names class\(es\) Lambda"):
         load_bundle(directory)
+
+
+def _rewrite_archive(path, edit) -> None:
+    """Rewrite a .keras archive: ``edit(config)`` changes config.json in place; other files copied."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as old:
+        files = {name: old.read(name) for name in old.namelist()}
+    config = json.loads(files["config.json"])
+    extra = edit(config) or {}
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in {**files, **extra}.items():
+            new.writestr(name, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_a_crafted_keras_archive_is_refused_before_keras_reads_it(tmp_path, data, columns, kind,
+                                                                  monkeypatch):
+    """A foreign class in config.json is named and refused without any deserialisation."""
+    import keras
+
+    from classify.cnn import CNN_FILE, KerasCNNClassifier, load_cnn, save_cnn
+    from classify.models import make_pipeline
+    from features.params import PatchParams
+
+    if kind == "mlp":
+        X, y = data
+        directory = _save(tmp_path / "model", make_pipeline("mlp", seed=0, epochs=1).fit(X, y),
+                          columns, model_name="mlp")
+        path, load = directory / "mlp.keras", lambda: load_bundle(directory)
+    else:
+        params = PatchParams(duration=0.3, sr=8000, n_mels=8, n_fft=256, hop_length=128)
+        rng = np.random.default_rng(0)
+        X = rng.normal(-40, 5, (20, *params.shape)).astype(np.float32)
+        clf = KerasCNNClassifier(filters=(2,), dense_units=4, epochs=1).fit(X, ["a", "b"] * 10)
+        save_cnn(clf, tmp_path / "model", patch_params=params)
+        path, load = tmp_path / "model" / CNN_FILE, lambda: load_cnn(tmp_path / "model")
+
+    def add_layer(config):
+        layers = config["config"]["layers"]
+        layers.insert(1, {"module": "evil.layers", "class_name": "Backdoor", "config": {},
+                          "registered_name": "evil>Backdoor"})
+
+    def refresh_checksum():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if kind == "mlp":
+            meta = json.loads((path.parent / BUNDLE_JSON).read_text())
+            _edit_meta(path.parent, files={**meta["files"], "mlp.keras": digest})
+        else:
+            cnn_json = path.parent / "cnn.json"
+            meta = json.loads(cnn_json.read_text())
+            meta["sha256"][CNN_FILE] = digest
+            cnn_json.write_text(json.dumps(meta))
+
+    def never(*args, **kwargs):
+        raise AssertionError("Keras was asked to deserialise a refused archive")
+
+    monkeypatch.setattr(keras.saving, "load_model", never)
+    _rewrite_archive(path, add_layer)
+    refresh_checksum()
+    with pytest.raises(BundleError, match=r"names class\(es\) Backdoor \(evil.layers\)"):
+        load()
+    # An archive carrying another file (code in an assets folder) is refused too.
+    _rewrite_archive(path, lambda config: (config["config"]["layers"].pop(1),
+                                           {"assets/run.py": b"import os"})[1])
+    refresh_checksum()
+    with pytest.raises(BundleError, match=r"holds file\(s\) \['assets/run.py'\]"):
+        load()
 
 
 # ---------------------------------------------------------------- bad bundles

@@ -142,9 +142,11 @@ def test_no_importance_writes_none_and_removes_an_old_one(tmp_path, capsys):
     from classify import cli
 
     table = signal_and_noise_table(tmp_path / "features")
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "importance.csv").write_text("old")
-    assert cli.main(["train", str(table), "--models", "knn", "--jobs", "1", "--quiet", "--no-importance"]) == 0
+    run = ["train", str(table), "--out", str(tmp_path / "run"), "--models", "knn", "--jobs", "1",
+           "--quiet"]
+    assert cli.main(run) == 0
+    assert (tmp_path / "run" / "importance.csv").is_file()  # the earlier run's
+    assert cli.main([*run, "--no-importance"]) == 0
     assert not (tmp_path / "run" / "importance.csv").exists()
     assert not (tmp_path / "run" / "importance.png").exists()
     info = pd.read_json(tmp_path / "run" / "run.json", typ="series")

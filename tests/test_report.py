@@ -138,7 +138,8 @@ def test_file_name_only_tables_find_the_clip_of_that_name_and_label(demo_root, t
     train_run(table, tmp_path / "run")
     page = parse_page(report.build_report(tmp_path / "run", n_wrong=3))
     assert len(page.audio) == 3
-    text = inline_text(report.build_report(tmp_path / "run", n_wrong=3, audio_root=tmp_path, out=tmp_path / "r"))
+    text = inline_text(report.build_report(tmp_path / "run", n_wrong=3,
+                                           audio_root=tmp_path / "features", out=tmp_path / "r"))
     assert text.count("Audio not found") == 3, "not a dataset: nothing to match the names against"
 
 

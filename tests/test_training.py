@@ -309,7 +309,9 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
     result = train(table, tmp_path / "run", options, log=_quiet, warn=_quiet)
     assert result.final_model == "mlp"
     (directory, kwargs), = calls
-    assert directory == tmp_path / "run" / "model"
+    # Written into the run's staging folder, which is moved into place as a whole.
+    assert directory.name == "model" and directory.parent.parent == tmp_path / "run"
+    assert not directory.exists() and (tmp_path / "run" / "run.json").is_file()
     assert kwargs["model_name"] == "mlp"
     pipe = kwargs["estimator"]
     assert isinstance(pipe, Pipeline) and isinstance(pipe.steps[0][1], StandardScaler)
@@ -319,17 +321,32 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
     assert kwargs["features_meta"]["params"] == PARAMS.to_dict()
 
 
-def test_without_features_json_no_bundle_and_a_stale_one_is_removed(tmp_path, capsys):
-    table = make_table(tmp_path / "features", meta=False)
-    stale = tmp_path / "run" / "model"
-    stale.mkdir(parents=True)
-    (stale / "bundle.json").write_text("{}")
-    status, stdout, stderr = run_cli(capsys, str(table), "--models", "knn", "--jobs", "1", "--quiet")
+def test_without_features_json_no_bundle_and_the_previous_runs_goes(tmp_path, capsys):
+    table = make_table(tmp_path / "features")
+    run = tmp_path / "run"
+    args = (str(table), "--out", str(run), "--models", "knn", "--jobs", "1", "--quiet")
+    assert run_cli(capsys, *args)[0] == 0
+    assert (run / "model" / "bundle.json").is_file()
+    (tmp_path / "features" / "features.json").unlink()
+    status, stdout, stderr = run_cli(capsys, *args)
     assert status == 0
-    assert (tmp_path / "run" / "leaderboard.csv").is_file()  # default --out: sibling 'run'
     assert "warning: no model bundle saved: there is no features.json" in stderr
-    assert not stale.exists() and "removed the stale bundle" in stderr
+    assert not (run / "model").exists(), "the previous run's bundle is not this run's model"
     assert "final model: knn (not saved)" in stdout
+
+
+def test_default_run_folder_is_beside_the_table(tmp_path, capsys):
+    # A table of 'features extract' (features.json beside it): beside its folder.
+    table = make_table(tmp_path / "features")
+    assert run_cli(capsys, str(table), "--models", "knn", "--jobs", "1", "--quiet")[0] == 0
+    assert (tmp_path / "run" / "run.json").is_file()
+    # Any other table: 'run' in its own folder, never two levels up (/root/t.csv -> /run).
+    other = tmp_path / "mine" / "t.csv"
+    other.parent.mkdir()
+    pd.read_parquet(table).to_csv(other, index=False)
+    assert run_cli(capsys, str(other), "--models", "knn", "--jobs", "1", "--quiet")[0] == 0
+    assert (tmp_path / "mine" / "run" / "run.json").is_file()
+    assert not (tmp_path / "run" / "t.csv").exists()
 
 
 def test_option_errors_exit_2_with_one_line(tmp_path, capsys):

@@ -149,6 +149,28 @@ def test_the_chosen_parameters_are_those_of_the_space_only(name):
     template = make_pipeline(name, n_classes=3).set_params(**({"rf__n_estimators": 30} if name == "rf" else {}))
     space = tuning.search_space(name, n_features=6, mlp_layers=(8,))
     cv = [(np.arange(45), np.arange(45, 90)), (np.arange(45, 90), np.arange(45))]
-    chosen = tuning.choose_params(template, X, y, space=space, cv=cv, fit_params={})
+    chosen = tuning.choose_params(template, X, y, space=space, cv=cv, fit_params={}).params
     assert set(chosen) == set(space), "the halving resource (trees) is not a choice"
     template.set_params(**chosen)  # names the real, calibrated model's parameters
+
+
+def test_candidates_that_fail_to_fit_are_counted_never_chosen(tmp_path, monkeypatch, capsys):
+    real = tuning.search_space
+
+    def with_a_broken_candidate(name, **kwargs):
+        if name == "logreg":  # C must be positive: this candidate's every fit raises
+            return {"logreg__C": [1.0, -1.0]}
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(tuning, "search_space", with_a_broken_candidate)
+    table = synth.write(synth.clips_frame(), tmp_path / "features")
+    assert cli.main(["train", str(table), "--tune", "--models", "logreg", "--jobs", "1",
+                     "--no-importance", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "logreg: --tune: 4 of 8 candidates failed to fit in 4 of 4 search(es)" in err
+    assert "InvalidParameterError" in err or "C" in err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    failed = info["tuning"]["failed_candidates"]["logreg"]
+    assert failed == {"fold1": 1, "fold2": 1, "fold3": 1, "fold4": 1, "final": 1}
+    chosen = pd.read_csv(tmp_path / "run" / "folds.csv")["params"].map(json.loads)
+    assert all(c["C"] == 1.0 for c in chosen), "a failed candidate is never the choice"

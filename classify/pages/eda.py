@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from features.naming import default_output
 from features.spectrogram import Spectrogram, log_stft_spectrogram, mel_spectrogram
 from features.wav import write_wav
 
 from .. import plots
-from .render import Table, rel_url, render_page, slug
+from .render import Table, page_folder, rel_url, render_page, slug
 
 __all__ = ["EXAMPLES", "INFO_SAMPLE", "build_eda"]
 
@@ -97,7 +98,7 @@ class _TableProblem:
 
 def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: str | Path | None = None,
               examples: int = EXAMPLES, layout: str | None = None, manifest: str | Path | None = None,
-              seed: int = 0, info_sample: int = INFO_SAMPLE) -> Path:
+              seed: int = 0, info_sample: int = INFO_SAMPLE, force: bool = False) -> Path:
     """Write the exploratory page of ``dataset``; returns the path of ``index.html``.
 
     Parameters
@@ -107,7 +108,9 @@ def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: s
     features : str or Path, optional
         Features folder or table file. Missing: the page explains how to make it.
     out : str or Path, optional
-        Output folder; default ``data/output/<dataset name>/eda``.
+        Output folder; default ``data/output/<dataset name>/eda``
+        (:func:`features.naming.default_output`). It must be new, empty or
+        an earlier page's, and outside the dataset (see ``force``).
     examples : int
         Example clips per class.
     layout, manifest : optional
@@ -116,6 +119,8 @@ def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: s
         Seed of the header sample and of the example choice.
     info_sample : int
         At most this many clips have their headers read.
+    force : bool
+        Write into a non-empty folder that holds no page (its files are kept).
 
     Returns
     -------
@@ -132,14 +137,23 @@ def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: s
     started = time.perf_counter()
     dataset = Path(dataset)
     ds = discover(dataset, layout=layout, manifest=manifest)
-    out = Path(out) if out is not None else Path("data/output") / dataset.resolve().name / "eda"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out is not None else default_output(dataset, "eda")
     clips = ds.clips
     classes = sorted(clips["label"].astype(str).unique())
     if not classes:
         raise DatasetLayoutError(f"dataset {dataset} has no usable clips (layout {ds.layout}, "
                                  f"{len(ds.errors)} metadata problem(s)); check its metadata or layout")
+    with page_folder(out, kind="eda", command="classify eda", force=force,
+                     dataset_root=ds.root) as staging:
+        _build(ds, dataset, features, staging, classes, examples=examples, seed=seed,
+               info_sample=info_sample, started=started)
+    return out / "index.html"
 
+
+def _build(ds, dataset: Path, features, out: Path, classes: list[str], *, examples: int, seed: int,
+           info_sample: int, started: float) -> Path:
+    """Gather the numbers, draw the figures and render the page into ``out``."""
+    clips = ds.clips
     table, problem = _load_features(features)
     formats = _read_formats(ds.root, clips, info_sample, seed)
     chosen = _choose_examples(ds.root, clips, classes, examples, seed, out)

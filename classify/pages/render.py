@@ -8,10 +8,14 @@ builds HTML, and no value is marked safe.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 import os
 import re
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +26,12 @@ import pandas as pd
 
 from features.atomic import write_text
 
-__all__ = ["Table", "rel_url", "render_page", "slug"]
+__all__ = ["PAGE_JSON", "Table", "page_folder", "rel_url", "render_page", "slug"]
+
+#: The description file of a page folder: what made it and every file it wrote.
+PAGE_JSON = "page.json"
+#: Names every page folder has (``--force`` never replaces one it did not write).
+PAGE_NAMES = ("index.html", "audio", PAGE_JSON)
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("classify.pages", "templates"),
@@ -45,6 +54,45 @@ class Table:
     def of(cls, df: pd.DataFrame) -> Table:
         """The rows of ``df`` (its index is not shown)."""
         return cls([str(c) for c in df.columns], [list(r) for r in df.itertuples(index=False, name=None)])
+
+
+@contextlib.contextmanager
+def page_folder(out: str | os.PathLike[str], *, kind: str, command: str, force: bool = False,
+                dataset_root: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Build a page in a staging folder, then move it into ``out`` as a set.
+
+    The folder rules of :mod:`features.ownership` apply: ``out`` must be
+    new, empty or an earlier page's (whose files are replaced, and no
+    others); ``force`` writes beside someone else's files; a folder inside
+    the dataset (``dataset_root``) is refused. ``page.json`` lists the
+    files, with their SHA-256, and is moved in last.
+
+    Yields
+    ------
+    Path
+        The staging folder to write the page into.
+    """
+    from features.outputs import STAGING, OutputLock, clean_leftovers, commit
+    from features.ownership import claim
+    from features.table import file_sha256, write_json
+
+    out = Path(out)
+    previous = claim(out, PAGE_JSON, PAGE_NAMES, force=force, dataset_root=dataset_root,
+                     command=command)
+    with OutputLock(out):
+        clean_leftovers(out)
+        staging = out / f"{STAGING}{uuid.uuid4().hex[:12]}"
+        staging.mkdir()
+        try:
+            yield staging
+            files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")
+                           if p.is_file())
+            write_json({"format": "soundfeatures-page", "kind": kind,
+                        "files": {n: {"sha256": file_sha256(staging / n)} for n in files}},
+                       staging / PAGE_JSON)
+            commit(out, staging, files, PAGE_JSON, previous=previous)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def render_page(template: str, path: str | os.PathLike[str], **context: Any) -> Path:

@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from features.spectrogram import mel_spectrogram
+from features.storage import is_url
 from features.wav import write_wav
 
 from .. import plots
 from ..errors import RunDirError
 from ..rundir import CONFUSION_KINDS, LEADERBOARD, Run, load_run, probability_column
-from .render import Table, rel_url, render_page, slug
+from .render import Table, page_folder, rel_url, render_page, slug
 
 __all__ = ["N_WRONG", "build_report"]
 
@@ -38,7 +39,8 @@ _MAX_AUDIO_SECONDS = 30.0
 
 
 def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: list[str] | None = None,
-                 n_wrong: int = N_WRONG, audio_root: str | Path | None = None) -> Path:
+                 n_wrong: int = N_WRONG, audio_root: str | Path | None = None,
+                 force: bool = False) -> Path:
     """Write the report of the training run in ``run_dir``; returns the path of ``index.html``.
 
     Parameters
@@ -53,6 +55,9 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
         Most confidently wrong out-of-fold predictions of the best model to show.
     audio_root : str or Path, optional
         Dataset root used to find the clips' audio (default: ``root`` of features.json).
+    force : bool
+        Write into a non-empty folder that holds no page (its files are kept).
+        Either way the folder may not lie inside the dataset.
 
     Returns
     -------
@@ -72,10 +77,21 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
     # Read every matrix before drawing anything: a broken run fails fast, naming the file.
     matrices = {(m, kind): r.confusion(m, kind) for m in shown for kind in CONFUSION_KINDS}
     out = Path(out) if out is not None else r.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
     meta = r.info.features_json
     root_from_meta = Path(meta["root"]) if meta and meta.get("root") else None
+    local_root = root_from_meta if root_from_meta is not None and not is_url(meta["root"]) else None
     root = Path(audio_root) if audio_root is not None else root_from_meta
+    with page_folder(out, kind="report", command="classify report", force=force,
+                     dataset_root=Path(audio_root) if audio_root is not None else local_root) as staging:
+        _render(r, shown, best, matrices, staging, root=root, root_from_meta=root_from_meta,
+                n_wrong=n_wrong, root_given=audio_root is not None)
+    return out / "index.html"
+
+
+def _render(r: Run, shown: list[str], best: str, matrices: dict, out: Path, *, root: Path | None,
+            root_from_meta: Path | None, n_wrong: int, root_given: bool) -> Path:
+    """Draw the figures, copy the clips and write ``index.html`` into ``out``."""
+    meta = r.info.features_json
     # "run" says little; the dataset's name says which report this is.
     name = root_from_meta.name if root_from_meta else r.path.resolve().name
     return render_page(
@@ -91,7 +107,7 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
         extraction=_extraction(meta, r.info.table),
         importance=_importance(r, best, shown, out),
         models=[_model(r, model, model == best, matrices, out) for model in shown],
-        wrong=_wrong(r, best, n_wrong, root, out, audio_root is not None) if n_wrong else None,
+        wrong=_wrong(r, best, n_wrong, root, out, root_given) if n_wrong else None,
         details=_details(r),
     )
 
@@ -215,9 +231,6 @@ def _wrong(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_g
     wrong = preds[is_wrong].sort_values("confidence", ascending=False, kind="stable").head(n_wrong)
     usable_root = root if root is not None and root.is_dir() else None
     finder = _ClipFinder(usable_root, r.info.path_column)
-    # A rerun with other settings must not leave the previous run's clips in a shared folder.
-    for stale in [*out.glob("wrong_[0-9]*.png"), *out.glob("audio/wrong_[0-9]*.wav")]:
-        stale.unlink()
     return {
         "model": best, "n_shown": len(wrong), "n_wrong": int(is_wrong.sum()), "n_predictions": len(preds),
         "root": str(root) if root is not None else None, "root_exists": usable_root is not None,
