@@ -7,9 +7,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# A value as one shell word: '...' with any ' inside escaped (paths with spaces).
+q = '$(subst ','\'',$(1))'
+
 # What to work on and where outputs go; override on the command line.
 DATASET ?= data/demo
-NAME ?= $(notdir $(abspath $(DATASET)))
+# One output folder per dataset: its folder name (plus a short hash of its path
+# or URL unless it sits in ./data/), so /a/data and /b/data never share one.
+ifeq ($(origin NAME),undefined)
+NAME := $(shell $(PYTHON) -m features.naming $(call q,$(DATASET)))
+endif
+$(if $(NAME),,$(error cannot name the outputs of DATASET=$(DATASET): $(PYTHON) -m features.naming failed (is $(PYTHON) installed?)))
 OUT ?= data/output/$(NAME)/features
 TABLE ?= $(OUT)/features.parquet
 RUN ?= data/output/$(NAME)/run
@@ -22,16 +30,20 @@ PRESET ?= default
 LAYOUT ?=
 MANIFEST ?=
 SEGMENT ?=
+DURATION ?=
 MODELS ?= mlp,logreg,svm,rf,knn,hgb,cnn
 CV ?= auto
 SEED ?= 0
 TUNE ?=
 DEMO_CLIPS ?= 1000
-MODEL ?= $(RUN)/model
+MODEL ?=
 FILE ?=
 
+# Make cannot name a file target with a space in it: the folders it writes must have none.
+$(foreach v,NAME OUT TABLE RUN EDA PATCHES,$(if $(word 2,$($(v))),$(error $(v)='$($(v))' has a space; make cannot use it as a file name: choose a folder without one (DATASET may have spaces))))
+
 RUNNER_ARGS := --jobs $(JOBS) \
-	$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(MANIFEST),--manifest $(MANIFEST)) \
+	$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(MANIFEST),--manifest $(call q,$(MANIFEST))) \
 	$(if $(SCHEDULER),--backend dask --scheduler $(SCHEDULER)) \
 	$(if $(CLIP_TIMEOUT),--clip-timeout $(CLIP_TIMEOUT))
 FEATURE_ARGS := --out $(OUT) --preset $(PRESET) $(if $(SEGMENT),--segment $(SEGMENT)) $(RUNNER_ARGS)
@@ -44,7 +56,7 @@ TRAIN_ARGS := --models $(MODELS) --cv $(CV) --seed $(SEED) $(if $(TUNE),--tune) 
 # A target that depends on its own arguments reruns when they change: the
 # argument list is kept in a file that is rewritten only when it differs
 # (make then sees a newer prerequisite), so make redoes work only then.
-MEMO := data/output/$(NAME)/.make
+MEMO ?= data/output/$(NAME)/.make
 
 .PHONY: FORCE help install demo-data features patches train predict eda report demo test test-browser lint bench clean
 
@@ -53,8 +65,9 @@ help: ## List the targets and the variables they take
 	@echo
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-13s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: DATASET=$(DATASET) OUT=$(OUT) RUN=$(RUN) EDA=$(EDA) PATCHES=$(PATCHES)"
-	@echo "           JOBS=$(JOBS) (0 = all cores) PRESET=$(PRESET) LAYOUT=$(LAYOUT) MANIFEST=$(MANIFEST)"
+	@echo "Variables: DATASET=$(DATASET) (outputs under data/output/$(NAME)/)"
+	@echo "           OUT=$(OUT) RUN=$(RUN) EDA=$(EDA) PATCHES=$(PATCHES)"
+	@echo "           JOBS=$(JOBS) (0 = all cores) PRESET=$(PRESET) LAYOUT=$(LAYOUT) MANIFEST=$(MANIFEST) DURATION=$(DURATION) (seconds per CNN patch)"
 	@echo "           SCHEDULER=$(SCHEDULER) (tcp://host:8786 or local:N: run on Dask) CLIP_TIMEOUT=$(CLIP_TIMEOUT)"
 	@echo "           SEGMENT=$(SEGMENT) (seconds: one row per window) TUNE=$(TUNE) (1: tune inside the folds)"
 	@echo "           MODELS=$(MODELS) CV=$(CV) SEED=$(SEED) DEMO_CLIPS=$(DEMO_CLIPS) MODEL=$(MODEL) FILE=$(FILE)"
@@ -73,26 +86,36 @@ data/demo/metadata/UrbanSound8K.csv: | $(STAMP)
 	$(PY) -m features demo-data data/demo --clips $(DEMO_CLIPS) --seed $(SEED)
 
 features: $(STAMP) ## Extract one row of features per clip (kept when already up to date): DATASET=dir|URL OUT=dir [PRESET SEGMENT LAYOUT MANIFEST JOBS SCHEDULER CLIP_TIMEOUT]
-	@if [ "$(DATASET)" = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
-	$(PY) -m features extract $(DATASET) $(FEATURE_ARGS)
+	@if [ $(call q,$(DATASET)) = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
+	$(PY) -m features extract $(call q,$(DATASET)) $(FEATURE_ARGS)
 
-patches: $(STAMP) ## Write one log-mel patch per clip (the CNN's input) into PATCHES=dir [JOBS SCHEDULER]
-	@if [ "$(DATASET)" = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
-	$(PY) -m features patches $(DATASET) --out $(PATCHES) $(RUNNER_ARGS)
+patches: $(STAMP) ## Write one log-mel patch per clip (the CNN's input) into PATCHES=dir [DURATION JOBS SCHEDULER]
+	@if [ $(call q,$(DATASET)) = "data/demo" ]; then $(MAKE) --no-print-directory demo-data; fi
+	$(PY) -m features patches $(call q,$(DATASET)) --out $(PATCHES) $(if $(DURATION),--duration $(DURATION)) $(RUNNER_ARGS)
 
-train: $(RUN)/run.json ## Compare the Keras MLP and CNN with scikit-learn baselines (redone only when the table or options change): TABLE=file RUN=dir [MODELS CV SEED TUNE PATCHES]; the cnn models make PATCHES first if needed
+train: $(RUN)/run.json ## Compare the Keras MLP and CNN with scikit-learn baselines (redone only when the table or options change; features and patches are brought up to date first): TABLE=file RUN=dir [MODELS CV SEED TUNE PATCHES DURATION]
 
 $(RUN)/run.json: $(TABLE) $(MEMO)/train.args $(if $(CNN_MODELS),$(PATCHES)/patches.json) | $(STAMP)
 	$(PY) -m classify train $(TABLE) --out $(RUN) $(TRAIN_ARGS)
 
 $(MEMO)/train.args: FORCE
 	@mkdir -p $(@D)
-	@echo '$(TABLE) $(TRAIN_ARGS)' | cmp -s - $@ || echo '$(TABLE) $(TRAIN_ARGS)' > $@
+	@echo '$(TABLE) $(RUN) $(TRAIN_ARGS)' | cmp -s - $@ || echo '$(TABLE) $(RUN) $(TRAIN_ARGS)' > $@
 
 FORCE:
 
+# The features of DATASET are brought up to date before they are used (the
+# command keeps them, untouched, when they are); a TABLE= given on the
+# command line is taken as it is.
+$(OUT)/features.json: FORCE | $(STAMP)
+	@$(MAKE) --no-print-directory features
+
+ifneq ($(origin TABLE),file)
 $(TABLE):
-	@echo "make: no feature table $(TABLE); run 'make features' first (or set TABLE=)" >&2; exit 2
+	@echo "make: no feature table $(TABLE); give the path of a features.parquet or features.csv (or leave TABLE= out to extract DATASET's)" >&2; exit 2
+else
+$(TABLE): $(OUT)/features.json
+endif
 
 # The CNN's patches are brought up to date before training (the command
 # keeps them, untouched, when they are): from DATASET, refused when TABLE was
@@ -104,22 +127,36 @@ $(PATCHES)/patches.json: FORCE | $(STAMP)
 		echo "make: MODELS=$(MODELS) has CNN models, which need the log-mel patches of the clips of $(TABLE): set DATASET= to its dataset (or PATCHES= to a folder from 'make patches'), or leave cnn out of MODELS" >&2; exit 2; \
 	else $(MAKE) --no-print-directory patches; fi
 
-predict: $(STAMP) ## Predict labels of new clips with a trained bundle: FILE=path [MODEL=dir]
-	@if [ -z "$(FILE)" ]; then echo "make predict: set FILE=path/to/clip.wav (or a folder)" >&2; exit 2; fi
-	$(PY) -m classify predict --model $(MODEL) $(FILE)
+# Which bundle predict uses: MODEL=, else RUN='s, else the one trained on the
+# DATASET= named (checked against the bundle). Never the demo's by default.
+ifneq ($(MODEL),)
+PREDICT_MODEL := --model $(call q,$(MODEL))
+else ifneq ($(filter command environment,$(origin RUN)),)
+PREDICT_MODEL := --model $(RUN)/model
+else ifneq ($(filter command environment,$(origin DATASET)),)
+PREDICT_MODEL := --model $(RUN)/model --trained-on $(call q,$(DATASET))
+endif
 
-eda: $(EDA)/index.html ## Write the exploratory HTML page for DATASET (uses its features table if present) into EDA=dir
+predict: $(STAMP) ## Predict labels of new clips with a trained bundle: FILE=path and MODEL=dir (or RUN=dir, or the DATASET= it was trained on)
+	@if [ -z $(call q,$(FILE)) ]; then echo "make predict: set FILE=path/to/clip.wav (or a folder)" >&2; exit 2; fi
+	@if [ -z "$(PREDICT_MODEL)" ]; then echo "make predict: say which model labels the files: MODEL=path/to/run/model, RUN=path/to/run, or DATASET= the dataset it was trained on (nothing is taken by default: the demo's model would give plausible-looking wrong labels)" >&2; exit 2; fi
+	$(PY) -m classify predict $(PREDICT_MODEL) $(call q,$(FILE))
+
+eda: $(EDA)/index.html ## Write the exploratory HTML page for DATASET into EDA=dir (its features are brought up to date first)
 
 $(EDA)/index.html: $(OUT)/features.json | $(STAMP)
-	$(PY) -m classify eda $(DATASET) --features $(OUT) --out $(EDA)
+	$(PY) -m classify eda $(call q,$(DATASET)) --features $(OUT) --out $(EDA)
 
-$(OUT)/features.json:
-	@echo "make: no features in $(OUT); run 'make features' first" >&2; exit 2
-
-report: $(RUN)/report/index.html ## Write the HTML report of a training run: RUN=dir
-
-$(RUN)/report/index.html: $(RUN)/run.json | $(STAMP)
-	$(PY) -m classify report $(RUN)
+# The report reads a run and never makes one over it: it is redone when its
+# run.json is newer, and only a missing default run is trained first.
+report: | $(STAMP) ## Write the HTML report of a training run: RUN=dir (any run folder; never retrained)
+	@if [ ! -f $(RUN)/run.json ]; then \
+		if [ "$(origin RUN)" = "file" ] && [ ! -e $(RUN) ]; then $(MAKE) --no-print-directory train || exit $$?; \
+		else echo "make report: $(RUN) holds no training run (no run.json); train into it first ('make train RUN=$(RUN)' or 'python -m classify train TABLE --out $(RUN)')" >&2; exit 2; fi; \
+	fi
+	@if [ -f $(RUN)/report/index.html ] && [ ! $(RUN)/run.json -nt $(RUN)/report/index.html ]; then \
+		echo "make: the report of $(RUN) is up to date ($(RUN)/report/index.html)"; \
+	else $(PY) -m classify report $(RUN); fi
 
 demo: $(STAMP) ## Everything on the demo data: data, features, training, EDA and report (a second run takes seconds)
 	$(MAKE) --no-print-directory demo-data
@@ -150,7 +187,6 @@ bench: $(STAMP) ## Benchmarks: extractor vs the tutorial loop, the runner at sca
 	$(PY) tests/benchmarks/bench_train.py
 	$(PY) tests/benchmarks/bench_cnn.py --demo
 
-clean: ## Remove generated outputs (data/output, the demo and benchmark data); never your datasets
-	rm -rf data/output data/bench
-	@if [ -f data/demo/.generated ]; then rm -rf data/demo; fi
+clean: ## Remove what the pipeline generated (output sets in data/output and data/bench, the generated demo data); never your datasets or your files
+	$(PYTHON) -m features.ownership clean data/output data/bench data/demo
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -52,6 +52,10 @@ def _load() -> str:
 
 def build(clips: int) -> tuple[Path, Path]:
     """(feature table, patches folder) of a demo dataset, made once per clip count."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_features import claim_bench
+
+    claim_bench()
     root, out = BENCH / f"demo{clips}", BENCH / f"output{clips}"
     if not (root / "metadata" / "UrbanSound8K.csv").is_file():
         _run("features", "demo-data", str(root), "--clips", str(clips))

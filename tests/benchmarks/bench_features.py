@@ -84,10 +84,26 @@ def _clip_path(i: int) -> Path:
     return CLIPS / kind / f"bench_{i:05d}.wav"
 
 
+def claim_bench() -> Path:
+    """``data/bench``, marked as generated (``make clean`` removes it whole); refused if it is a user's.
+
+    data/README invites datasets under ``data/``: a ``data/bench`` made by
+    someone else is never written into (nor, then, removed by ``make clean``).
+    """
+    marker = BENCH / ".generated"
+    if BENCH.is_dir() and any(BENCH.iterdir()) and not marker.is_file():
+        raise SystemExit(f"{BENCH} holds files that make bench did not write; move them (or "
+                         "the folder) away, then run make bench again")
+    BENCH.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return BENCH
+
+
 def ensure_clips(n: int) -> list[Path]:
     """Generate clips 0..n-1 unless the cache already has them."""
     import soundfile as sf
 
+    claim_bench()
     have = 0
     if MARKER.is_file():
         info = json.loads(MARKER.read_text())
