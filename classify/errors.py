@@ -35,3 +35,7 @@ class ModelError(ClassifyError, RuntimeError):
 
 class RunDirError(ClassifyError, ValueError):
     """A training run folder is missing a file, or a file lacks what a reader needs."""
+
+
+class CollapsedFitError(ModelError):
+    """A Keras fit ended at chance on the rows it held out, even after its restarts."""

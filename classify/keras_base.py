@@ -24,16 +24,38 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from .errors import BundleError
 from .splits import validation_split
 
-__all__ = ["KerasClassifier", "archive_classes", "import_keras", "is_int", "is_real",
+__all__ = ["KerasClassifier", "archive_classes", "at_chance", "import_keras", "is_int", "is_real",
            "load_keras_model"]
 
 #: Below this many validation rows, early stopping has nothing to go on: train without it.
 MIN_VALIDATION_ROWS = 10
+#: A fit "at chance": its balanced accuracy on held-out rows is within this share of the
+#: way from chance (1 / classes) to perfect. A collapsed network (one class for every
+#: clip) scores exactly chance; any network that learnt something clears it.
+COLLAPSE_MARGIN = 0.1
+#: A restarted fit's learning rate, relative to the previous attempt's, and at most
+#: Adam's usual rate (a fit that diverged from a far too high rate gets a sane one).
+RESTART_RATE = 0.3
+SAFE_RATE = 1e-3
+_RESTART_SEED = 7919
+
+
+def at_chance(balanced_accuracy: float, n_classes: int) -> bool:
+    """Whether a balanced accuracy is at chance level for ``n_classes`` classes.
+
+    Examples
+    --------
+    >>> at_chance(0.11, 10), at_chance(0.40, 10), at_chance(0.54, 2)
+    (True, False, True)
+    """
+    chance = 1.0 / max(n_classes, 1)
+    return balanced_accuracy <= chance + COLLAPSE_MARGIN * (1.0 - chance)
 
 _tf_configured = False
 
@@ -248,22 +270,83 @@ class KerasClassifier(ClassifierMixin, BaseEstimator):
         weights.update({index[c]: float(w) for c, w in self.class_weight.items()})
         return weights
 
-    def _train(self, keras, X_fit: np.ndarray, y_fit: np.ndarray,
+    def _train(self, keras, X_fit, y_fit: np.ndarray,
                validation_data: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """Fit ``model_``, with early stopping when there is validation data; record how it went."""
+        """Fit ``model_``, with early stopping when there is validation data; record how it went.
+
+        ``X_fit`` is an array (``y_fit`` its labels), or a
+        :class:`keras.utils.PyDataset` yielding batches (``y_fit`` then
+        gives the class weights only).
+        """
         callbacks = []
         if validation_data is not None:
+            # Not before min_epochs: on hard data a network's validation loss can stay flat for
+            # its first ten epochs or so before it finds the signal; stopping (and restoring the
+            # best weights) inside that plateau left a network at chance.
             callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=self.patience, restore_best_weights=True))
+                monitor="val_loss", patience=self.patience, restore_best_weights=True,
+                start_from_epoch=min(getattr(self, "min_epochs", 0), max(self.epochs - 1, 0))))
+        if isinstance(X_fit, np.ndarray):
+            data = {"x": X_fit, "y": y_fit, "batch_size": self.batch_size, "shuffle": True}
+        else:  # a keras.utils.PyDataset: it batches and shuffles itself (fresh augmentation)
+            data = {"x": X_fit}
         history = self.model_.fit(
-            X_fit, y_fit, validation_data=validation_data, epochs=self.epochs,
-            batch_size=self.batch_size, class_weight=self._loss_weights(y_fit),
-            shuffle=True, callbacks=callbacks, verbose=self.verbose,
+            **data, validation_data=validation_data, epochs=self.epochs,
+            class_weight=self._loss_weights(y_fit), callbacks=callbacks, verbose=self.verbose,
         )
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         self.n_epochs_ = len(self.history_.get("loss", []))
         val_loss = self.history_.get("val_loss")
         self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else None
+
+    def _fit_guarded(self, keras, build, X_fit, y_fit: np.ndarray,
+                     validation_data: tuple[np.ndarray, np.ndarray] | None,
+                     check: tuple[np.ndarray, np.ndarray]) -> None:
+        """Fit a fresh network from ``build(learning_rate)``; restart a fit that ends at chance.
+
+        A fit ends at chance when the balanced accuracy of its kept weights
+        on the held-out part (``validation_data``, else ``check``: the
+        training rows) is within :data:`COLLAPSE_MARGIN` of the way from
+        chance to perfect (:func:`at_chance`). When such a fit stopped early
+        or diverged (a non-finite training loss, or one that ended above its first
+        epoch's), it is fitted again from another
+        seed with the learning rate times :data:`RESTART_RATE` (and at most
+        :data:`SAFE_RATE`), up to ``restarts`` times; the best attempt's network is kept. Every
+        attempt is recorded in ``attempts_`` and ``collapsed_`` says whether
+        the kept one is still at chance.
+        """
+        attempts, best = [], None
+        X_check, y_check = validation_data if validation_data is not None else check
+        for attempt in range(int(getattr(self, "restarts", 0)) + 1):
+            seed = None if self.random_state is None else int(self.random_state) + _RESTART_SEED * attempt
+            if seed is not None:
+                keras.utils.set_random_seed(seed)
+            rate = float(self.learning_rate)
+            for _ in range(attempt):
+                rate = min(rate * RESTART_RATE, SAFE_RATE)
+            self.model_ = build(rate)
+            self._train(keras, X_fit, y_fit, validation_data)
+            predicted = np.argmax(self.model_.predict(X_check, batch_size=self.predict_batch,
+                                                      verbose=0), axis=1)
+            score = float(balanced_accuracy_score(y_check, predicted))
+            losses = self.history_.get("loss", [])
+            # Diverged: a non-finite loss, or one that ended above where it started.
+            diverged = not np.all(np.isfinite(losses)) or (len(losses) > 1 and losses[-1] > losses[0])
+            record = {"attempt": attempt, "seed": seed, "learning_rate": rate,
+                      "epochs": self.n_epochs_, "best_epoch": self.best_epoch_,
+                      "balanced_accuracy": round(score, 4),
+                      "collapsed": at_chance(score, len(np.unique(y_check))),
+                      "stopped_early": self.n_epochs_ < self.epochs, "diverged": diverged}
+            attempts.append(record)
+            if best is None or score > best[0]:
+                best = (score, self.model_, self.history_, self.n_epochs_, self.best_epoch_)
+            # A restart helps a fit that stopped early or diverged; one that used all its
+            # epochs and is still at chance needs more epochs, not another start.
+            if not record["collapsed"] or not (record["stopped_early"] or diverged):
+                break
+        _, self.model_, self.history_, self.n_epochs_, self.best_epoch_ = best
+        self.attempts_ = attempts
+        self.collapsed_ = at_chance(best[0], len(np.unique(y_check)))
 
     def _probabilities(self, X: np.ndarray) -> np.ndarray:
         """``model_``'s softmax outputs as float64 rows that sum to 1."""

@@ -50,6 +50,12 @@ class KerasMLPClassifier(KerasClassifier):
         Adam step size.
     patience : int
         Epochs without validation-loss improvement before stopping.
+    min_epochs : int
+        Epochs before early stopping may stop the fit.
+    restarts : int
+        Fits again, from another seed and a lower learning rate, when a fit
+        ends at chance on its held-out part
+        (:meth:`~classify.keras_base.KerasClassifier._fit_guarded`).
     validation_fraction : float
         Share of the training rows (or groups) held out for early stopping,
         in [0, 1); 0 trains for ``epochs`` epochs without early stopping.
@@ -100,6 +106,8 @@ class KerasMLPClassifier(KerasClassifier):
         batch_size: int = 64,
         learning_rate: float = 1e-3,
         patience: int = 15,
+        min_epochs: int = 0,
+        restarts: int = 2,
         validation_fraction: float = 0.15,
         class_weight: str | dict | None = None,
         random_state: int | None = 0,
@@ -111,6 +119,8 @@ class KerasMLPClassifier(KerasClassifier):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.patience = patience
+        self.min_epochs = min_epochs
+        self.restarts = restarts
         self.validation_fraction = validation_fraction
         self.class_weight = class_weight
         self.random_state = random_state
@@ -160,8 +170,9 @@ class KerasMLPClassifier(KerasClassifier):
         else:
             train, val = self._validation_split(y_idx, groups)
             validation_data = None if val is None else (X[val], y_idx[val])
-        self.model_ = self._build(keras, X.shape[1], len(self.classes_))
-        self._train(keras, X[train], y_idx[train], validation_data)
+        self._fit_guarded(keras, lambda rate: self._build(keras, X.shape[1], len(self.classes_), rate),
+                          X[train], y_idx[train], validation_data,
+                          check=(X[train], y_idx[train]))
         return self
 
     def _check_params(self) -> None:
@@ -183,6 +194,10 @@ class KerasMLPClassifier(KerasClassifier):
              is_real(self.learning_rate) and self.learning_rate > 0,
              "a positive number"),
             ("patience", self.patience, is_int(self.patience) and self.patience >= 0,
+             "an integer >= 0"),
+            ("min_epochs", self.min_epochs, is_int(self.min_epochs) and self.min_epochs >= 0,
+             "an integer >= 0"),
+            ("restarts", self.restarts, is_int(self.restarts) and self.restarts >= 0,
              "an integer >= 0"),
             ("validation_fraction", self.validation_fraction,
              is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
@@ -206,7 +221,7 @@ class KerasMLPClassifier(KerasClassifier):
             return None
         return X_val[known], np.searchsorted(self.classes_, y_val[known])
 
-    def _build(self, keras, n_features: int, n_classes: int):
+    def _build(self, keras, n_features: int, n_classes: int, learning_rate: float):
         layers = [keras.Input(shape=(n_features,))]
         for units in self.hidden_layers:
             layers.append(keras.layers.Dense(int(units), activation="relu"))
@@ -215,7 +230,7 @@ class KerasMLPClassifier(KerasClassifier):
         layers.append(keras.layers.Dense(n_classes, activation="softmax"))
         model = keras.Sequential(layers, name="mlp")
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)),
+            optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
             loss="sparse_categorical_crossentropy",
             steps_per_execution=_STEPS_PER_EXECUTION,
         )

@@ -110,8 +110,8 @@ def test_mlp_constructor_stores_parameters_only():
     params = clf.get_params()
     assert params == {
         "hidden_layers": (5,), "dropout": 0.1, "epochs": 3, "batch_size": 64,
-        "learning_rate": 1e-3, "patience": 15, "validation_fraction": 0.15, "class_weight": None,
-        "random_state": 0, "verbose": 0,
+        "learning_rate": 1e-3, "patience": 15, "min_epochs": 0, "restarts": 2,
+        "validation_fraction": 0.15, "class_weight": None, "random_state": 0, "verbose": 0,
     }
     assert not hasattr(clf, "model_") and not hasattr(clf, "classes_")
     twin = clone(clf)
