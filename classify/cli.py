@@ -105,7 +105,20 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class-weight", choices=["balanced"], default=None,
                         help="weigh classes inversely to their frequency (skewed classes)")
     parser.add_argument("--final", metavar="NAME",
-                        help="model to refit on all rows and save (default: best mean accuracy)")
+                        help="model to refit on all rows and save (default: the best: by "
+                        "validation accuracy under holdout, else by mean accuracy)")
+    parser.add_argument("--select", choices=["best", "nested"], default="best",
+                        help="'nested' also scores the procedure 'pick the best model, then fit "
+                        "it': the pick is made inside every training part, on inner splits that "
+                        "keep folds and groups whole, and the pick's score on the outer test part "
+                        "is kept (the leaderboard row 'nested': the honest number to quote) "
+                        "(default: %(default)s)")
+    parser.add_argument("--keep-column", metavar="NAME", action="append", default=[],
+                        dest="keep_columns",
+                        help="keep this feature column although it looks like the label in "
+                        "disguise (named like a class id, or mapping one-to-one onto the "
+                        "classes); such columns are otherwise left out, with a warning "
+                        "(repeatable)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="maximum MLP epochs (default: 200, with early stopping)")
     parser.add_argument("--jobs", type=int, default=0,
@@ -133,7 +146,7 @@ def _train(args: argparse.Namespace) -> int:
         models=args.models, cv=args.cv, k=args.k, seed=args.seed, mlp_layers=args.mlp_layers,
         class_weight=args.class_weight, final=args.final, epochs=args.epochs, quiet=args.quiet,
         jobs=args.jobs, tune=args.tune, importance=args.importance, cnn_epochs=args.cnn_epochs,
-        cnn_stereo_split=args.cnn_stereo_split,
+        cnn_stereo_split=args.cnn_stereo_split, select=args.select, keep_columns=args.keep_columns,
     )
     result = train(args.table, args.out, options, patches=args.patches, log=_say, force=args.force)
     print(flush=True)

@@ -168,16 +168,20 @@ def leaderboard(folds: pd.DataFrame) -> pd.DataFrame:
     ----------
     folds : pd.DataFrame
         Per-split rows with :data:`FOLDS_COLUMNS` (or
-        :data:`SEGMENT_FOLDS_COLUMNS`).
+        :data:`SEGMENT_FOLDS_COLUMNS`), and ``validation_accuracy`` under
+        the ``holdout`` protocol.
 
     Returns
     -------
     pd.DataFrame
         Columns :data:`LEADERBOARD_COLUMNS` (with ``window_accuracy`` in
-        the folds: :data:`SEGMENT_LEADERBOARD_COLUMNS`), sorted by
-        ``accuracy_mean`` (then balanced accuracy, then name) descending.
-        ``accuracy_std`` is the spread over splits (0 for a single split);
-        ``fit_seconds`` the total fitting time over all splits.
+        the folds: :data:`SEGMENT_LEADERBOARD_COLUMNS`). With
+        ``validation_accuracy`` in the folds (``holdout``), that column
+        follows ``model`` and ranks the models: the test part never takes
+        part in a choice. Otherwise sorted by ``accuracy_mean`` (then
+        balanced accuracy, then name) descending. ``accuracy_std`` is the
+        spread over splits (0 for a single split); ``fit_seconds`` the total
+        fitting time over all splits.
     """
     grouped = folds.groupby("model", sort=False)
     board = pd.DataFrame(
@@ -189,12 +193,15 @@ def leaderboard(folds: pd.DataFrame) -> pd.DataFrame:
             "fit_seconds": grouped["fit_seconds"].sum(),
         }
     ).reset_index()
-    columns = LEADERBOARD_COLUMNS
+    columns = list(LEADERBOARD_COLUMNS)
     if "window_accuracy" in folds.columns:
         board["window_accuracy_mean"] = grouped["window_accuracy"].mean().to_numpy()
-        columns = SEGMENT_LEADERBOARD_COLUMNS
-    board = board.sort_values(
-        ["accuracy_mean", "balanced_accuracy_mean", "model"], ascending=[False, False, True],
-        kind="stable",
-    )
-    return board[list(columns)].reset_index(drop=True)
+        columns = list(SEGMENT_LEADERBOARD_COLUMNS)
+    rank = ["accuracy_mean", "balanced_accuracy_mean"]
+    if "validation_accuracy" in folds.columns:
+        board["validation_accuracy"] = grouped["validation_accuracy"].mean().to_numpy()
+        columns.insert(1, "validation_accuracy")
+        rank = ["validation_accuracy", *rank]
+    board = board.sort_values([*rank, "model"], ascending=[False] * len(rank) + [True],
+                              kind="stable")
+    return board[columns].reset_index(drop=True)

@@ -121,7 +121,7 @@ OPTIONAL_COLUMNS = {
     UNMATCHED: ("path", "label", "missing_from", "reason"),
 }
 # Text that must stay text when read back: class names and paths such as "007".
-_TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol", "family",
+_TEXT_COLUMNS = ("model", "class", "label", "predicted", "path", "split", "protocol", "selection", "family",
                  "metric", "params", "missing_from", "reason")
 
 
@@ -188,6 +188,21 @@ class RunInfo:
     files : dict or None
         Every other file of the run (relative path -> ``sha256``, ``bytes``):
         what a later run into the folder replaces, and nothing else.
+    selection : dict or None
+        How the final model was chosen (``rule``), which number is the honest
+        estimate (``honest``: one sentence, and ``honest_model`` /
+        ``honest_accuracy`` when there is one) and, with ``--select nested``,
+        the model ``chosen`` inside each training part and the
+        ``inner_accuracy`` it was chosen on.
+    excluded_columns : dict or None
+        Feature columns left out as the label in disguise, and why.
+    restarts : dict or None
+        Model -> split -> the attempts of a Keras fit that ended at chance
+        and was restarted (seed, learning rate, epochs, held-out balanced
+        accuracy); ``final`` for the final refit.
+    final_fallback : dict or None
+        When the best model's final refit stayed at chance and was not
+        saved: that model, why, and the model saved instead.
     """
 
     table: str
@@ -213,6 +228,10 @@ class RunInfo:
     importance: dict[str, Any] | None = None
     patches: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    excluded_columns: dict[str, str] | None = None
+    restarts: dict[str, Any] | None = None
+    final_fallback: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str | Path = RUN_JSON) -> RunInfo:

@@ -73,7 +73,14 @@ from features.table import file_sha256
 from . import evaluation, importance, plots, rundir, tuning
 from .bundle import save_bundle
 from .cnn import KerasCNNClassifier
-from .errors import ClassifyError, ModelError, SplitError, UsageError
+from .errors import (
+    ClassifyError,
+    CollapsedFitError,
+    ModelError,
+    SplitError,
+    TableError,
+    UsageError,
+)
 from .keras_base import import_keras
 from .mlp import KerasMLPClassifier
 from .models import (
@@ -88,15 +95,21 @@ from .models import (
     parse_layers,
     parse_models,
 )
+from .references import references_for
 from .splits import LEAKY_NOTE, PROTOCOLS, Protocol, choose_protocol, inner_splits
 from .table_patches import TablePatches, attach_patches, find_patches
-from .tables import SEGMENT_COLUMNS, FeatureTable, load_table
+from .tables import SEGMENT_COLUMNS, FeatureTable, label_leaks, load_table
 
 Log = Callable[[str], None]
 IMPORTANCE_SKIPPED_REASON = ("the CNN takes log-mel patches, not the feature columns, so there is no "
                              "feature family to shuffle")
 # Final steps that start TensorFlow: their workers size its thread pools first.
 _KERAS_MODELS = (KerasMLPClassifier, KerasCNNClassifier)
+
+#: How the final model is chosen (``--select``); see :class:`TrainOptions`.
+SELECTIONS = ("best", "nested")
+#: The leaderboard row of ``--select nested``: the procedure, not a model.
+NESTED = "nested"
 
 _VERSIONED = (
     "numpy", "pandas", "scikit-learn", "tensorflow", "keras", "skops", "librosa", "matplotlib",
@@ -142,6 +155,18 @@ class TrainOptions:
         ``cnn_aug`` also trains on each channel of its stereo training
         clips (``channels.npy``; off: 2.5 times the examples on the demo
         for no gain in accuracy).
+    select : {"best", "nested"}
+        How the final model is chosen, and whether that choice is itself
+        evaluated. ``best``: the leaderboard's best (by validation accuracy
+        under ``holdout``). ``nested``: also evaluate the whole procedure
+        "pick the best model, then fit it": inside every outer training
+        part the models are compared on inner splits (by the protocol's
+        rules), the winner's outer score is kept, and those scores form the
+        leaderboard row ``nested`` (:func:`nested_selection`).
+    keep_columns : sequence of str
+        Feature columns to keep although they look like the label in
+        disguise (:func:`classify.tables.label_leaks`); by default such
+        columns are left out of the features, with a warning naming them.
     jobs : int
         Worker processes for the splits (0: one per usable core; 1: fit
         in this process). Scores and out-of-fold predictions do not depend
@@ -168,9 +193,14 @@ class TrainOptions:
     importance: bool = True
     cnn_epochs: int | None = None
     cnn_stereo_split: bool = False
+    select: str = "best"
+    keep_columns: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(parse_models(self.models)))
+        object.__setattr__(self, "keep_columns", tuple(str(c) for c in self.keep_columns))
+        if self.select not in SELECTIONS:
+            raise UsageError(f"--select {self.select!r} is not one of: {', '.join(SELECTIONS)}")
         object.__setattr__(self, "mlp_layers", parse_layers(self.mlp_layers))
         if self.cv not in PROTOCOLS:
             raise UsageError(f"--cv {self.cv!r} is not one of: {', '.join(PROTOCOLS)}")
@@ -243,6 +273,10 @@ class CVResult:
         With ``--tune``, the parameters chosen in each split, in split order.
     failed_candidates : dict or None
         With ``--tune``, split name -> candidates of its search whose fit failed.
+    restarts : dict
+        Split name -> the fit attempts of a Keras model whose first fit stayed
+        at chance (:meth:`classify.keras_base.KerasClassifier._fit_guarded`);
+        empty when none did.
     """
 
     model: str
@@ -256,6 +290,7 @@ class CVResult:
     importance_seconds: float = 0.0
     params: list[dict[str, Any]] | None = None
     failed_candidates: dict[str, int] | None = None
+    restarts: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     @property
     def tested(self) -> np.ndarray:
@@ -290,11 +325,20 @@ class TrainResult:
     n_table_rows: int | None = None
     write_dir: Path | None = None
     final_failed_candidates: int | None = None
+    selection: dict[str, Any] | None = None
+    excluded: dict[str, str] = dataclasses.field(default_factory=dict)
+    final_fallback: dict[str, Any] | None = None
+    final_attempts: list[dict[str, Any]] | None = None
 
     @property
     def folder(self) -> Path:
         """Where the run's files are being written (see ``write_dir``)."""
         return self.write_dir or self.out_dir
+
+    @property
+    def models(self) -> list[str]:
+        """The models cross-validated, in ``--models`` order (not the ``nested`` procedure)."""
+        return [name for name in self.results if name != NESTED]
 
 
 # ------------------------------------------------------------------ command
@@ -380,6 +424,7 @@ def train(
     log(table.describe())
     if table.ignored_columns:
         log(f"ignored non-numeric column(s): {', '.join(table.ignored_columns)}")
+    table, excluded = _without_label_leaks(table, options.keep_columns, warn)
     patch_set = unmatched = None
     if options.patch_models:
         table, patch_set, unmatched, notes = attach_patches(table, find_patches(table.path, patches))
@@ -402,7 +447,8 @@ def train(
         staging.mkdir()
         try:
             result = _train(table, out_dir, staging, options, protocol, patch_set, unmatched,
-                            n_table_rows=n_table_rows, log=log, warn=warn, started=started)
+                            n_table_rows=n_table_rows, log=log, warn=warn, started=started,
+                            excluded=excluded)
             commit_run(result, previous)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -411,7 +457,8 @@ def train(
 
 def _train(table: FeatureTable, out_dir: Path, staging: Path, options: TrainOptions,
            protocol: Protocol, patch_set: TablePatches | None, unmatched: pd.DataFrame | None, *,
-           n_table_rows: int, log: Log, warn: Log, started: float) -> TrainResult:
+           n_table_rows: int, log: Log, warn: Log, started: float,
+           excluded: dict[str, str]) -> TrainResult:
     """Cross-validate, write the run into ``staging``, refit and save the final model."""
     log(protocol.describe())
     for note in protocol.warnings:
@@ -432,9 +479,15 @@ def _train(table: FeatureTable, out_dir: Path, staging: Path, options: TrainOpti
         results[name] = cross_validate_model(name, table, protocol, options, patches=patch_set,
                                              log=log, warn=warn)
         timings["cv_wall_seconds"][name] = time.perf_counter() - t
+    selection = None
+    if options.select == "nested":
+        t = time.perf_counter()
+        results[NESTED], selection = nested_selection(table, protocol, options, results,
+                                                      patches=patch_set, log=log)
+        timings["cv_wall_seconds"][NESTED] = time.perf_counter() - t
     folds = pd.concat([r.folds for r in results.values()], ignore_index=True)
     board = evaluation.leaderboard(folds)
-    final = options.final or str(board.loc[0, "model"])
+    final = options.final or next(m for m in board["model"] if m != NESTED)
     per_class = _per_class(results, table)
     # Summed over splits: more than the wall time when splits run in parallel.
     timings["cv_fit_seconds"] = {n: r.fit_seconds for n, r in results.items()}
@@ -450,7 +503,7 @@ def _train(table: FeatureTable, out_dir: Path, staging: Path, options: TrainOpti
         out_dir=out_dir, table=table, protocol=protocol, options=options, results=results,
         leaderboard=board, folds=folds, per_class=per_class, final_model=final,
         bundle_dir=None, timings=timings, importance=imp, patches=patch_set, unmatched=unmatched,
-        n_table_rows=n_table_rows, write_dir=staging,
+        n_table_rows=n_table_rows, write_dir=staging, selection=selection, excluded=excluded,
     )
     t = time.perf_counter()
     write_run(result)
@@ -462,6 +515,113 @@ def _train(table: FeatureTable, out_dir: Path, staging: Path, options: TrainOpti
     # Written last: they say whether the bundle was saved.
     rundir.write_report_md(staging, report_markdown(result))
     return result
+
+
+def _without_label_leaks(table: FeatureTable, keep: Sequence[str], warn: Log
+                         ) -> tuple[FeatureTable, dict[str, str]]:
+    """The table without the feature columns that are the label in disguise, and which they were."""
+    leaks = {name: why for name, why in label_leaks(table).items() if name not in keep}
+    for name, why in leaks.items():
+        warn(f"column {name!r} is not used as a feature: {why}, so it is the label in disguise "
+             f"(a model would score perfectly on it and learn nothing); --keep-column {name} "
+             "keeps it")
+    unknown = [name for name in keep if name not in table.feature_columns]
+    if unknown:
+        warn(f"--keep-column {', '.join(unknown)}: no such feature column; ignored")
+    if not leaks:
+        return table, {}
+    kept = tuple(c for c in table.feature_columns if c not in leaks)
+    if not kept:
+        raise TableError(f"{table.path}: every feature column is the label in disguise "
+                         f"({', '.join(leaks)}); give --keep-column NAME for any that really is "
+                         "a feature")
+    return dataclasses.replace(table, feature_columns=kept), leaks
+
+
+def nested_selection(table: FeatureTable, protocol: Protocol, options: TrainOptions,
+                     results: dict[str, CVResult], *, patches: TablePatches | None = None,
+                     log: Log = print) -> tuple[CVResult, dict[str, Any]]:
+    """Score the procedure "pick the best model, then fit it" without letting the pick see a test part.
+
+    Inside every outer training part the models are compared on inner
+    splits made by the protocol's rules (:func:`search_rows`: whole folds,
+    whole groups; under ``holdout`` the validation part, whose scores the
+    models already have); the winner of that part is the model whose
+    outer score is kept. The fit of the winner on the outer training part
+    is the one cross-validation already made, so only the inner fits cost.
+
+    Returns
+    -------
+    CVResult
+        Named :data:`NESTED`: per split, the chosen model's scores and
+        out-of-fold predictions.
+    dict
+        ``rule``, ``chosen`` (split -> model) and ``inner_accuracy`` (split ->
+        model -> mean inner accuracy), for ``run.json`` and the report.
+    """
+    names = [n for n in results if n != NESTED]
+    inner: dict[str, dict[str, float]] = {s.name: {} for s in protocol.splits}
+    if has_validation(protocol):
+        rule = "the best validation accuracy (the dataset's validation part)"
+        for name in names:
+            row = results[name].folds.iloc[0]
+            inner[protocol.splits[0].name][name] = float(row["validation_accuracy"])
+    else:
+        rule = "the best mean accuracy over inner splits of each training part"
+        for name in names:
+            for split_name, score in _inner_scores(name, table, protocol, options, patches).items():
+                inner[split_name][name] = score
+    chosen = {s.name: max(names, key=lambda n, s=s: (inner[s.name][n], -names.index(n)))
+              for s in protocol.splits}
+    y, classes = table.y, table.classes
+    proba = np.full((len(y), len(classes)), np.nan)
+    predicted = np.full(len(y), None, dtype=object)
+    split_of_row = np.full(len(y), None, dtype=object)
+    rows = []
+    for split in protocol.splits:
+        source = results[chosen[split.name]]
+        proba[split.test] = source.proba[split.test]
+        predicted[split.test] = source.predicted[split.test]
+        split_of_row[split.test] = split.name
+        row = source.folds[source.folds["split"] == split.name].iloc[0].copy()
+        row["model"] = NESTED
+        rows.append(row)
+        if not options.quiet:
+            log(f"  {NESTED:<7} {split.name:<16} accuracy {row['accuracy']:.3f}  chose "
+                f"{chosen[split.name]} (inner accuracy {inner[split.name][chosen[split.name]]:.3f})")
+    folds = pd.DataFrame(rows).reset_index(drop=True)
+    acc = folds["accuracy"]
+    log(f"{NESTED}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} split(s) "
+        f"(the model chosen inside each training part: "
+        f"{', '.join(f'{m} x{n}' for m, n in pd.Series(chosen).value_counts().items())})")
+    fit = float(folds["fit_seconds"].sum())
+    result = CVResult(NESTED, folds, predicted, proba, split_of_row, fit, 0.0)
+    return result, {"rule": rule, "chosen": chosen, "inner_accuracy": _json_safe(inner)}
+
+
+def _inner_scores(name: str, table: FeatureTable, protocol: Protocol, options: TrainOptions,
+                  patches: TablePatches | None) -> dict[str, float]:
+    """Mean accuracy of model ``name`` over the inner splits of each outer training part."""
+    X, y, classes = _model_inputs(name, table, patches), table.y, table.classes
+    template = options.pipeline(name, n_classes=len(classes),
+                                patch_params=None if patches is None else patches.params)
+    groups = _fit_groups(table)
+    tasks, owners = [], []
+    for position, split in enumerate(protocol.splits):
+        rows, cv = search_rows(table, protocol, split.train, split.validation, seed=options.seed)
+        for k, (inner_train, inner_test) in enumerate(cv):
+            train, test = rows[inner_train], rows[inner_test]
+            tasks.append(SplitTask(
+                name=f"{split.name} inner {k + 1}", train=train, test=test,
+                fit_params=group_fit_params(template, None if groups is None else groups[train]),
+                seed=_split_seed(options.seed, position)))
+            owners.append(split.name)
+    scores: dict[str, list[float]] = {}
+    for owner, task, outcome in zip(owners, tasks,
+                                    _quiet_restarts(_run_splits(template, X, y, classes, tasks,
+                                                                options)), strict=True):
+        scores.setdefault(owner, []).append(_split_scores(table, task.test, outcome.proba)["accuracy"])
+    return {owner: float(np.mean(values)) for owner, values in scores.items()}
 
 
 def commit_run(result: TrainResult, previous: Sequence[str]) -> None:
@@ -517,7 +677,7 @@ def cross_validate_model(
     families = importance.feature_families(table.feature_columns)
     permuted = (np.full((len(families), importance.N_REPEATS, len(y), len(classes)), np.nan,
                         dtype=np.float32) if _permutes(name, options) else None)
-    rows, chosen, seen, failed = [], [], {}, {}
+    rows, chosen, seen, failed, restarts = [], [], {}, {}, {}
     fit_total = predict_total = importance_total = 0.0
     outcomes = _run_splits(template, X, y, classes, tasks, options)
     for split, outcome in zip(protocol.splits, _quiet_restarts(outcomes)):
@@ -531,7 +691,13 @@ def cross_validate_model(
             permuted[:, :, split.test] = outcome.permuted
         scores = _split_scores(table, split.test, outcome.proba)
         row = {"model": name, "split": split.name, "fold": split.fold, "n_train": len(split.train),
-               "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds}
+               "n_test": len(split.test), **scores, "fit_seconds": outcome.fit_seconds,
+               "restarts": len(outcome.attempts or [None]) - 1}
+        if outcome.validation_proba is not None:
+            row["validation_accuracy"] = _split_scores(table, split.validation,
+                                                       outcome.validation_proba)["accuracy"]
+        if outcome.attempts and len(outcome.attempts) > 1:
+            restarts[split.name] = outcome.attempts
         if outcome.params is not None:
             chosen.append(tuning.display_params(name, outcome.params))
             row["params"] = json.dumps(_json_safe(chosen[-1]), sort_keys=True)
@@ -549,8 +715,14 @@ def cross_validate_model(
     note = failed_candidates_note(name, failed, len(protocol.splits))
     if note:
         (warn or _stderr_warning)(note)
-    columns = list(evaluation.SEGMENT_FOLDS_COLUMNS if table.is_segmented else evaluation.FOLDS_COLUMNS)
-    folds = pd.DataFrame(rows, columns=columns + (["params"] if options.tune else []))
+    for split_name, attempts in restarts.items():
+        last = attempts[-1]
+        (warn or _stderr_warning)(
+            f"{name}: the fit on {split_name} stayed at chance (balanced accuracy "
+            f"{attempts[0]['balanced_accuracy']:.3f} on its held-out part) and was restarted "
+            f"{len(attempts) - 1} time(s) with another seed and a lower learning rate"
+            + (": it recovered" if not last["collapsed"] else ": it stayed at chance"))
+    folds = pd.DataFrame(rows, columns=folds_columns(table, protocol, options))
     folds["fold"] = pd.array(folds["fold"], dtype=table.folds.dtype)
     acc = folds["accuracy"]
     log(f"{name}: accuracy {acc.mean():.3f} ± {acc.std(ddof=0):.3f} over {len(folds)} "
@@ -558,7 +730,8 @@ def cross_validate_model(
     tuned = options.tune and not is_patch_model(name)
     result = CVResult(name, folds, predicted, proba, split_of_row, fit_total, predict_total,
                       importance_seconds=importance_total, params=chosen if tuned else None,
-                      failed_candidates={k: c.n_failed for k, c in failed.items()} if tuned else None)
+                      failed_candidates={k: c.n_failed for k, c in failed.items()} if tuned else None,
+                      restarts=restarts)
     if permuted is not None:
         tested = result.tested
         result.importance = importance.importance_table(
@@ -566,6 +739,21 @@ def cross_validate_model(
             clips=None if table.clips is None else table.clips[tested],
         )
     return result
+
+
+def has_validation(protocol: Protocol) -> bool:
+    """Whether the protocol has a validation part to choose on (``holdout`` with validation rows)."""
+    validation = protocol.splits[0].validation if protocol.name == "holdout" else None
+    return validation is not None and len(validation) > 0
+
+
+def folds_columns(table: FeatureTable, protocol: Protocol, options: TrainOptions) -> list[str]:
+    """The columns of ``folds.csv`` for this table, protocol and options (in order)."""
+    columns = list(evaluation.SEGMENT_FOLDS_COLUMNS if table.is_segmented
+                   else evaluation.FOLDS_COLUMNS)
+    if has_validation(protocol):
+        columns.insert(columns.index("accuracy"), "validation_accuracy")
+    return columns + ["restarts"] + (["params"] if options.tune else [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -639,6 +827,8 @@ class SplitOutcome:
     permuted: np.ndarray | None = None
     importance_seconds: float = 0.0
     search: tuning.Choice | None = None
+    validation_proba: np.ndarray | None = None
+    attempts: list[dict[str, Any]] | None = None
 
 
 def split_tasks(name: str, template: Pipeline, table: FeatureTable, protocol: Protocol,
@@ -772,6 +962,9 @@ def fit_split(
         fit_seconds = time.perf_counter() - t
         t = time.perf_counter()
         proba = _aligned_proba(pipe, X[task.test], classes)
+        # holdout: every model is also scored on the validation part, where choices are made.
+        validation_proba = (None if validation is None
+                            else _aligned_proba(pipe, validation[0], classes))
         predict_seconds = time.perf_counter() - t
         if task.families:
             t = time.perf_counter()
@@ -781,7 +974,8 @@ def fit_split(
                 len(task.families), importance.N_REPEATS, len(task.test), len(classes))
             importance_seconds = time.perf_counter() - t
     return SplitOutcome(proba, fit_seconds, predict_seconds, _warning_lines(caught), params,
-                        permuted, importance_seconds, choice)
+                        permuted, importance_seconds, choice, validation_proba,
+                        getattr(pipe.steps[-1][1], "attempts_", None))
 
 
 def _search(pipe: Pipeline, X: np.ndarray, y: np.ndarray, search: SearchTask, *, where: str
@@ -923,6 +1117,36 @@ def _thread_limits():
 
 
 def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = None) -> Path | None:
+    """Refit the final model and save it; a refit that ends at chance is never saved.
+
+    A Keras model checks its final refit on the part of the rows it holds
+    out for early stopping (restarting a collapsed fit, as in the splits).
+    If it still ends at chance it is not saved: the next model of the
+    leaderboard is refitted and saved instead (unless ``--final`` named
+    the model), and ``run.json``'s ``final_fallback`` says so.
+    """
+    warn = warn or _stderr_warning
+    named = result.final_model
+    order = ([named] if result.options.final else
+             [m for m in result.leaderboard["model"] if m != NESTED])
+    for name in order[order.index(named):]:
+        result.final_model = name
+        try:
+            path = _refit_and_save(result, log=log, warn=warn)
+        except CollapsedFitError as collapsed:
+            warn(f"no bundle of {name}: {collapsed}")
+            if result.final_fallback is None:
+                result.final_fallback = {"model": name, "reason": str(collapsed),
+                                         "saved_instead": None}
+            continue
+        if result.final_fallback is not None:
+            result.final_fallback["saved_instead"] = name
+        return path
+    result.final_model = named
+    return None
+
+
+def _refit_and_save(result: TrainResult, *, log: Log, warn: Log) -> Path | None:
     """Refit the final model on all rows and save it as ``out_dir/model``.
 
     With ``--tune`` its parameters are first chosen by a search on all
@@ -944,8 +1168,12 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     -------
     Path or None
         The bundle directory, or None when skipped.
+
+    Raises
+    ------
+    CollapsedFitError
+        A Keras refit ended at chance on its held-out part.
     """
-    warn = warn or _stderr_warning
     table, name, options = result.table, result.final_model, result.options
     bundle_dir = result.folder / rundir.BUNDLE_DIR
     if is_patch_model(name):
@@ -983,6 +1211,7 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
             result.final_params = tuning.display_params(name, params)
             log(f"final model {name}: --tune chose {json.dumps(_json_safe(result.final_params))}")
         fit_pipeline(pipe, table.X, table.y, fit_params, where="all rows (final fit)")
+    _check_final_fit(result, pipe)
     save_bundle(
         bundle_dir, model_name=name, estimator=pipe, class_names=[str(c) for c in pipe.classes_],
         feature_columns=list(table.feature_columns), features_meta=table.features_meta,
@@ -991,6 +1220,18 @@ def refit_and_save(result: TrainResult, *, log: Log = print, warn: Log | None = 
     path = result.out_dir / rundir.BUNDLE_DIR
     log(f"final model {name} refitted on all {table.n_rows} rows and saved to {path}")
     return path
+
+
+def _check_final_fit(result: TrainResult, pipe: Pipeline) -> None:
+    """Record a Keras refit's attempts; raise :class:`CollapsedFitError` when it ended at chance."""
+    model = pipe.steps[-1][1]
+    attempts = getattr(model, "attempts_", None)
+    result.final_attempts = attempts
+    if getattr(model, "collapsed_", False):
+        last = max(attempts, key=lambda a: a["balanced_accuracy"])
+        raise CollapsedFitError(
+            f"its refit on all rows stayed at chance on the part it held out (balanced accuracy "
+            f"{last['balanced_accuracy']:.3f}, best of {len(attempts)} attempt(s))")
 
 
 @contextlib.contextmanager
@@ -1013,6 +1254,7 @@ def _refit_and_save_cnn(result: TrainResult, bundle_dir: Path, *, log: Log, warn
     fit_params = {**group_fit_params(pipe, _fit_groups(table)), **_augmentation_inputs(pipe, patches, rows)}
     with _final_fit(result, warn):
         fit_pipeline(pipe, patches[rows], table.y, fit_params, where="all rows (final fit)")
+    _check_final_fit(result, pipe)
     save_bundle(bundle_dir, model_name=name, estimator=pipe,
                 class_names=[str(c) for c in pipe.classes_], patch_params=patches.params,
                 patches_meta=_patches_provenance(result))
@@ -1091,8 +1333,11 @@ def write_run(result: TrainResult) -> None:
     out.mkdir(parents=True, exist_ok=True)
     protocol_note = result.protocol.label
     matrices = _confusions(result)
+    board = result.leaderboard.assign(
+        protocol=protocol_note,
+        selection=[model_selection(result, m) for m in result.leaderboard["model"]])
     rundir.write_tables(
-        out, leaderboard=result.leaderboard.assign(protocol=protocol_note), folds=result.folds,
+        out, leaderboard=board, folds=result.folds,
         per_class=result.per_class.assign(protocol=protocol_note),
         predictions=predictions_frame(result), confusions=matrices,
         clip_predictions=clip_predictions_frame(result) if result.table.is_segmented else None,
@@ -1187,6 +1432,15 @@ def report_markdown(result: TrainResult) -> str:
                   else "not tuned, a CNN" if is_patch_model(final) else "not refitted")
         lines.append(f"- Tuned with `--tune` inside every training part (chosen parameters: "
                      f"`params` in `{rundir.FOLDS}`); final model: `{chosen}`")
+    lines += ["", "## The number to quote", "", selection_summary(result)["honest"], "",
+              _markdown(quote_table(result)), ""]
+    refs = references_for((t.features_meta or {}).get("layout"), p.name)
+    if refs is not None:
+        lines += ["### Published references for this dataset", ""]
+        if not refs["same_protocol"]:
+            lines += [f"Our protocol here is `{p.name}`, not theirs: compare with care.", ""]
+        lines += [_markdown(pd.DataFrame(refs["references"])[["what", "score", "protocol",
+                                                               "source", "url"]]), ""]
     accuracy = (result.folds.pivot(index="split", columns="model", values="accuracy")
                 .reindex(index=[s.name for s in p.splits], columns=list(result.results)))
     lines += [
@@ -1200,7 +1454,7 @@ def report_markdown(result: TrainResult) -> str:
     ]
     if result.importance is not None:
         overall = result.importance[result.importance["class"] == importance.ALL_CLASSES]
-        permuted = [m for m in result.results if not is_patch_model(m)]
+        permuted = [m for m in result.models if not is_patch_model(m)]
         table = (overall.pivot(index="family", columns="model", values="importance_mean")
                  .reindex(columns=permuted)
                  .sort_values(final if final in permuted else permuted[0], ascending=False))
@@ -1225,15 +1479,45 @@ def report_markdown(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
+def model_selection(result: TrainResult, model: str) -> str:
+    """How a leaderboard row's model (or the nested procedure) was chosen or set, in words."""
+    if model == NESTED:
+        return "the model chosen inside each training part (" + (
+            "on the validation part" if has_validation(result.protocol)
+            else "inner splits, by the protocol's rules") + ")"
+    how = ("parameters tuned inside each training part" if result.options.tune
+           and not is_patch_model(model) else "fixed parameters")
+    if has_validation(result.protocol) and model in ("mlp", "hgb", *PATCH_MODELS):
+        how += "; early stopping on the validation part"
+    return how
+
+
+def quote_table(result: TrainResult) -> pd.DataFrame:
+    """Per leaderboard row: protocol, how it was chosen, the score with its spread, the final model."""
+    board = result.leaderboard
+    table = pd.DataFrame({
+        "model": board["model"],
+        "protocol": result.protocol.label,
+        "selection": [model_selection(result, m) for m in board["model"]],
+    })
+    if "validation_accuracy" in board.columns:
+        table["validation_accuracy"] = board["validation_accuracy"].map("{:.3f}".format)
+    spread = "" if result.protocol.n_splits > 1 else " (one split)"
+    table["accuracy"] = [f"{m:.3f} ± {sd:.3f}{spread}" if spread == "" else f"{m:.3f}{spread}"
+                         for m, sd in zip(board["accuracy_mean"], board["accuracy_std"])]
+    table["saved"] = ["final model" if m == result.final_model else "" for m in board["model"]]
+    return table
+
+
 def run_info(result: TrainResult) -> rundir.RunInfo:
     """What ``run.json`` records: provenance, protocol, parameters, versions, timings."""
     t, options = result.table, result.options
     patch_params = None if result.patches is None else result.patches.params
     models = {name: _json_safe(_step_params(options.pipeline(name, patch_params=patch_params)))
-              for name in result.results}
+              for name in result.models}
     tuned = None
     if options.tune:
-        searched = [name for name in result.results if not is_patch_model(name)]
+        searched = [name for name in result.models if not is_patch_model(name)]
         tuned = {
             "search": f"HalvingGridSearchCV, factor {tuning.FACTOR}, on rows, scored by accuracy",
             "spaces": {name: _json_safe(tuning.search_space(name, n_features=t.n_features,
@@ -1270,8 +1554,8 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
         protocol=result.protocol.to_dict() | {"label": result.protocol.label},
         params={"options": _json_safe(dataclasses.asdict(options)),
                 "out": str(result.out_dir), "models": models},
-        models=list(result.results),
-        best_model=str(result.leaderboard.loc[0, "model"]),
+        models=result.models,
+        best_model=next(str(m) for m in result.leaderboard["model"] if m != NESTED),
         final_model=result.final_model,
         model_bundle=str(result.bundle_dir) if result.bundle_dir else None,
         classes=[str(c) for c in t.classes],
@@ -1287,7 +1571,60 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
         segment=segment,
         importance=imp,
         patches=_patches_provenance(result),
+        selection=selection_summary(result),
+        excluded_columns=result.excluded or None,
+        restarts=_restarts(result),
+        final_fallback=result.final_fallback,
     )
+
+
+def _restarts(result: TrainResult) -> dict[str, Any] | None:
+    """Model -> split -> attempts of the Keras fits that ended at chance and were restarted."""
+    found = {name: dict(r.restarts) for name, r in result.results.items() if r.restarts}
+    if result.final_attempts and len(result.final_attempts) > 1:
+        found.setdefault(result.final_model, {})["final"] = result.final_attempts
+    return _json_safe(found) or None
+
+
+def selection_summary(result: TrainResult) -> dict[str, Any]:
+    """How the final model was chosen, and which number is the honest estimate (one sentence)."""
+    p, board, final = result.protocol, result.leaderboard, result.final_model
+    row = board[board["model"] == final].iloc[0]
+    summary: dict[str, Any] = {"select": result.options.select, **(result.selection or {})}
+    if result.options.final:
+        summary["rule"] = f"--final {final}: named by the user"
+    if p.leaky:
+        summary.setdefault("rule", "the best mean accuracy")
+        summary["honest"] = (f"No number here is an honest estimate: --cv random is {LEAKY_NOTE}, "
+                             "so every score is optimistic; use the default protocol.")
+        return summary
+    if has_validation(p):
+        summary.setdefault("rule", "the best validation accuracy (the dataset's validation part); "
+                                   "the test part is used once, to report")
+        summary.update(honest_model=final, honest_accuracy=float(row["accuracy_mean"]))
+        summary["honest"] = (f"The honest estimate is the test accuracy of {final}, "
+                             f"{row['accuracy_mean']:.3f}: it was chosen on the validation part, "
+                             "and no choice ever saw the test part.")
+        return summary
+    if p.name == "holdout":
+        summary.setdefault("rule", "the best test accuracy: the table has no validation rows")
+    else:
+        summary.setdefault("rule", "the best mean accuracy over the same splits")
+    if NESTED in result.results:
+        nested = board[board["model"] == NESTED].iloc[0]
+        summary.update(honest_model=NESTED, honest_accuracy=float(nested["accuracy_mean"]))
+        summary["honest"] = (
+            f"The honest estimate of the whole procedure (pick the best model, then fit it) is "
+            f"the nested row, {nested['accuracy_mean']:.3f} ± {nested['accuracy_std']:.3f}: the "
+            "model chosen inside each training part, scored on the part it never saw.")
+        return summary
+    best = board[board["model"] != NESTED].iloc[0]
+    summary["honest"] = (
+        f"Each model's mean is an honest estimate for that model; the best of "
+        f"{len(result.models)} ({best['model']}, {best['accuracy_mean']:.3f}) is optimistic, since "
+        "it was picked on the same splits it is scored on: train with --select nested for the "
+        "number of the whole procedure.")
+    return summary
 
 
 # ---------------------------------------------------------------- helpers

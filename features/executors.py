@@ -64,6 +64,9 @@ WORKER_ENV = {
 LOCAL_ALLOWED_FAILURES = 1
 #: How long the driver waits for a Dask cluster that has no worker at all.
 NO_WORKERS_TIMEOUT = 120.0
+#: Seconds to reach a scheduler before saying it cannot be reached (a reachable one
+#: answers in well under a second, even across a cloud region).
+CONNECT_TIMEOUT = 15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,7 +395,7 @@ class DaskExecutor(Executor):
                     )
                 self.client = Client(self._cluster, set_as_default=False)
             else:
-                self.client = Client(scheduler, timeout=30, set_as_default=False,
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False,
                                      security=_security(scheduler))
         except OSError as exc:
             self.close()

@@ -49,9 +49,9 @@ def run(tmp_path_factory):
 def test_scores_are_per_clip_with_the_window_accuracy_beside(run):
     out, df = run["out"], run["df"]
     board = pd.read_csv(out / "leaderboard.csv")
-    assert list(board.columns) == [*SEGMENT_LEADERBOARD_COLUMNS, "protocol"]
+    assert list(board.columns) == [*SEGMENT_LEADERBOARD_COLUMNS, "protocol", "selection"]
     folds = pd.read_csv(out / "folds.csv")
-    assert list(folds.columns) == list(SEGMENT_FOLDS_COLUMNS)
+    assert list(folds.columns) == [*SEGMENT_FOLDS_COLUMNS, "restarts"]
     preds = pd.read_csv(out / "predictions.csv")
     assert list(preds.columns[:4]) == ["path", "segment", "segment_start_s", "segment_end_s"]
     assert len(preds) == 2 * len(df), "one row per window and model"

@@ -109,7 +109,7 @@ def test_every_output_file_exists(full_run):
 
 def test_leaderboard_has_the_contract_columns_best_first(full_run):
     board = pd.read_csv(full_run["out"] / "leaderboard.csv")
-    assert list(board.columns) == [*LEADERBOARD_COLUMNS, "protocol"]
+    assert list(board.columns) == [*LEADERBOARD_COLUMNS, "protocol", "selection"]
     assert sorted(board["model"]) == sorted(MODEL_NAMES)
     assert board["accuracy_mean"].is_monotonic_decreasing
     assert (board["protocol"] == "folds").all()
@@ -118,7 +118,7 @@ def test_leaderboard_has_the_contract_columns_best_first(full_run):
 
 def test_folds_csv_names_each_held_out_fold(full_run):
     folds = pd.read_csv(full_run["out"] / "folds.csv")
-    assert list(folds.columns) == list(FOLDS_COLUMNS)
+    assert list(folds.columns) == [*FOLDS_COLUMNS, "restarts"]
     assert len(folds) == len(MODEL_NAMES) * 4
     assert set(folds["split"]) == {"fold1", "fold2", "fold3", "fold4"}
     assert folds["fold"].dtype == np.int64, "the dataset's fold, as a number"

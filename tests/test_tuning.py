@@ -73,7 +73,7 @@ def test_chosen_parameters_are_recorded_per_split_and_for_the_final_model(tmp_pa
     assert "leaderboard (folds, 4 split(s), tuned with --tune):" in out
     assert "final model knn: --tune chose {" in out and '"n_neighbors": ' in out
     folds = pd.read_csv(tmp_path / "run" / "folds.csv")
-    assert list(folds.columns) == [*FOLDS_COLUMNS, "params"]
+    assert list(folds.columns) == [*FOLDS_COLUMNS, "restarts", "params"]
     chosen = [json.loads(text) for text in folds["params"]]
     space = tuning.search_space("knn", n_features=26, mlp_layers=(8,))
     assert all(set(c) == {"n_neighbors", "weights"} for c in chosen)

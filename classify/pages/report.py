@@ -27,10 +27,14 @@ from features.wav import write_wav
 
 from .. import plots
 from ..errors import RunDirError
+from ..references import references_for
 from ..rundir import CONFUSION_KINDS, LEADERBOARD, Run, load_run, probability_column
 from .render import Table, page_folder, rel_url, render_page, slug
 
 __all__ = ["N_WRONG", "build_report"]
+
+#: The leaderboard row of ``classify train --select nested`` (a procedure, not a model).
+NESTED = "nested"
 
 #: Out-of-fold predictions listed as "most confidently wrong".
 N_WRONG = 12
@@ -73,7 +77,8 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None, models: 
         raise ValueError(f"n_wrong={n_wrong} must be 0 or more")
     r = load_run(run_dir)
     shown = _select_models(r, models)
-    best = shown[0]
+    # The nested row is a procedure, not a model: the best model is the best real one.
+    best = next((m for m in shown if m != NESTED), shown[0])
     # Read every matrix before drawing anything: a broken run fails fast, naming the file.
     matrices = {(m, kind): r.confusion(m, kind) for m in shown for kind in CONFUSION_KINDS}
     out = Path(out) if out is not None else r.path / "report"
@@ -97,11 +102,13 @@ def _render(r: Run, shown: list[str], best: str, matrices: dict, out: Path, *, r
     return render_page(
         "report.html.j2", out / "index.html",
         title=f"Training report: {name}", subtitle=str(r.path.resolve()),
-        toc=[("summary", "Leaderboard"), ("protocol", "CV protocol"), ("splits", "Scores per split"),
+        toc=[("quote", "The number to quote"), ("summary", "Leaderboard"), ("protocol", "CV protocol"),
+             ("splits", "Scores per split"),
              ("extraction", "Extraction"), ("importance", "Which features matter"),
              ("models", "Confusions per model"), ("wrong", "Confidently wrong"),
              ("details", "Run details")],
         protocol=r.info.protocol,
+        quote=_quote(r, shown),
         summary=_summary(r, best, shown),
         splits=_splits(r, shown, out),
         extraction=_extraction(meta, r.info.table),
@@ -115,16 +122,42 @@ def _render(r: Run, shown: list[str], best: str, matrices: dict, out: Path, *, r
 # ----------------------------------------------------------------- sections
 
 
+def _quote(r: Run, shown: list[str]) -> dict[str, Any] | None:
+    """Which number is the honest estimate, per model how it was chosen, and published references."""
+    selection = r.info.selection
+    if not selection:
+        return None  # a run of an older version: it did not record its selection
+    board = r.leaderboard[r.leaderboard["model"].isin(shown)].reset_index(drop=True)
+    table = pd.DataFrame({"model": board["model"], "protocol": board["protocol"]})
+    if "selection" in board.columns:
+        table["selection"] = board["selection"]
+    if "validation_accuracy" in board.columns:
+        table["validation accuracy"] = board["validation_accuracy"]
+    table["accuracy"] = board["accuracy_mean"]
+    table["± (std over splits)"] = board["accuracy_std"]
+    table["saved"] = ["final model" if m == r.info.final_model else "" for m in board["model"]]
+    meta = r.info.features_json or {}
+    refs = references_for(meta.get("layout"), r.info.protocol.get("name", ""))
+    return {"honest": selection.get("honest", ""), "rule": selection.get("rule", ""),
+            "table": Table.of(table), "references": refs,
+            "highlight": [i for i, m in enumerate(board["model"])
+                          if m == selection.get("honest_model")]}
+
+
 def _summary(r: Run, best: str, shown: list[str]) -> dict[str, Any]:
     board = r.leaderboard[r.leaderboard["model"].isin(shown)].reset_index(drop=True)
     info = r.info
     tuning = info.tuning or {}
+    row = board[board["model"] == best].iloc[0]
     return {
-        "best": best, "accuracy_mean": float(board.loc[0, "accuracy_mean"]),
-        "accuracy_std": float(board.loc[0, "accuracy_std"]), "n_rows": info.n_rows,
+        "best": best, "accuracy_mean": float(row["accuracy_mean"]),
+        "accuracy_std": float(row["accuracy_std"]), "n_rows": info.n_rows,
         "n_classes": len(info.classes), "n_features": info.n_features,
         "bundle": r.bundle_dir.name if r.bundle_dir is not None else None,
         "final_model": info.final_model, "board": Table.of(board),
+        "best_row": int(board.index[board["model"] == best][0]),
+        "ranked_by": ("validation accuracy" if "validation_accuracy" in board.columns
+                      else "mean accuracy"),
         "segment": info.segment, "tuned": info.tuning is not None,
         "final_params": json.dumps(tuning["final"]) if tuning.get("final") else None,
         "patches": _patches(r),

@@ -73,10 +73,20 @@ def bench_train(table: Path, patches: Path, models: str) -> int:
     print(f"train --models {models} on {table} ({_load()})", flush=True)
     started = time.perf_counter()
     result = train(table, table.parent.parent / "run_cnn", TrainOptions(models=models, cv="folds", quiet=True),
-                   patches=patches, log=lambda line: None)
+                   patches=patches, log=lambda line: None, force=True)
     total = time.perf_counter() - started
     board = result.leaderboard.set_index("model")
     failed = False
+    chance = 1 / len(result.table.classes)
+    for name in result.results:
+        accuracy = result.folds[result.folds["model"] == name].set_index("split")["accuracy"]
+        restarts = int(result.folds.loc[result.folds["model"] == name, "restarts"].sum())
+        lowest = accuracy.min()
+        verdict = "PASS" if lowest >= 2 * chance else "FAIL"
+        failed |= verdict == "FAIL"
+        print(f"(a) {name:<8} per fold: {', '.join(f'{a:.2f}' for a in accuracy)}; lowest "
+              f"{lowest:.3f} (goal: no fold below twice chance, {2 * chance:.2f}: {verdict}); "
+              f"{restarts} restarted fit(s)", flush=True)
     for name in result.results:
         wall = result.timings["cv_wall_seconds"][name]
         verdict = "PASS" if wall <= CNN_GOAL_SECONDS else "FAIL"

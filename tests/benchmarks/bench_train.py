@@ -17,7 +17,10 @@ With ``--tune-on TABLE`` it measures ``--tune`` instead, on a real table
 ``python -m features extract DIR --out OUT``): the same models under the
 table's official folds, untuned then tuned, and prints the accuracy of
 each model both ways, the wall-time factor of ``--tune`` (goal: at most
-about :data:`TUNE_GOAL_FACTOR`) and what the permutation importance costs.
+about :data:`TUNE_GOAL_FACTOR`) and what the permutation importance costs;
+then ``--select nested``: its wall time against ``--tune``'s (goal: at most
+:data:`NESTED_GOAL_FACTOR` times), the nested estimate beside the best of
+the models, and which model each training part chose.
 
 Run: ``make bench`` or ``.venv/bin/python tests/benchmarks/bench_train.py``
 (``--tune-on data/output/demo/features/features.parquet``).
@@ -46,6 +49,8 @@ US8K_CLASSES = {
 }
 GOAL_SECONDS = 600.0
 TUNE_GOAL_FACTOR = 5.0
+#: --select nested may cost at most this many times --tune's wall time.
+NESTED_GOAL_FACTOR = 2.0
 
 
 def synthesise_table(n_features: int, *, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
@@ -127,11 +132,25 @@ def bench_tune(table: Path, out: Path, *, models: str, seed: int, folds: str | N
         started = time.perf_counter()
         result = train(table, out / ("tuned" if tune else "untuned"),
                        TrainOptions(models=models, cv="folds", seed=seed, quiet=True, tune=tune),
-                       log=lambda line: None)
+                       log=lambda line: None, force=True)
         runs[tune] = (result, time.perf_counter() - started)
         print(f"{'tuned' if tune else 'untuned'} run: {runs[tune][1]:.0f} s wall; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     plain, tuned = runs[False][0], runs[True][0]
+    started = time.perf_counter()
+    nested = train(table, out / "nested", TrainOptions(models=models, cv="folds", seed=seed,
+                                                       quiet=True, select="nested"),
+                   log=lambda line: None, force=True)
+    nested_seconds = time.perf_counter() - started
+    board = nested.leaderboard.set_index("model")
+    chosen = pd.Series(nested.selection["chosen"]).value_counts()
+    print(f"--select nested: {nested_seconds:.0f} s wall = x{nested_seconds / runs[True][1]:.2f} of "
+          f"--tune's (goal: at most x{NESTED_GOAL_FACTOR:.0f} -> "
+          f"{'PASS' if nested_seconds <= NESTED_GOAL_FACTOR * runs[True][1] else 'FAIL'}); "
+          f"the nested estimate {board.loc['nested', 'accuracy_mean']:.3f} ± "
+          f"{board.loc['nested', 'accuracy_std']:.3f} against the best of "
+          f"{len(nested.models)} {board.drop(index='nested')['accuracy_mean'].max():.3f}; chosen: "
+          f"{', '.join(f'{m} x{n}' for m, n in chosen.items())}", flush=True)
     print()
     print(f"{'model':<8}{'accuracy':>10}{'tuned':>8}{'fit s':>8}{'tuned':>8}  chosen by the final search")
     for name in plain.results:
@@ -167,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", metavar="LIST", default=None,
                         help="with --tune-on: keep only these folds' rows (e.g. 1,2,3), to be quicker")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_features import BENCH, claim_bench
+
+    if args.out.resolve().is_relative_to(BENCH.resolve()):
+        claim_bench()
     if args.tune_on is not None:
         return bench_tune(args.tune_on, args.out / "tune", models=args.models, seed=args.seed,
                           folds=args.folds)
@@ -177,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     started = time.perf_counter()
     result = train(table_path, args.out / "run", TrainOptions(models=args.models, seed=args.seed,
-                                                              quiet=True))
+                                                              quiet=True), force=True)
     extra = 0.0
     if result.bundle_dir is None:
         # Synthetic columns cannot be bundled; time the refit anyway so the
