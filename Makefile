@@ -15,9 +15,9 @@ DATASET ?= data/demo
 # One output folder per dataset: its folder name (plus a short hash of its path
 # or URL unless it sits in ./data/), so /a/data and /b/data never share one.
 ifeq ($(origin NAME),undefined)
-NAME := $(shell $(PYTHON) -m features.naming $(call q,$(DATASET)))
+NAME := $(shell $(PYTHON) -m features.io.naming $(call q,$(DATASET)))
 endif
-$(if $(NAME),,$(error cannot name the outputs of DATASET=$(DATASET): $(PYTHON) -m features.naming failed (is $(PYTHON) installed?)))
+$(if $(NAME),,$(error cannot name the outputs of DATASET=$(DATASET): $(PYTHON) -m features.io.naming failed (is $(PYTHON) installed?)))
 OUT ?= data/output/$(NAME)/features
 TABLE ?= $(OUT)/features.parquet
 RUN ?= data/output/$(NAME)/run
@@ -193,5 +193,5 @@ bench: $(STAMP) ## Benchmarks: extractor vs the tutorial loop, the runner at sca
 	$(PY) tests/benchmarks/bench_cnn.py --demo
 
 clean: ## Remove what the pipeline generated (output sets in data/output and data/bench, the generated demo data); never your datasets or your files
-	$(PYTHON) -m features.ownership clean data/output data/bench data/demo
+	$(PYTHON) -m features.io.ownership clean data/output data/bench data/demo
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -29,7 +29,7 @@ _LAZY = {
     "MODEL_NAMES": "models",
     "KerasMLPClassifier": "mlp",
     "KerasCNNClassifier": "cnn",
-    "TrainOptions": "training",
+    "TrainOptions": "options",
     "train": "training",
 }
 

@@ -24,12 +24,13 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from .values import is_int, is_real
 
 __all__ = [
     "TRANSFORMS", "Augmentation", "Augmented", "augment", "gain", "mix_noise",
@@ -103,18 +104,18 @@ class Augmentation:
         object.__setattr__(self, "transforms", tuple(dict.fromkeys(names)))
         object.__setattr__(self, "snr_db", tuple(float(v) for v in self.snr_db))
         checks = [
-            ("copies", _is_int(self.copies) and self.copies >= 0, "an integer >= 0"),
+            ("copies", is_int(self.copies) and self.copies >= 0, "an integer >= 0"),
             ("stereo_split", isinstance(self.stereo_split, bool), "True or False"),
-            ("max_shift", _is_real(self.max_shift) and 0 <= self.max_shift <= 1, "a number in [0, 1]"),
-            ("max_gain_db", _is_real(self.max_gain_db) and self.max_gain_db >= 0, "a number >= 0"),
+            ("max_shift", is_real(self.max_shift) and 0 <= self.max_shift <= 1, "a number in [0, 1]"),
+            ("max_gain_db", is_real(self.max_gain_db) and self.max_gain_db >= 0, "a number >= 0"),
             ("snr_db", len(self.snr_db) == 2 and self.snr_db[0] <= self.snr_db[1],
              "a (low, high) pair of dB"),
-            ("max_semitones", _is_real(self.max_semitones) and 0 <= self.max_semitones <= 12,
+            ("max_semitones", is_real(self.max_semitones) and 0 <= self.max_semitones <= 12,
              "a number in [0, 12]"),
-            ("max_stretch", _is_real(self.max_stretch) and 0 <= self.max_stretch < 1,
+            ("max_stretch", is_real(self.max_stretch) and 0 <= self.max_stretch < 1,
              "a number in [0, 1)"),
-            ("sr", _is_int(self.sr) and self.sr > 0, "a positive integer"),
-            ("top_db", self.top_db is None or (_is_real(self.top_db) and self.top_db > 0),
+            ("sr", is_int(self.sr) and self.sr > 0, "a positive integer"),
+            ("top_db", self.top_db is None or (is_real(self.top_db) and self.top_db > 0),
              "None or a positive number"),
         ]
         for name, ok, what in checks:
@@ -481,11 +482,3 @@ def _check_noise(noise: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray
         raise ValueError(f"noise patches have shape {tuple(noise.shape[1:])}; expected {shape} "
                          "like the patches (both from one `features patches` run)")
     return noise
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -49,11 +49,10 @@ from typing import Any
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from features.atomic import atomic_dir
 from features.compute import feature_columns as params_feature_columns
 from features.errors import FeaturesError
+from features.io.atomic import atomic_dir, file_sha256
 from features.params import FeatureParams
-from features.table import file_sha256
 
 from .errors import BundleError
 
@@ -172,7 +171,7 @@ def check_trained_on(bundle: Bundle, dataset: str | os.PathLike) -> None:
     BundleError
         Names the bundle, the dataset it was trained on and the one given.
     """
-    from features.storage import is_url, redact
+    from features.io.storage import is_url, redact
 
     given = os.fspath(dataset)
     wanted = redact(given).rstrip("/") if is_url(given) else str(Path(given).resolve())
@@ -202,7 +201,7 @@ def save_bundle(
     """Write a fitted model as a bundle directory, atomically.
 
     The bundle is built in a staging folder beside ``directory`` and swapped
-    into place (:func:`features.atomic.atomic_dir`), so a reader never sees
+    into place (:func:`features.io.atomic.atomic_dir`), so a reader never sees
     half a bundle. An existing bundle
     is replaced; an existing non-empty directory that is not a bundle is
     refused rather than deleted.

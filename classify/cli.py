@@ -19,7 +19,7 @@ from pathlib import Path
 
 from features.cli_types import int_at_least
 from features.errors import FeaturesError
-from features.storage import redact_text
+from features.io.storage import redact_text
 
 from .errors import ClassifyError
 
@@ -140,7 +140,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainOptions, leaderboard_text, train
+    from .options import TrainOptions
+    from .record import leaderboard_text
+    from .training import train
 
     options = TrainOptions(
         models=args.models, cv=args.cv, k=args.k, seed=args.seed, mlp_layers=args.mlp_layers,
@@ -230,7 +232,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _eda_options(parser: argparse.ArgumentParser) -> None:
-    from features.datasets import LAYOUTS
+    from features.io.datasets import LAYOUTS
 
     from .pages.eda import EXAMPLES, INFO_SAMPLE
 

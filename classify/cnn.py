@@ -36,7 +36,8 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from .augment import Augmentation, augment
 from .errors import BundleError
-from .keras_base import KerasClassifier, import_keras, is_int, is_real, load_keras_model
+from .keras_base import KerasClassifier, import_keras, load_keras_model
+from .values import is_int, is_real
 
 __all__ = ["CNN_FILE", "CNN_JSON", "KerasCNNClassifier", "LoadedCNN", "load_cnn", "save_cnn"]
 
@@ -490,7 +491,7 @@ def save_cnn(estimator: KerasCNNClassifier, folder: str | os.PathLike, *, patch_
     """Write a fitted CNN as ``cnn.keras`` + ``cnn.json`` into ``folder``.
 
     Files are written in place (``cnn.json`` last); to make the folder
-    appear whole, call this inside :func:`features.atomic.atomic_dir` as
+    appear whole, call this inside :func:`features.io.atomic.atomic_dir` as
     :func:`classify.bundle.save_bundle` does.
 
     Parameters
@@ -514,7 +515,7 @@ def save_cnn(estimator: KerasCNNClassifier, folder: str | os.PathLike, *, patch_
         The estimator is not a fitted KerasCNNClassifier, the patch
         parameters do not match its input, or a file cannot be written.
     """
-    from features.table import file_sha256
+    from features.io.atomic import file_sha256
 
     if not isinstance(estimator, KerasCNNClassifier) or getattr(estimator, "model_", None) is None:
         raise BundleError(f"save_cnn needs a fitted KerasCNNClassifier; got {type(estimator).__name__}"
@@ -577,7 +578,7 @@ def load_cnn(folder: str | os.PathLike) -> LoadedCNN:
     >>> patches, paths, errors = patch_files(["clip.wav"], cnn.patch_params)  # doctest: +SKIP
     >>> cnn.estimator.predict_proba(patches)  # doctest: +SKIP
     """
-    from features.table import file_sha256
+    from features.io.atomic import file_sha256
 
     folder = Path(folder)
     meta = _read_cnn_json(folder)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import numbers
 import os
 import sys
 import zipfile
@@ -28,9 +27,9 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from .errors import BundleError
-from .splits import validation_split
+from .inner import validation_split
 
-__all__ = ["KerasClassifier", "archive_classes", "at_chance", "import_keras", "is_int", "is_real",
+__all__ = ["KerasClassifier", "archive_classes", "at_chance", "import_keras",
            "load_keras_model"]
 
 #: Below this many validation rows, early stopping has nothing to go on: train without it.
@@ -358,13 +357,3 @@ class KerasClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Most probable class of each row, np.ndarray [shape=(n_samples,)]."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-def is_int(value: Any) -> bool:
-    """An integer, not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_real(value: Any) -> bool:
-    """A real number, not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -18,7 +18,8 @@ import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .keras_base import KerasClassifier, import_keras, is_int, is_real
+from .keras_base import KerasClassifier, import_keras
+from .values import is_int, is_real
 
 # Several optimizer steps per call into TensorFlow: the network is so small
 # that per-step Python overhead, not arithmetic, dominates an epoch. Results

@@ -54,8 +54,8 @@ from sklearn.utils.class_weight import compute_class_weight, compute_sample_weig
 from .augment import Augmentation
 from .cnn import KerasCNNClassifier
 from .errors import UsageError
+from .inner import calibration_folds, validation_split
 from .mlp import KerasMLPClassifier
-from .splits import calibration_folds, validation_split
 
 #: The models of the feature table, compared by default.
 MODEL_NAMES = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
@@ -226,7 +226,7 @@ class GroupCalibratedClassifierCV(CalibratedClassifierCV):
     """:class:`~sklearn.calibration.CalibratedClassifierCV` whose folds keep groups whole.
 
     Takes the same parameters; ``cv`` is the number of folds wanted. The
-    folds come from :func:`classify.splits.calibration_folds`: grouped when
+    folds come from :func:`classify.inner.calibration_folds`: grouped when
     :meth:`fit` gets ``groups``, stratified, and no more than the rarest
     class allows. The fitted object is a plain calibrated classifier (the
     folds are not kept).
@@ -259,7 +259,7 @@ class GroupHistGradientBoostingClassifier(HistGradientBoostingClassifier):
 
     Takes the same parameters. With ``early_stopping`` and ``groups`` given
     to :meth:`fit`, the validation part (``validation_fraction`` of the
-    groups) comes from :func:`classify.splits.validation_split` instead of a
+    groups) comes from :func:`classify.inner.validation_split` instead of a
     split over rows; without groups it is scikit-learn's own.
 
     Examples

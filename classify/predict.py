@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.audio import is_audio_path
-from features.datasets import ErrorRecord
 from features.extract import extract_files
+from features.io.audio import is_audio_path
+from features.io.datasets import ErrorRecord
 from features.params import FeatureParams
 
 from .bundle import Bundle

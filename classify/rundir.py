@@ -14,7 +14,7 @@ sides cannot drift apart. Layout::
 The folder is written as a set (staged, then moved into place, ``run.json``
 last, which lists every other file with its SHA-256 under ``files``): a
 later run into the folder replaces those files and no others, and a
-folder holding anything else is refused (:mod:`features.ownership`).
+folder holding anything else is refused (:mod:`features.io.ownership`).
 
 A column named ``fold`` is always the dataset's predefined fold, with the
 feature table's values (an integer, empty when there is none), so files can
@@ -50,8 +50,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.atomic import write_text
-from features.table import read_csv, write_csv, write_json
+from features.io.atomic import write_json, write_text
+from features.table import read_csv, write_csv
 
 from .bundle import BUNDLE_JSON
 from .errors import RunDirError
@@ -98,6 +98,8 @@ FOLDS_FIGURE = "folds.png"
 REPORT_MD = "report.md"
 RUN_JSON = "run.json"
 BUNDLE_DIR = "model"
+#: The leaderboard row of ``--select nested``: the procedure "pick the best, then fit it", not a model.
+NESTED = "nested"
 #: Every name a run may write at its top level (``--force`` never replaces one it did not write).
 RUN_NAMES = (LEADERBOARD, FOLDS, PER_CLASS, PREDICTIONS, CLIP_PREDICTIONS, IMPORTANCE,
              IMPORTANCE_FIGURE, UNMATCHED, CONFUSION_DIR, FOLDS_FIGURE, REPORT_MD, RUN_JSON,

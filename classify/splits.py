@@ -34,22 +34,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import (
-    GroupKFold,
-    GroupShuffleSplit,
     PredefinedSplit,
-    ShuffleSplit,
     StratifiedGroupKFold,
     StratifiedKFold,
     StratifiedShuffleSplit,
 )
 
 from .errors import SplitError, UsageError
+from .inner import inner_splits
 from .tables import FeatureTable
 
 PROTOCOLS = ("auto", "holdout", "folds", "group", "stratified", "random")
@@ -57,9 +54,6 @@ LEAKY_NOTE = "leaky: clips of one recording can sit on both sides"
 RANDOM_TEST_SIZE = 0.2
 #: The values of a ``split`` column, in the order they are used.
 HOLDOUT_PARTS = ("train", "validation", "test")
-#: Inner splits of a training part for the ``--tune`` search (fewer when
-#: the part has fewer folds, groups or rows per class).
-INNER_SPLITS = 2
 
 
 class Split(NamedTuple):
@@ -96,6 +90,19 @@ class Protocol:
     warnings : tuple of str
         Things the user should know that do not stop the run (a class absent
         from a training part, groups spread over several folds).
+    y : np.ndarray or None
+        The label of every row (the inner splits stratify on it).
+    recordings : np.ndarray or None
+        The recording of every row, a row without one being its own; the
+        models split their training parts again by it (early stopping,
+        calibration: :func:`classify.models.group_fit_params`). None when
+        the table names no groups.
+    inner_folds, inner_groups : np.ndarray or None
+        What the ``--tune`` search and ``--select nested`` keep whole inside
+        a training part, by this protocol's rules
+        (:meth:`search_splits`): the predefined folds under ``folds``; the
+        recordings under ``folds``, ``holdout`` and ``group``; the clips of
+        a segment table under ``stratified``; nothing under ``random``.
     """
 
     name: str
@@ -103,6 +110,10 @@ class Protocol:
     leaky: bool
     splits: tuple[Split, ...]
     warnings: tuple[str, ...] = ()
+    y: np.ndarray | None = None
+    recordings: np.ndarray | None = None
+    inner_folds: np.ndarray | None = None
+    inner_groups: np.ndarray | None = None
 
     @property
     def n_splits(self) -> int:
@@ -116,6 +127,83 @@ class Protocol:
     def describe(self) -> str:
         """One line for the console: protocol, number of splits and why."""
         return f"protocol: {self.label}, {self.n_splits} split(s); {self.reason}"
+
+    @property
+    def validation(self) -> np.ndarray | None:
+        """The rows of the dataset's own validation part (``holdout``), or None if it has none."""
+        rows = self.splits[0].validation if self.splits else None
+        return rows if rows is not None and len(rows) else None
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether choices are made on a validation part that is never trained on nor scored."""
+        return self.validation is not None
+
+    @property
+    def selection_rule(self) -> str:
+        """How the leaderboard's best model is chosen under this protocol (one phrase)."""
+        if self.has_validation:
+            return ("the best validation accuracy (the dataset's validation part); the test part "
+                    "is used once, to report")
+        if self.name == "holdout":
+            return "the best test accuracy: the table has no validation rows"
+        if self.leaky:
+            return "the best mean accuracy"
+        return "the best mean accuracy over the same splits"
+
+    def search_splits(self, train: np.ndarray, validation: np.ndarray | None = None, *,
+                      seed: int = 0) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """The rows a choice inside a training part may see, and its inner splits.
+
+        Used by the ``--tune`` search and by ``--select nested``: whole
+        folds, recordings or clips are kept on one side, as the outer
+        splits keep them (see :attr:`inner_folds`); with a validation part
+        the one inner split scores on it.
+
+        Parameters
+        ----------
+        train : np.ndarray of int
+            Training rows of a split (or every row but the validation
+            part's, for the final model).
+        validation : np.ndarray of int or None
+            The validation rows, given under ``holdout``.
+        seed : int
+            Random state of the shuffling splitters.
+
+        Returns
+        -------
+        rows : np.ndarray of int
+            ``train`` (then ``validation``).
+        cv : list of (train, test)
+            Positions into ``rows`` (:func:`classify.inner.inner_splits`).
+
+        Raises
+        ------
+        SplitError
+            The training part has too few folds, groups or rows to split.
+        """
+        if self.y is None:
+            raise SplitError("this protocol was built without labels; build it with "
+                             "build_protocol or choose_protocol")
+        train = np.asarray(train, dtype=int)
+        if validation is not None and len(validation):
+            rows = np.concatenate([train, validation])
+            mask = np.r_[np.zeros(len(train), bool), np.ones(len(validation), bool)]
+            return rows, inner_splits(self.y[rows], validation=mask)
+        try:
+            cv = inner_splits(
+                self.y[train], seed=seed,
+                folds=None if self.inner_folds is None else self.inner_folds[train],
+                groups=None if self.inner_groups is None else self.inner_groups[train])
+        except SplitError as exc:
+            raise SplitError(f"{exc} (training part of {len(train)} rows)") from None
+        return train, cv
+
+    def final_rows(self, n_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows the final model is fitted on, and the validation part it chooses on (or None)."""
+        validation = self.validation
+        train = np.setdiff1d(np.arange(n_rows), [] if validation is None else validation)
+        return train, validation
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (without the indices); ``holdout`` adds its part sizes."""
@@ -239,10 +327,30 @@ def build_protocol(
     reason = _reason(cv, name, folds, groups, k, parts=parts, segmented=clips is not None)
     notes = (_absent_classes(y, splits) + _groups_across_folds(name, folds, groups)
              + _holdout_notes(name, splits, groups))
+    recordings = own_group_if_blank(groups)
+    inner_groups = {"folds": recordings, "holdout": recordings, "group": recordings,
+                    "stratified": None if clips is None else np.asarray(clips, dtype=str),
+                    "random": None}[name]
     return Protocol(
         name=name, reason=reason, leaky=name == "random", splits=tuple(splits),
-        warnings=tuple(notes),
+        warnings=tuple(notes), y=y, recordings=recordings,
+        inner_folds=folds.to_numpy(dtype=object) if name == "folds" else None,
+        inner_groups=inner_groups,
     )
+
+
+def own_group_if_blank(groups: np.ndarray | None) -> np.ndarray | None:
+    """Each row's group as text, a row without one (``""``) being a group of its own.
+
+    >>> own_group_if_blank(np.array(["r1", "", "r1"])).tolist()
+    ['r1', '\\x00row1', 'r1']
+    """
+    if groups is None:
+        return None
+    groups = np.asarray(groups, dtype=str).astype(object)
+    blank = groups == ""
+    groups[blank] = [f"\0row{i}" for i in np.flatnonzero(blank)]
+    return groups
 
 
 def _reason(cv: str, name: str, folds: pd.Series | None, groups: np.ndarray | None, k: int, *,
@@ -502,220 +610,3 @@ def _groups_across_folds(name: str, folds: pd.Series | None, groups: np.ndarray 
         "both sides of some splits; the predefined folds leak for them"
     )
     return [note]
-
-
-# ------------------------------------------------------------ inner splits
-
-
-def validation_split(
-    y: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of one training part: (train, validation) for early stopping.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Labels of the training part.
-    groups : np.ndarray [shape=(n,)] or None
-        Recording of each row. With two groups or more, about ``fraction``
-        of the groups is held out whole (:class:`GroupShuffleSplit`), so no
-        recording sits on both sides; a class whose groups all fell in the
-        validation part keeps them in training, or it would not be learnt.
-        Without groups: a stratified shuffle split (plain when a class has a
-        single row or the part is too small to hold a row of each class).
-    fraction : float
-        Share of the rows (or groups) to hold out, in (0, 1).
-    seed : int or None
-        Random state of the splitter.
-
-    Returns
-    -------
-    train, validation : np.ndarray of int
-        Row positions; ``validation`` may be empty when nothing can be held
-        out (the caller then trains without early stopping).
-
-    Examples
-    --------
-    >>> y = np.array(["a", "b"] * 10)
-    >>> groups = np.repeat(np.arange(10), 2)
-    >>> train, val = validation_split(y, groups, 0.2, seed=0)
-    >>> set(groups[train]) & set(groups[val])
-    set()
-    """
-    y = np.asarray(y)
-    rows = np.arange(len(y))
-    if groups is not None and len(np.unique(groups)) >= 2:
-        groups = np.asarray(groups)
-        train, val = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-                          .split(rows, y, groups))
-        lost = np.setdiff1d(y[val], y[train])
-        if lost.size:
-            back = np.isin(groups, groups[val][np.isin(y[val], lost)])
-            train, val = rows[np.isin(rows, train) | back], rows[np.isin(rows, val) & ~back]
-        return train, val
-    counts = np.unique(y, return_counts=True)[1]
-    stratify = counts.min() >= 2 and len(y) * fraction >= len(counts)
-    splitter = (StratifiedShuffleSplit if stratify else ShuffleSplit)(
-        n_splits=1, test_size=fraction, random_state=seed
-    )
-    return next(splitter.split(rows, y))
-
-
-def calibration_folds(
-    y: np.ndarray, groups: np.ndarray | None, n_splits: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Folds of one training part for cross-validated probability calibration.
-
-    The calibrator learns from out-of-fold decision values, so a recording
-    on both sides of a fold makes every confidence optimistic. With groups,
-    :class:`StratifiedGroupKFold` keeps each group in one fold; without,
-    :class:`StratifiedKFold`. The number of folds drops to what the rarest
-    class allows (its groups, or its rows without groups), down to 2.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Labels of the training part.
-    groups : np.ndarray [shape=(n,)] or None
-        Recording of each row.
-    n_splits : int
-        Folds wanted.
-
-    Returns
-    -------
-    list of (train, test)
-        Row positions; every class is in every training side.
-
-    Raises
-    ------
-    ValueError
-        A class has a single row: it cannot be on both sides of any fold.
-
-    Warns
-    -----
-    UserWarning
-        When the groups cannot give every fold every class (a class has
-        clips of a single recording): the folds then split rows, not groups.
-
-    Examples
-    --------
-    >>> y = np.array(["a", "b"] * 6)
-    >>> groups = np.repeat(np.arange(6), 2)
-    >>> [sorted(int(g) for g in set(groups[test])) for _, test in calibration_folds(y, groups, 3)]
-    [[0, 3], [1, 4], [2, 5]]
-    """
-    y = np.asarray(y)
-    labels, counts = np.unique(y, return_counts=True)
-    if counts.min() < 2:
-        raise ValueError(
-            f"class {str(labels[np.argmin(counts)])!r} has a single training row and the probability "
-            "calibration needs two; add clips of rare classes or leave this model out"
-        )
-    rows = np.zeros(len(y))
-    if groups is not None:
-        groups = np.asarray(groups)
-        per_class = pd.Series(groups).groupby(y).nunique()
-        k = min(n_splits, int(per_class.min()))
-        if k >= 2:
-            folds = list(StratifiedGroupKFold(n_splits=k).split(rows, y, groups))
-            if all(len(np.unique(y[train])) == len(labels) for train, _ in folds):
-                return folds
-        warnings.warn(
-            f"calibration folds split clips of one recording: class(es) "
-            f"{sorted(per_class[per_class < 2].index.tolist()) or 'all'} have too few recording "
-            "groups in this training part to keep groups whole, so its confidences are optimistic",
-            UserWarning, stacklevel=2,
-        )
-    k = min(n_splits, int(counts.min()))
-    return list(StratifiedKFold(n_splits=k).split(rows, y))
-
-
-def inner_splits(
-    protocol: str,
-    y: np.ndarray,
-    *,
-    folds: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-    validation: np.ndarray | None = None,
-    n_splits: int = INNER_SPLITS,
-    seed: int = 0,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Splits of one training part for the ``--tune`` search, by the outer protocol's rules.
-
-    Only the rows of the training part are given, so the outer test rows
-    cannot reach the search.
-
-    ============  ==========================================================
-    protocol      inner splits
-    ============  ==========================================================
-    holdout       one: fit on the train rows, score on ``validation``
-    folds         whole predefined folds held out (:class:`GroupKFold` over
-                  the remaining folds); groups if only one fold remains
-    group         :class:`StratifiedGroupKFold` on ``groups``
-    stratified    :class:`StratifiedKFold` (on ``groups``, i.e. clips, in
-                  a segment table)
-    random        :class:`StratifiedKFold`, leaky like the outer split
-    ============  ==========================================================
-
-    Parameters
-    ----------
-    protocol : str
-        The outer protocol's name.
-    y : np.ndarray [shape=(n,)]
-        Labels of the training part.
-    folds : np.ndarray [shape=(n,)] or None
-        Predefined fold of each row (``folds`` protocol).
-    groups : np.ndarray [shape=(n,)] or None
-        Recording (or clip) of each row; ``stratified`` gets them only for
-        a segment table, ``random`` never.
-    validation : np.ndarray [shape=(n,), dtype=bool] or None
-        ``holdout``: True for the validation rows of the part.
-    n_splits : int
-        Splits wanted; fewer when the part has fewer folds or groups, or a
-        class fewer rows.
-    seed : int
-        Random state of the shuffling splitters.
-
-    Returns
-    -------
-    list of (train, test)
-        Row positions within the training part.
-
-    Raises
-    ------
-    SplitError
-        Fewer than two folds, groups or rows per class to split on.
-
-    Examples
-    --------
-    >>> y = np.array(["a", "b"] * 6)
-    >>> folds = np.repeat([1, 2, 3], 4)
-    >>> [sorted(set(folds[test].tolist())) for _, test in inner_splits("folds", y, folds=folds)]
-    [[1, 3], [2]]
-    """
-    y = np.asarray(y)
-    rows = np.zeros(len(y))
-    if protocol == "holdout" and validation is not None and np.any(validation):
-        validation = np.asarray(validation, dtype=bool)
-        return [(np.flatnonzero(~validation), np.flatnonzero(validation))]
-    if protocol == "folds" and folds is not None and len(pd.unique(folds)) >= 2:
-        k = min(n_splits, len(pd.unique(folds)))
-        return list(GroupKFold(n_splits=k).split(rows, y, np.asarray(folds)))
-    if protocol == "random":
-        groups = None
-    if groups is not None:
-        groups = np.asarray(groups)
-        k = min(n_splits, len(np.unique(groups)))
-        if k < 2:
-            raise SplitError("the --tune search needs at least two groups in every training "
-                             "part to hold one out; run without --tune")
-        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-                    .split(rows, y, groups))
-    k = min(n_splits, int(np.unique(y, return_counts=True)[1].max()))
-    if k < 2:
-        raise SplitError("the --tune search needs two rows of a class in every training part; "
-                         "run without --tune")
-    with warnings.catch_warnings():
-        # A class rarer than k is absent from some inner test parts: still a valid split.
-        warnings.simplefilter("ignore", UserWarning)
-        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y))

@@ -51,7 +51,7 @@ class TablePatches:
 
     Indexing (``patches[rows]``) reads the patches of those table rows from
     the memory-mapped ``patches.npy`` into memory, so a :class:`TablePatches`
-    stands where a feature matrix ``X`` stands in :func:`classify.training.fit_split`.
+    stands where a feature matrix ``X`` stands in :func:`classify.validation.fit_split`.
 
     Attributes
     ----------

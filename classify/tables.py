@@ -402,8 +402,8 @@ def _check_provenance(path: Path) -> None:
     (``files``); a table from elsewhere, or an older extraction, has
     nothing to check against.
     """
+    from features.engine.outputs import verify_outputs
     from features.errors import OutputMismatchError
-    from features.outputs import verify_outputs
 
     if any(path.parent.glob(".committing-*")):
         listed = True  # a set being replaced: verify_outputs explains

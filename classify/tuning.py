@@ -24,7 +24,7 @@ Every space holds the untuned default, so the search can keep it.
 How a split is tuned (:func:`choose_params`): the search is given the
 split's training rows only (for ``holdout``, its train and validation
 rows), never the outer test rows. Its inner splits follow the outer
-protocol's group rules (:func:`classify.splits.inner_splits`: whole
+protocol's group rules (:func:`classify.inner.inner_splits`: whole
 predefined folds, whole groups, the validation part). Successive halving
 (:class:`~sklearn.model_selection.HalvingGridSearchCV`, factor
 :data:`FACTOR`, on rows, by accuracy) scores every candidate on a random
@@ -163,7 +163,7 @@ def choose_params(
     space : dict
         From :func:`search_space`.
     cv : list of (train, test)
-        Inner splits, positions into ``X`` (:func:`classify.splits.inner_splits`).
+        Inner splits, positions into ``X`` (:func:`classify.inner.inner_splits`).
     fit_params : dict
         Passed to every candidate's ``fit`` (``{"svm__groups": ...}``,
         one value per row of ``X``; each fit gets its rows' values).

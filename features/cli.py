@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .cli_types import int_at_least
+from .engine.options import BACKENDS, DEFAULT_CLIP_TIMEOUT, RunOptions
 from .errors import DatasetLayoutError, FeaturesError, UsageError
-from .extract import BACKENDS
-from .layouts import LAYOUTS, help_lines
+from .io.layouts import LAYOUTS, help_lines
 from .params import SEGMENT_LAST, Preset
 
 PROG = "python -m features"
@@ -181,31 +181,34 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
                         "split); implies --layout manifest")
 
 
+_RUN = RunOptions()  # the defaults, defined once
+
+
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=0,
+    p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=_RUN.jobs,
                    help="worker processes of the local backend; 0 = one per CPU core "
-                        "(default: 0)")
-    p.add_argument("--backend", choices=BACKENDS, default="local",
+                        "(default: %(default)s)")
+    p.add_argument("--backend", choices=BACKENDS, default=_RUN.backend,
                    help="where batches run: 'local' worker processes, or a 'dask' cluster "
                         "(with --scheduler) (default: %(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --backend dask: tcp://HOST:PORT of a running Dask scheduler, "
                         "or local:N to start N worker processes on this machine")
-    p.add_argument("--clip-timeout", metavar="S", type=_seconds(False), default=None,
+    p.add_argument("--clip-timeout", metavar="S", type=_seconds(False), default=_RUN.clip_timeout,
                    help="a clip taking longer than S seconds plus 2 s per MB of file is "
-                        "stopped and reported (stage timeout) (default: 60)")
+                        f"stopped and reported (stage timeout) (default: {DEFAULT_CLIP_TIMEOUT:g})")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 3 if any clip failed (the outputs are still written)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (it is also hidden when output is not a terminal)")
-    p.add_argument("--batch-size", metavar="N", type=_positive_int,
+    p.add_argument("--batch-size", metavar="N", type=_positive_int, default=_RUN.batch_size,
                    help="advanced: clips per worker task (default: chosen from the clip "
                         "count and --jobs; smaller = finer-grained resume)")
 
 
 def _check_dataset_args(args: argparse.Namespace) -> tuple[str, str | None]:
     """(root, layout) after checking ROOT, --layout, --manifest and the backend options."""
-    from .storage import is_url
+    from .io.storage import is_url
 
     root = args.root
     if not is_url(root) and not Path(root).is_dir():
@@ -220,11 +223,12 @@ def _check_dataset_args(args: argparse.Namespace) -> tuple[str, str | None]:
         raise UsageError(f"--manifest only works with --layout manifest, not {layout!r}")
     if args.manifest is not None:
         layout = "manifest"
-    if args.scheduler is not None and args.backend != "dask":
-        raise UsageError("--scheduler needs --backend dask")
-    if args.backend == "dask" and not args.scheduler:
-        raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT or local:N")
     return root, layout
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """The runner options given on the command line (checked by RunOptions)."""
+    return RunOptions(**{name: getattr(args, name) for name in RunOptions.fields()})
 
 
 _PATCHES_HELP = f"""\
@@ -298,10 +302,9 @@ def _cmd_patches(args: argparse.Namespace) -> int:
     if args.duration is not None:
         params["duration"] = args.duration
     out = args.out or default_out(root, "patches")
-    return _finish(lambda: extract_patches(
-        root, out, params, layout=layout, manifest=args.manifest, jobs=args.jobs,
-        quiet=args.quiet, strict=args.strict, batch_size=args.batch_size, backend=args.backend,
-        scheduler=args.scheduler, clip_timeout=args.clip_timeout, force=args.force))
+    options = _run_options(args)
+    return _finish(lambda: extract_patches(root, out, params, layout=layout,
+                                           manifest=args.manifest, options=options))
 
 
 def _finish(run) -> int:
@@ -326,7 +329,7 @@ def _finish(run) -> int:
 
 def _say(line: str, *, err: bool = False) -> None:
     """Print a line for the user; no URL in it keeps its password or token."""
-    from .storage import redact_text
+    from .io.storage import redact_text
 
     print(redact_text(line), file=sys.stderr if err else sys.stdout)
 
@@ -350,8 +353,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def default_out(root: str | Path, kind: str = "features") -> Path:
-    """``data/output/<dataset name>/<kind>`` (relative to the current folder; see :mod:`features.naming`)."""
-    from .naming import default_output
+    """``data/output/<dataset name>/<kind>`` (relative to the current folder; see :mod:`features.io.naming`)."""
+    from .io.naming import default_output
 
     return default_output(root, kind)
 
@@ -368,11 +371,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                            segment_last=args.segment_last)
     from .extract import extract_dataset
 
-    return _finish(lambda: extract_dataset(
-        root, args.out or default_out(root), params, layout=layout, manifest=args.manifest,
-        jobs=args.jobs, formats=args.formats, strict=args.strict, quiet=args.quiet,
-        batch_size=args.batch_size, backend=args.backend, scheduler=args.scheduler,
-        clip_timeout=args.clip_timeout, force=args.force))
+    options = _run_options(args)
+    return _finish(lambda: extract_dataset(root, args.out or default_out(root), params,
+                                           layout=layout, manifest=args.manifest,
+                                           formats=args.formats, options=options))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

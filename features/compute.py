@@ -317,7 +317,7 @@ def _check_audio(y: Any) -> np.ndarray:
     if y.dtype not in (np.float32, np.float64):
         raise UsageError(
             f"audio dtype {y.dtype} is not float32/float64; "
-            "load clips with features.audio.load_audio"
+            "load clips with features.io.audio.load_audio"
         )
     if y.ndim != 1:
         raise UsageError(f"audio of shape {y.shape} must be 1-D mono samples")

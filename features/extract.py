@@ -1,15 +1,15 @@
 """Run the feature extractor over a dataset: parallel, resumable, fault-isolated.
 
 :func:`extract_dataset` discovers the clips, takes the output folder's lock,
-and hands the unfinished clips to the driver (:mod:`features.runner`),
+and hands the unfinished clips to the driver (:mod:`features.engine.runner`),
 which runs them in batches on an executor: local worker processes, or a
-Dask cluster (:mod:`features.executors`). Every finished batch is saved
+Dask cluster (:mod:`features.engine.executors`). Every finished batch is saved
 under ``OUT/.checkpoint/`` at once, so a run stopped by Ctrl-C, ``kill -9``
 or a lost cluster resumes with the same command; the checkpoint is keyed by
 the feature parameters and the clip list, so changing either starts afresh.
 A clip that cannot be read, crashes its worker or hangs becomes one row of
 ``errors.csv``; the run goes on. The outputs are streamed from the
-checkpoint and appear together (:mod:`features.outputs`); the table is in
+checkpoint and appear together (:mod:`features.engine.outputs`); the table is in
 dataset order and byte-identical whatever the backend and worker count.
 
 :func:`extract_files` computes features of loose files (used by predict).
@@ -18,31 +18,40 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime as _dt
-import os
-import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from .errors import UsageError
-from .ownership import claim
+from . import table as _table
+from .analysers import FeatureAnalyser
+from .compute import feature_columns
+from .engine.options import RunOptions
+from .engine.outputs import seal, staging_folder, verify_outputs
+from .engine.runner import run_dataset, run_files
+from .errors import OutputMismatchError, UsageError
+from .io.datasets import STAGES, ErrorRecord, discover
 from .params import FeatureParams
+from .runs import (
+    claimed,
+    created_now,
+    dataset_key,
+    executing,
+    exit_code,
+    failure_lines,
+    run_versions,
+    same_run,
+    saved_errors,
+)
 
-# pandas and the table writers are imported inside the functions that run in
-# the parent process: worker processes then start without them (faster start-up).
-if TYPE_CHECKING:
-    import pandas as pd
+#: The description file of a feature output set.
+METADATA = "features.json"
+#: Rows per Parquet row group and per CSV chunk.
+CHUNK_ROWS = 10_000
 
-BACKENDS = ("local", "dask")
-#: Exit status when not a single clip could be analysed: something systemic
-#: (a missing codec, a wrong option, an unreachable store), not bad luck.
-EXIT_NO_CLIPS = 4
 
 @dataclasses.dataclass(frozen=True)
 class ExtractResult:
@@ -112,66 +121,12 @@ class ExtractResult:
         return "\n".join(lines)
 
 
-def exit_code(n_ok: int, n_total: int, n_failed: int, strict: bool) -> int:
-    """The command's exit status: 4 when no clip succeeded (something systemic),
-    3 with ``strict`` when any failed, else 0."""
-    if n_ok == 0 and n_total > 0:
-        return EXIT_NO_CLIPS
-    return 3 if strict and n_failed else 0
-
-
-def failure_lines(errors: Sequence[Any], limit: int = 8) -> list[str]:
-    """Failures counted by reason, most common first (``412 clips: file does not exist``).
-
-    Examples
-    --------
-    >>> from features.datasets import ErrorRecord
-    >>> e = ErrorRecord("a.m4a", None, "load", "AudioReadError", "...", "cannot decode .m4a files")
-    >>> failure_lines([e, e])
-    ['2 clips: cannot decode .m4a files (stage load)']
-    """
-    counts = collections.Counter((e.reason or e.error_type, e.stage) for e in errors)
-    ranked = counts.most_common()
-    lines = [f"{n} clip{'s' if n != 1 else ''}: {reason} (stage {stage})"
-             for (reason, stage), n in ranked[:limit]]
-    if len(ranked) > limit:
-        rest = sum(n for _, n in ranked[limit:])
-        lines.append(f"{rest} more in {len(ranked) - limit} other reasons (see errors.csv)")
-    return lines
-
-
-def _resolve_jobs(jobs: int | None) -> int:
-    if jobs is None or jobs == 0:
-        from joblib import cpu_count
-
-        return max(1, cpu_count())
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise UsageError(f"jobs={jobs!r} must be 0 (all cores) or a positive number of workers")
-    return jobs
-
-
-def _check_batch_size(batch_size: int | None) -> None:
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise UsageError(f"batch_size={batch_size!r} must be a positive integer")
-
-
-def _check_clip_timeout(clip_timeout: float | None) -> None:
-    if clip_timeout is not None and not (0 < clip_timeout < float("inf")):
-        raise UsageError(f"clip_timeout={clip_timeout!r} must be a positive number of seconds")
-
-
-def _versions() -> dict[str, str]:
-    """Versions recorded in features.json: the arithmetic's libraries and the writers'."""
-    from .runner import library_versions
-
-    extra = ("librosa", "pandas", "pyarrow", "joblib", "distributed")
-    return {**library_versions(extra), "python": platform.python_version()}
+def output_names(formats: Sequence[str]) -> list[str]:
+    """The files of a feature output set: the tables, the dictionary, the errors, features.json."""
+    return [*(f"features.{f}" for f in formats), "features.schema.csv", "errors.csv", METADATA]
 
 
 def _check_columns(clips: pd.DataFrame, feature_names: Sequence[str]) -> None:
-    from . import table as _table
-
     taken = set(_table.AUDIO_COLUMNS) | set(feature_names)
     clash = [c for c in clips.columns[len(_table.IDENTIFIER_COLUMNS):] if c in taken]
     if clash:
@@ -182,21 +137,15 @@ def _check_columns(clips: pd.DataFrame, feature_names: Sequence[str]) -> None:
 
 
 def extract_dataset(
-    root: str | os.PathLike,
-    out: str | os.PathLike,
+    root: str | Path,
+    out: str | Path,
     params: FeatureParams | None = None,
     *,
     layout: str | None = None,
-    manifest: str | os.PathLike | None = None,
-    jobs: int | None = 0,
+    manifest: str | Path | None = None,
     formats: Sequence[str] | str = ("csv", "parquet"),
-    strict: bool = False,
-    quiet: bool = False,
-    batch_size: int | None = None,
-    backend: str = "local",
-    scheduler: str | None = None,
-    clip_timeout: float | None = None,
-    force: bool = False,
+    options: RunOptions | None = None,
+    **run: Any,
 ) -> ExtractResult:
     """Extract one row of features per clip of a dataset and write the outputs.
 
@@ -217,29 +166,15 @@ def extract_dataset(
         ``urbansound8k``, ``gtzan``, ``folders`` or ``manifest``; None detects it.
     manifest : path or URL, optional
         Manifest CSV (``path,label[,fold,group,...]``) for the manifest layout.
-    jobs : int, optional
-        Worker processes of the local backend; 0 or None uses every core.
     formats : sequence of str or str
         Table formats, ``("csv", "parquet")`` or ``"csv,parquet"``.
-    strict : bool
-        If True, :attr:`ExtractResult.exit_code` is 3 when any clip failed
-        (the outputs are written all the same).
-    quiet : bool
-        Hide the progress bar (it is also hidden when stderr is not a terminal).
-    batch_size : int, optional
-        Clips per task (default: sized from the clip count and the workers).
-    backend : {"local", "dask"}
-        Where batches run: worker processes on this machine, or a Dask cluster.
-    scheduler : str, optional
-        For ``backend="dask"``: ``tcp://host:port`` of a running scheduler,
-        or ``local:N`` for N worker processes started for this run.
-    clip_timeout : float, optional
-        Seconds a clip may take, plus 2 s per MB of file, before it counts
-        as hung (default 60).
-    force : bool
-        Compute everything again even when ``out`` already holds the
-        outputs of these parameters on this very dataset (otherwise they
-        are kept, and the call takes a second).
+    options : RunOptions, optional
+        How the run runs (workers, backend, batches, time limits, strict,
+        force, quiet: :class:`features.engine.options.RunOptions`); or give
+        its fields as keywords (``jobs=2, quiet=True``). With ``force`` the
+        features are computed again even when ``out`` already holds those of
+        these parameters on this very dataset (otherwise they are kept, and
+        the call takes a second).
 
     Returns
     -------
@@ -261,75 +196,34 @@ def extract_dataset(
     >>> print(res.summary())  # doctest: +SKIP
     20 clips ok, 0 failed; table: /tmp/out/features.csv; errors: /tmp/out/errors.csv
     """
-    from . import outputs
-    from .executors import open_executor
-
     start = time.perf_counter()
     params = FeatureParams() if params is None else params
     if not isinstance(params, FeatureParams):
         raise UsageError(f"params={params!r} must be a FeatureParams")
-    from . import table as _table
-
     formats = _table.check_formats(formats)
-    jobs = _resolve_jobs(jobs)
-    _check_batch_size(batch_size)
-    _check_clip_timeout(clip_timeout)
-    if backend not in BACKENDS:
-        raise UsageError(f"backend={backend!r} is not one of: {', '.join(BACKENDS)}")
+    options = options or RunOptions(**run)
     out = Path(out)
-    progress_dir = tempfile.mkdtemp(prefix="features-running-")
     # Workers start while the dataset is being listed.
-    executor = open_executor(params, backend, jobs, scheduler, progress_dir)
-    try:
-        from .datasets import discover
-
+    with executing(FeatureAnalyser(params), options) as executor:
         dataset = discover(root, layout=layout, manifest=manifest)
-        previous = claim(out, outputs.METADATA, output_names(formats), force=force,
-                         dataset_root=local_root(dataset), command="features extract")
-        with outputs.OutputLock(out) as lock:
-            outputs.clean_leftovers(out)
-            return _extract(dataset, out, params, executor, start=start, jobs=jobs,
-                            formats=formats, strict=strict, quiet=quiet, batch_size=batch_size,
-                            clip_timeout=clip_timeout, force=force, previous=previous,
-                            notes=[m for m in [lock.message()] if m])
-    finally:
-        executor.close()
-        shutil.rmtree(progress_dir, ignore_errors=True)
+        with claimed(out, METADATA, output_names(formats), options, dataset,
+                     "features extract") as (previous, notes):
+            return _extract(dataset, out, params, executor, options, start=start,
+                            formats=formats, previous=previous, notes=notes)
 
 
-def output_names(formats: Sequence[str]) -> list[str]:
-    """The files of a feature output set: the tables, the dictionary, the errors, features.json."""
-    return [*(f"features.{f}" for f in formats), "features.schema.csv", "errors.csv",
-            "features.json"]
-
-
-def local_root(dataset: Any) -> Path | None:
-    """The dataset's root folder, None for a URL (no output folder can lie inside one)."""
-    return None if isinstance(dataset.root, str) else Path(dataset.root)
-
-
-def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: float, jobs: int,
-             formats, strict: bool, quiet: bool, batch_size, clip_timeout, force: bool,
-             previous: Sequence[str], notes: list[str]) -> ExtractResult:
-    from . import outputs
-    from . import table as _table
-    from .checkpoint import clips_key
-    from .compute import feature_columns
-    from .datasets import ErrorRecord
-    from .runner import run_dataset
-
+def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOptions, *,
+             start: float, formats, previous: Sequence[str], notes: list[str]) -> ExtractResult:
     names = list(feature_columns(params))
     _check_columns(dataset.clips, names)
-    paths = dataset.clips["path"].astype(str).tolist()
     stamps = dataset.stamps()
-    dkey = _dataset_key(dataset, clips_key(paths, stamps))
-    if not force:
-        current = _up_to_date(out, params, dkey, formats, start, strict, notes)
+    dkey = dataset_key(dataset, stamps)
+    if not options.force:
+        current = _up_to_date(out, params, dkey, formats, start, options.strict, notes)
         if current is not None:
             return current
-    checkpoint, n_items, n_reused = run_dataset(
-        dataset, out, params, executor, n_features=len(names), kind="features", quiet=quiet,
-        batch_size=batch_size, clip_timeout=clip_timeout, stamps=stamps)
+    checkpoint, n_items, n_reused = run_dataset(dataset, out, FeatureAnalyser(params), executor,
+                                                kind="features", options=options, stamps=stamps)
 
     clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
     errors = [*dataset.errors, *clip_errors]
@@ -345,9 +239,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         _table.empty_segments() if windowed else None)
 
     def chunks() -> Iterator[pd.DataFrame]:
-        import pandas as pd
-
-        for rows in checkpoint.iter_rows(outputs.CHUNK_ROWS):
+        for rows in checkpoint.iter_rows(CHUNK_ROWS):
             audio = pd.DataFrame({c: getattr(rows, c) for c in _table.AUDIO_COLUMNS})
             segments = (pd.DataFrame({c: getattr(rows, c) for c in _table.SEGMENT_COLUMNS})
                         if windowed else None)
@@ -362,13 +254,13 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         "root": dataset.shown_root,
         "layout": dataset.layout,
         "manifest": dataset.shown_manifest,
-        "versions": _versions(),
+        "versions": run_versions(),
         "clips": {
             "total": n_items + len(dataset.errors),
             "ok": n_ok,
             "failed": len(errors),
             "reused_from_checkpoint": n_reused,
-            "failed_by_stage": {s: sum(e.stage == s for e in errors) for s in _stages()},
+            "failed_by_stage": {s: sum(e.stage == s for e in errors) for s in STAGES},
             "failed_by_reason": dict(collections.Counter(e.reason for e in errors).most_common()),
         },
         "n_features": len(names),
@@ -380,75 +272,43 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, *, start: floa
         "dataset_key": dkey,
         "wall_seconds": round(wall, 3),
         "clips_per_second": round(n_new / wall, 2) if wall > 0 else None,
-        "jobs": jobs,
+        "jobs": options.workers,
         "runner": executor.describe(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        .replace("+00:00", "Z"),
+        "created": created_now(),
     }
-    written, n_rows = outputs.write_outputs(
-        out, clips=clips, chunks=chunks(), empty=empty,
-        schema=_table.build_schema(empty, params, layout=dataset.layout),
-        errors=_table.errors_frame(errors), formats=formats, meta=meta, previous=previous,
-    )
+    with staging_folder(out) as staging:
+        n_rows = _table.write_tables(staging, chunks(), empty, clips, formats)
+        _table.write_csv(_table.build_schema(empty, params, layout=dataset.layout),
+                         staging / "features.schema.csv")
+        _table.write_csv(_table.errors_frame(errors), staging / "errors.csv")
+        seal(out, staging, METADATA,
+             {**meta, "rows": n_rows, "outputs": {f: f"features.{f}" for f in formats}},
+             names=output_names(formats)[:-1], previous=previous)
     checkpoint.remove()
     return ExtractResult(
-        out=out, tables=written, schema=out / "features.schema.csv",
-        metadata=out / outputs.METADATA, errors_csv=out / "errors.csv",
+        out=out, tables={f: out / f"features.{f}" for f in formats},
+        schema=out / "features.schema.csv", metadata=out / METADATA, errors_csv=out / "errors.csv",
         n_total=meta["clips"]["total"], n_ok=n_ok, n_failed=len(errors),
         n_reused=n_reused, errors=errors, wall_seconds=time.perf_counter() - start,
-        strict=strict, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
+        strict=options.strict, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
         n_rows=None if params.segment is None else n_rows,
     )
 
 
-def _dataset_key(dataset: Any, clips_key: str) -> str:
-    """Hash of everything the outputs are made of but the parameters: the clip
-    table (paths, labels, folds, metadata), its metadata errors, and each file's
-    size and change stamp (``clips_key``)."""
-    import hashlib
-
-    h = hashlib.sha256(clips_key.encode())
-    h.update(dataset.clips.to_csv(index=False).encode("utf-8", "surrogateescape"))
-    h.update(repr([dataclasses.astuple(e) for e in dataset.errors]).encode("utf-8", "surrogateescape"))
-    # The root as stored: a rotated password or token is the same data.
-    h.update(f"{dataset.layout}\n{dataset.shown_root}".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:16]
-
-
-def saved_errors(out: Path) -> list[Any]:
-    """The error rows of the ``errors.csv`` in an output folder, as ErrorRecords."""
-    from . import table as _table
-    from .datasets import ErrorRecord
-
-    rows = _table.read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
-    return [ErrorRecord(r["path"], int(r["row"]) if r["row"] else None, r["stage"],
-                        r["error_type"], r["message"], r["reason"])
-            for r in rows.to_dict("records")]
-
-
-def same_run(meta: dict[str, Any], params: Any, dataset_key: str) -> bool:
-    """Whether the outputs described by ``meta`` came from these parameters, this dataset and this version."""
-    return (meta.get("param_key") == params.key() and meta.get("dataset_key") == dataset_key
-            and meta.get("versions", {}).get("soundfeatures") == _versions()["soundfeatures"])
-
-
-def _up_to_date(out: Path, params: FeatureParams, dataset_key: str, formats: Sequence[str],
+def _up_to_date(out: Path, params: FeatureParams, key: str, formats: Sequence[str],
                 start: float, strict: bool, notes: list[str]) -> ExtractResult | None:
     """The result of the run that already wrote ``out``, if it is this very run."""
-    from . import outputs
-    from .errors import OutputMismatchError
-
     try:
-        meta = outputs.verify_outputs(out)
+        meta = verify_outputs(out)
     except OutputMismatchError:
         return None
-    if not same_run(meta, params, dataset_key) or list(meta.get("outputs", {})) != list(formats):
+    if not same_run(meta, params.key(), key) or list(meta.get("outputs", {})) != list(formats):
         return None
     errors = saved_errors(out)
     clips = meta["clips"]
     return ExtractResult(
         out=out, tables={f: out / name for f, name in meta["outputs"].items()},
-        schema=out / "features.schema.csv", metadata=out / outputs.METADATA,
+        schema=out / "features.schema.csv", metadata=out / METADATA,
         errors_csv=out / "errors.csv", n_total=clips["total"], n_ok=clips["ok"],
         n_failed=clips["failed"], n_reused=clips["total"], errors=errors,
         wall_seconds=time.perf_counter() - start, strict=strict,
@@ -458,14 +318,8 @@ def _up_to_date(out: Path, params: FeatureParams, dataset_key: str, formats: Seq
     )
 
 
-def _stages() -> tuple[str, ...]:
-    from .datasets import STAGES
-
-    return STAGES
-
-
 def extract_files(
-    paths: Iterable[str | os.PathLike], params: FeatureParams | None = None, *, jobs: int | None = 1
+    paths: Iterable[str | Path], params: FeatureParams | None = None, *, jobs: int | None = 1
 ) -> tuple[pd.DataFrame, list[Any]]:
     """Features of loose audio files (no dataset, no output folder, no bar).
 
@@ -494,25 +348,19 @@ def extract_files(
     --------
     >>> df, errors = extract_files(["dog.wav"])  # doctest: +SKIP
     """
-    import pandas as pd
-
-    from .compute import feature_columns
-    from .datasets import ErrorRecord
-    from .runner import run_files
-    from .table import SEGMENT_COLUMNS
-
     params = FeatureParams() if params is None else params
     if not isinstance(params, FeatureParams):
         raise UsageError(f"params={params!r} must be a FeatureParams")
     names = list(feature_columns(params))
     shown = [str(p) for p in paths]
-    parts, failed = run_files(shown, params, n_features=len(names), jobs=_resolve_jobs(jobs))
+    parts, failed = run_files(shown, FeatureAnalyser(params),
+                              jobs=RunOptions(jobs=jobs or 0).workers)
     errors = [ErrorRecord(*fields) for fields in failed]
     indices = np.concatenate([p.indices for p in parts]) if parts else np.empty(0, np.int64)
     features = np.vstack([p.features for p in parts]) if parts else np.empty((0, len(names)))
     df = pd.DataFrame(features, columns=names)
     if params.segment is not None:
-        for position, column in enumerate(SEGMENT_COLUMNS, start=0):
+        for position, column in enumerate(_table.SEGMENT_COLUMNS, start=0):
             values = np.concatenate([getattr(p, column) for p in parts]) if parts else []
             df.insert(position, column, values)
     df.insert(0, "path", [shown[i] for i in indices])

@@ -22,72 +22,52 @@ whose files appear together) and writes, in ``OUT``:
 
 A patch is the clip, mono, resampled, cut or zero-padded to ``duration``
 seconds, then ``librosa.power_to_db(librosa.feature.melspectrogram(...),
-top_db=80)``; :func:`patch_row` computes it for one file.
+top_db=80)``; :func:`features.analysers.patch_row` computes it for one file.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import os
-import shutil
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from .errors import UsageError
-from .params import PatchParams
+from . import table as T
+from .analysers import PatchAnalyser
+from .compute import log_mel
+from .engine.options import RunOptions
+from .engine.outputs import seal, staging_folder, verify_outputs
+from .engine.runner import run_dataset, run_files
+from .errors import OutputMismatchError, UsageError
+from .io.audio import load_audio
+from .io.datasets import ErrorRecord, discover
+from .io.storage import tree_for
+from .params import FeatureParams, PatchParams
+from .runs import (
+    claimed,
+    created_now,
+    dataset_key,
+    executing,
+    exit_code,
+    failure_lines,
+    run_versions,
+    same_run,
+    saved_errors,
+)
 
-__all__ = ["DEFAULT_SECONDS", "default_duration", "extract_patches", "patch_files", "patch_row"]
+__all__ = ["DEFAULT_SECONDS", "PATCHES_JSON", "PATCH_FILES", "default_duration", "extract_patches",
+           "patch_files", "read_patches"]
 
 #: Patch length by dataset layout: the clips' own length where it is fixed.
 DEFAULT_SECONDS = {"urbansound8k": 4.0, "speechcommands": 1.0, "gtzan": 30.0}
 # How many clips' headers are read to choose a length for other layouts.
 _SAMPLE_FOR_DURATION = 200
 INDEX_EXTRA = ("stereo_row",)
-
-
-def patch_width(params: PatchParams) -> int:
-    """Values per clip in a batch row: the patch, and both channels' with ``stereo``."""
-    n_mels, n_frames = params.shape
-    return n_mels * n_frames * (3 if params.stereo else 1)
-
-
-def patch_row(location: str, params: PatchParams, stage: list[str] | None = None
-              ) -> tuple[np.ndarray, Any]:
-    """One clip's patch, and with ``params.stereo`` its two channels' (flattened, float32).
-
-    A mono clip repeats its patch for both channels, so every row has one
-    width; :func:`extract_patches` keeps channels only for stereo clips.
-
-    Returns
-    -------
-    row : np.ndarray [shape=(patch_width(params),), dtype=float32]
-    info : AudioInfo
-    """
-    from .audio import load_audio, load_channels
-    from .compute import log_mel
-
-    audio = params.audio_params()
-    y, info = load_audio(location, audio)
-    if stage is not None:
-        stage[0] = "features"
-    mel = {"sr": params.sr, "n_fft": params.n_fft, "hop_length": params.hop_length,
-           "n_mels": params.n_mels, "top_db": params.top_db}
-    patch = log_mel(y, **mel)
-    parts = [patch]
-    if params.stereo:
-        channels = load_channels(location, audio) if info.orig_channels >= 2 else None
-        if channels is not None:
-            parts += [log_mel(channels[0], **mel), log_mel(channels[1], **mel)]
-        else:
-            parts += [patch, patch]
-    return np.concatenate([p.ravel() for p in parts]).astype(np.float32), info
 
 
 def default_duration(dataset: Any) -> float:
@@ -105,8 +85,6 @@ def default_duration(dataset: Any) -> float:
     if dataset.layout in DEFAULT_SECONDS:
         return DEFAULT_SECONDS[dataset.layout]
     import soundfile as sf
-
-    from .storage import tree_for
 
     tree = dataset.tree or tree_for(dataset.root)
     paths = dataset.clips["path"].tolist()
@@ -147,13 +125,9 @@ class PatchResult:
 
     @property
     def exit_code(self) -> int:
-        from .extract import exit_code
-
         return exit_code(self.n_ok, self.n_total, self.n_failed, self.strict)
 
     def summary(self) -> str:
-        from .extract import failure_lines
-
         shape = "x".join(map(str, self.params.shape))
         lines = [(f"{self.n_ok} patches of {shape} ({self.params.duration:g} s), "
                  f"{self.n_failed} failed; {self.n_stereo} stereo clips kept per channel, "
@@ -171,20 +145,14 @@ def extract_patches(
     *,
     layout: str | None = None,
     manifest: str | os.PathLike | None = None,
-    jobs: int | None = 0,
-    quiet: bool = False,
-    strict: bool = False,
-    batch_size: int | None = None,
-    backend: str = "local",
-    scheduler: str | None = None,
-    clip_timeout: float | None = None,
-    force: bool = False,
+    options: RunOptions | None = None,
+    **run: Any,
 ) -> PatchResult:
     """Write one log-mel patch per clip of a dataset (see the module docstring).
 
     Parameters
     ----------
-    root, out, layout, manifest, jobs, quiet, strict, batch_size, backend, scheduler, clip_timeout, force
+    root, out, layout, manifest, options, **run
         As :func:`features.extract.extract_dataset`: with ``force`` False,
         patches already in ``out`` from these parameters and this unchanged
         dataset are kept (checked against ``patches.json``) and nothing is
@@ -197,70 +165,63 @@ def extract_patches(
     -------
     PatchResult
     """
-    from . import outputs
-    from .datasets import discover
-    from .executors import open_executor
-    from .extract import (
-        _check_batch_size,
-        _check_clip_timeout,
-        _resolve_jobs,
-        local_root,
-    )
-    from .ownership import claim
-
     start = time.perf_counter()
-    jobs = _resolve_jobs(jobs)
-    _check_batch_size(batch_size)
-    _check_clip_timeout(clip_timeout)
+    options = options or RunOptions(**run)
     dataset = discover(root, layout=layout, manifest=manifest)
     if not isinstance(params, PatchParams):
         given = dict(params or {})
         given.setdefault("duration", default_duration(dataset))
         params = PatchParams(**given)
     out = Path(out)
-    previous = claim(out, PATCHES_JSON, [*PATCH_FILES, PATCHES_JSON], force=force,
-                     dataset_root=local_root(dataset), command="features patches")
-    progress_dir = tempfile.mkdtemp(prefix="features-running-")
-    executor = open_executor(params, backend, jobs, scheduler, progress_dir)
-    try:
-        with outputs.OutputLock(out) as lock:
-            outputs.clean_leftovers(out)
-            notes = [m for m in [lock.message()] if m]
-            stamps = dataset.stamps()
-            dkey = _dataset_key(dataset, stamps)
-            current = None if force else _up_to_date(out, params, dkey, strict, notes)
-            if current is not None:
-                return current
-            return _run(dataset, out, params, executor, jobs=jobs, quiet=quiet, strict=strict,
-                        batch_size=batch_size, clip_timeout=clip_timeout, start=start,
-                        notes=notes, stamps=stamps, dataset_key=dkey, previous=previous)
-    finally:
-        executor.close()
-        shutil.rmtree(progress_dir, ignore_errors=True)
+    analyser = PatchAnalyser(params)
+    with (executing(analyser, options) as executor,
+          claimed(out, PATCHES_JSON, [*PATCH_FILES, PATCHES_JSON], options, dataset,
+                  "features patches") as (previous, notes)):
+        stamps = dataset.stamps()
+        key = dataset_key(dataset, stamps, [str(n) for n in dataset.notes.get("background_noise", [])])
+        current = None if options.force else _up_to_date(out, params, key, options.strict, notes)
+        if current is not None:
+            return current
+        checkpoint, n_items, n_reused = run_dataset(dataset, out, analyser, executor,
+                                                    kind="patches", options=options, stamps=stamps)
+        clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
+        noise, noise_errors = _noise_patches(dataset, params)
+        errors = [*dataset.errors, *clip_errors, *noise_errors]
+        meta = {
+            "params": params.to_dict(),
+            "param_key": params.key(),
+            "dataset_key": key,
+            "shape": list(params.shape),
+            "root": dataset.shown_root,
+            "layout": dataset.layout,
+            "versions": run_versions(),
+            "clips": {"total": n_items + len(dataset.errors), "ok": n_items - len(clip_errors),
+                      "failed": len(errors), "reused_from_checkpoint": n_reused},
+            "warnings": dataset.notes.get("warnings", []),
+            "noise_sources": dataset.notes.get("background_noise", []),
+            "wall_seconds": round(time.perf_counter() - start, 3),
+            "jobs": options.workers,
+            "runner": executor.describe(),
+            "created": created_now(),
+        }
+        n_stereo = _write(out, dataset, checkpoint, params, noise, errors, meta, previous)
+        checkpoint.remove()
+    return PatchResult(
+        out=out, params=params, n_total=meta["clips"]["total"], n_ok=meta["clips"]["ok"],
+        n_failed=len(errors), n_reused=n_reused, n_stereo=n_stereo, n_noise=len(noise),
+        errors=errors, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
+        strict=options.strict,
+    )
 
 
-def _dataset_key(dataset: Any, stamps: list) -> str:
-    """The feature table's dataset key, plus the background-noise files the patches also hold."""
-    from .checkpoint import clips_key
-    from .extract import _dataset_key as table_key
-
-    key = table_key(dataset, clips_key(dataset.clips["path"].astype(str).tolist(), stamps))
-    noise = [str(n) for n in dataset.notes.get("background_noise", [])]
-    return f"{key}-{clips_key(noise, dataset.stamps(noise))}" if noise else key
-
-
-def _up_to_date(out: Path, params: PatchParams, dataset_key: str, strict: bool,
+def _up_to_date(out: Path, params: PatchParams, key: str, strict: bool,
                 notes: list[str]) -> PatchResult | None:
     """The result of the run that already wrote ``out``, if it is this very run."""
-    from . import outputs
-    from .errors import OutputMismatchError
-    from .extract import same_run, saved_errors
-
     try:
-        meta = outputs.verify_outputs(out, metadata=PATCHES_JSON)
+        meta = verify_outputs(out, metadata=PATCHES_JSON)
     except OutputMismatchError:
         return None
-    if not same_run(meta, params, dataset_key):
+    if not same_run(meta, params.key(), key):
         return None
     clips = meta["clips"]
     return PatchResult(
@@ -271,52 +232,8 @@ def _up_to_date(out: Path, params: PatchParams, dataset_key: str, strict: bool,
                         "(--force computes them again)")])
 
 
-def _run(dataset, out: Path, params: PatchParams, executor, *, jobs, quiet, strict, batch_size,
-         clip_timeout, start, notes, stamps, dataset_key, previous) -> PatchResult:
-    from .datasets import ErrorRecord
-    from .extract import _versions
-    from .runner import run_dataset
-
-    checkpoint, n_items, n_reused = run_dataset(
-        dataset, out, params, executor, n_features=patch_width(params), kind="patches",
-        quiet=quiet, batch_size=batch_size, clip_timeout=clip_timeout, stamps=stamps)
-    clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
-    noise, noise_errors = _noise_patches(dataset, params)
-    errors = [*dataset.errors, *clip_errors, *noise_errors]
-    meta = {
-        "params": params.to_dict(),
-        "param_key": params.key(),
-        "dataset_key": dataset_key,
-        "shape": list(params.shape),
-        "root": dataset.shown_root,
-        "layout": dataset.layout,
-        "versions": _versions(),
-        "clips": {"total": n_items + len(dataset.errors), "ok": n_items - len(clip_errors),
-                  "failed": len(errors), "reused_from_checkpoint": n_reused},
-        "warnings": dataset.notes.get("warnings", []),
-        "noise_sources": dataset.notes.get("background_noise", []),
-        "wall_seconds": round(time.perf_counter() - start, 3),
-        "jobs": jobs,
-        "runner": executor.describe(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
-    n_stereo = _write(out, dataset, checkpoint, params, noise, errors, meta, previous)
-    checkpoint.remove()
-    return PatchResult(
-        out=out, params=params, n_total=meta["clips"]["total"], n_ok=meta["clips"]["ok"],
-        n_failed=len(errors), n_reused=n_reused, n_stereo=n_stereo, n_noise=len(noise),
-        errors=errors, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
-        strict=strict,
-    )
-
-
 def _noise_patches(dataset: Any, params: PatchParams) -> tuple[np.ndarray, list[Any]]:
     """Patches cut side by side from the dataset's background-noise recordings."""
-    from .audio import load_audio
-    from .compute import log_mel
-    from .datasets import ErrorRecord
-    from .params import FeatureParams
-
     patches, errors = [], []
     length = round(params.duration * params.sr)
     for rel in dataset.notes.get("background_noise", []):
@@ -336,19 +253,12 @@ def _noise_patches(dataset: Any, params: PatchParams) -> tuple[np.ndarray, list[
 def _write(out: Path, dataset: Any, checkpoint: Any, params: PatchParams, noise: np.ndarray,
            errors: list[Any], meta: dict[str, Any], previous: list[str]) -> int:
     """Write the arrays and the index into a staging folder, then move them in as a set."""
-    import pandas as pd
-
-    from . import outputs
-    from . import table as T
-
     n_mels, n_frames = params.shape
     size = n_mels * n_frames
     clips = T.typed_metadata(dataset.clips)
     rows, stereo = _row_facts(checkpoint)
     stereo &= params.stereo
-    staging = out / f"{outputs.STAGING}{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
+    with staging_folder(out) as staging:
         patches = np.lib.format.open_memmap(staging / "patches.npy", mode="w+", dtype=np.float32,
                                             shape=(rows, n_mels, n_frames))
         channels = np.lib.format.open_memmap(staging / "channels.npy", mode="w+",
@@ -357,7 +267,7 @@ def _write(out: Path, dataset: Any, checkpoint: Any, params: PatchParams, noise:
         np.save(staging / "noise.npy", noise.astype(np.float32))
         index_parts = []
         at = st = 0
-        for batch in checkpoint.iter_rows(outputs.CHUNK_ROWS):
+        for batch in checkpoint.iter_rows(CHUNK_ROWS):
             k = len(batch.indices)
             values = np.asarray(batch.features, dtype=np.float32)
             patches[at:at + k] = values[:, :size].reshape(k, n_mels, n_frames)
@@ -378,21 +288,17 @@ def _write(out: Path, dataset: Any, checkpoint: Any, params: PatchParams, noise:
         del patches, channels
         empty = T.build_table(clips.iloc[:0], T.empty_audio(), np.empty((0, 0)), [])
         empty["stereo_row"] = np.empty(0, np.int64)
-        outputs.write_tables(staging, iter(index_parts), empty, clips, ("csv", "parquet"),
-                             stem="patches")
+        T.write_tables(staging, iter(index_parts), empty, clips, ("csv", "parquet"), stem="patches")
         T.write_csv(T.errors_frame(errors), staging / "errors.csv")
-        names = list(PATCH_FILES)
-        meta = {**meta, "rows": rows, "stereo_rows": int(stereo.sum()), "noise_rows": len(noise),
-                "files": {n: {"sha256": T.file_sha256(staging / n),
-                              "bytes": (staging / n).stat().st_size} for n in names}}
-        T.write_json(meta, staging / PATCHES_JSON)
-        outputs.commit(out, staging, names, PATCHES_JSON, previous=previous)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        seal(out, staging, PATCHES_JSON,
+             {**meta, "rows": rows, "stereo_rows": int(stereo.sum()), "noise_rows": len(noise)},
+             names=list(PATCH_FILES), previous=previous)
     return int(stereo.sum())
 
 
 PATCHES_JSON = "patches.json"
+#: Patches a batch of the index is written in (rows per Parquet row group).
+CHUNK_ROWS = 10_000
 #: The files of a patch output set besides patches.json, in the order they are moved in.
 PATCH_FILES = ("patches.npy", "channels.npy", "noise.npy", "patches.csv", "patches.parquet",
                "errors.csv")
@@ -423,14 +329,10 @@ def patch_files(paths: Iterable[str | os.PathLike], params: PatchParams, *,
         The files the patches belong to, in input order.
     errors : list of ErrorRecord
     """
-    from .datasets import ErrorRecord
-    from .extract import _resolve_jobs
-    from .runner import run_files
-
     plain = dataclasses.replace(params, stereo=False)
     shown = [str(p) for p in paths]
     n_mels, n_frames = plain.shape
-    parts, failed = run_files(shown, plain, n_features=patch_width(plain), jobs=_resolve_jobs(jobs))
+    parts, failed = run_files(shown, PatchAnalyser(plain), jobs=RunOptions(jobs=jobs or 0).workers)
     errors = [ErrorRecord(*fields) for fields in failed]
     if not parts:
         return np.empty((0, n_mels, n_frames), np.float32), [], errors
@@ -449,10 +351,6 @@ def read_patches(folder: str | os.PathLike) -> dict[str, Any]:
         (DataFrame), ``patches``, ``channels``, ``noise`` (read-only
         memory maps).
     """
-    import pandas as pd
-
-    from .outputs import verify_outputs
-
     folder = Path(folder)
     meta = verify_outputs(folder, metadata=PATCHES_JSON)
     return {

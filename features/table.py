@@ -14,21 +14,20 @@ leading ``'``; numbers are never touched and Parquet keeps the raw text.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
-import hashlib
-import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path, write_text
 from .errors import UsageError
-from .layouts import LAYOUTS
+from .io.atomic import atomic_path
+from .io.layouts import LAYOUTS
 from .params import FeatureParams, Preset
 
 IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
@@ -61,7 +60,7 @@ def build_table(
     Parameters
     ----------
     clips : pd.DataFrame [shape=(n, 4 + n_metadata)]
-        Rows of :attr:`features.datasets.Dataset.clips` for the clips that
+        Rows of :attr:`features.io.datasets.Dataset.clips` for the clips that
         succeeded, in dataset order (``path, label, fold, group, ...``).
     audio : pd.DataFrame [shape=(n, 3)]
         ``duration_s, orig_sample_rate, orig_channels`` of the same clips.
@@ -566,15 +565,6 @@ def read_csv(path: str | os.PathLike, text_columns: Sequence[str] | None = None,
     return restore_formulas(pd.read_csv(path, **kwargs), text_columns)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks (provenance of tables and models)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as UTF-8 CSV atomically, neutralising formula-like text.
 
@@ -609,9 +599,60 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON atomically."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_tables(folder: Path, chunks: Iterator[pd.DataFrame], empty: pd.DataFrame,
+                 clips: pd.DataFrame, formats: Sequence[str], *, stem: str = "features") -> int:
+    """Stream a table, chunk by chunk, into ``<stem>.csv`` and/or ``<stem>.parquet``.
+
+    Returns the number of rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow_schema = _arrow_schema(empty)
+    quoting = csv.QUOTE_NONNUMERIC if has_carriage_return(clips) else csv.QUOTE_MINIMAL
+    n = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if "parquet" in formats:
+            writer = stack.enter_context(pq.ParquetWriter(folder / f"{stem}.parquet", arrow_schema))
+        text = None
+        if "csv" in formats:
+            text = stack.enter_context(open(folder / f"{stem}.csv", "w", encoding="utf-8",
+                                            newline=""))
+        first = True
+        for part in _frames(chunks, empty):
+            if writer is not None:
+                writer.write_table(pa.Table.from_pandas(part, schema=arrow_schema,
+                                                        preserve_index=False))
+            if text is not None and (len(part) or first):
+                neutralise_formulas(part).to_csv(text, index=False, header=first,
+                                                   lineterminator="\n", quoting=quoting)
+                first = False
+            n += len(part)
+        if text is not None:
+            text.flush()
+            os.fsync(text.fileno())
+    return n
+
+
+def _frames(chunks: Iterator[pd.DataFrame], empty: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    yielded = False
+    for part in chunks:
+        yield part.astype(empty.dtypes.to_dict())
+        yielded = True
+    if not yielded:
+        yield empty
+
+
+def _arrow_schema(empty: pd.DataFrame):
+    """Arrow schema of the table; text columns are strings even with no rows to show it."""
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(empty, preserve_index=False)
+    for i, field in enumerate(schema):
+        if pa.types.is_null(field.type):
+            schema = schema.set(i, field.with_type(pa.string()))
+    return schema
 
 
 def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from features.compute import feature_columns
+from features.io.atomic import write_json
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_json, write_table
+from features.table import build_schema, write_csv, write_table
 
 PARAMS = FeatureParams(preset="gtzan")
 FEATURES = feature_columns(PARAMS)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from features import audio
-from features.audio import AUDIO_EXTENSIONS, AudioInfo, is_audio_path, load_audio
 from features.errors import AudioReadError, BadAudioError
+from features.io import audio
+from features.io.audio import AUDIO_EXTENSIONS, AudioInfo, is_audio_path, load_audio
 from features.params import FeatureParams
 
 # (file name, sample rate, channels, soundfile subtype, container format)

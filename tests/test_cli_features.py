@@ -14,11 +14,11 @@ import termios
 import time
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 
-from features.naming import output_name
-from features.work import FAULTS_ENV
+from features.io.naming import output_name
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -31,15 +31,14 @@ def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def _start(*args: str, clip_delay: float = 0.0) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if clip_delay:  # every clip takes at least this long (the test-only fault hook)
-        env[FAULTS_ENV] = json.dumps({"delay": clip_delay})
+    # Every clip takes at least clip_delay (the tests' own faulty analyser, tests/faults.py).
+    env = faults.environment(delay=clip_delay)
     # A shell without job control starts background jobs with SIGINT ignored, and a
     # child inherits that (Python then installs no KeyboardInterrupt handler):
     # give the run Ctrl-C's usual meaning, as a terminal does.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "features", *args], cwd=REPO, env=env,
+        proc = subprocess.Popen(faults.command(*args), cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     finally:

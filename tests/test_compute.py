@@ -162,8 +162,9 @@ def test_parity_long_clip():
                                                                    duration=30.0)],
                          ids=["default", "gtzan_offset_duration"])
 def test_long_file_analysed_in_blocks_matches_librosa(tmp_path, monkeypatch, params):
-    from features import audio
-    from features.work import Item, run_batch
+    from features.analysers import FeatureAnalyser
+    from features.engine.work import Item, run_batch
+    from features.io import audio
 
     # 40 s of 48 kHz stereo: analysed in ~30 blocks once the threshold is lowered.
     monkeypatch.setattr(audio, "BLOCKWISE_ABOVE_SAMPLES", 1 << 20)
@@ -181,7 +182,7 @@ def test_long_file_analysed_in_blocks_matches_librosa(tmp_path, monkeypatch, par
     got = FeatureComputer(params).compute_blocks(clip.blocks)
     assert_matches_librosa(whole, params, got)
     np.testing.assert_allclose(got, FeatureComputer(params).compute(whole), rtol=1e-5, atol=1e-7)
-    batch = run_batch(params, [Item(0, str(path), "long.flac")])
+    batch = run_batch(FeatureAnalyser(params), [Item(0, str(path), "long.flac")])
     np.testing.assert_array_equal(batch.features[0], got)
 
 

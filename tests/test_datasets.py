@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.datasets import LAYOUTS, Dataset, ErrorRecord, discover
 from features.errors import AudioReadError, DatasetLayoutError, UsageError
+from features.io.datasets import LAYOUTS, Dataset, ErrorRecord, discover
 
 US8K_HEADER = "slice_file_name,fsID,start,end,salience,fold,classID,class"
 US8K_EXTRAS = ["slice_file_name", "fsID", "start", "end", "salience", "classID"]

@@ -24,7 +24,7 @@ def demo(demo_root) -> Path:
 
 def _features_table(root: Path, out: Path) -> Path:
     """A tiny default-preset-shaped table for the demo clips (values made up, classes apart)."""
-    from features.datasets import discover
+    from features.io.datasets import discover
 
     clips = discover(root).clips
     rng = np.random.default_rng(0)
@@ -47,11 +47,11 @@ def _features_table(root: Path, out: Path) -> Path:
 
 
 def test_eda_without_features_table_samples_headers_and_loads_only_examples(demo, tmp_path, monkeypatch):
-    import features.audio
+    import features.io.audio
 
     loads, infos = [], []
-    real_load, real_info = features.audio.load_audio, sf.info
-    monkeypatch.setattr(features.audio, "load_audio", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    real_load, real_info = features.io.audio.load_audio, sf.info
+    monkeypatch.setattr(features.io.audio, "load_audio", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
     monkeypatch.setattr(sf, "info", lambda *a, **k: infos.append(a[0]) or real_info(*a, **k))
 
     index = eda.build_eda(demo, features=tmp_path / "no-such-dir", out=tmp_path / "eda", examples=1,
@@ -127,11 +127,11 @@ def test_eda_command_line_defaults_and_validation(tmp_path):
 
 
 def test_eda_with_a_gtzan_style_table_uses_its_columns(tmp_path, monkeypatch):
-    from classify import plots
+    from classify.pages import figures
 
     drawn = []
-    real = plots.feature_distributions_figure
-    monkeypatch.setattr(plots, "feature_distributions_figure",
+    real = figures.feature_distributions_figure
+    monkeypatch.setattr(figures, "feature_distributions_figure",
                         lambda table, *, features, **kw: drawn.extend(c for c, _ in features) or real(
                             table, features=features, **kw))
     root = tmp_path / "genres"

@@ -8,19 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faults
 import numpy as np
 import pandas as pd
 import pytest
 
 from features import extract as X
-from features import outputs
-from features.checkpoint import Checkpoint
+from features import table as T
 from features.compute import feature_columns
-from features.datasets import discover
+from features.engine import outputs
+from features.engine.checkpoint import Checkpoint
+from features.engine.runner import Driver
 from features.errors import ExtractionInterrupted, UsageError
+from features.io.datasets import discover
 from features.params import FeatureParams
-from features.runner import Driver
-from features.work import FAULTS_ENV
 
 GTZAN_HEADER = (
     "filename,chroma_stft,rmse,spectral_centroid,spectral_bandwidth,rolloff,"
@@ -261,7 +262,7 @@ def test_strict_sets_exit_code_but_still_writes(tmp_path, write_wav):
 
 def test_unexpected_exception_in_one_clip_is_recorded(tmp_path, write_wav, monkeypatch):
     root = _folders(tmp_path / "f", write_wav)
-    monkeypatch.setenv(FAULTS_ENV, json.dumps({"raise": ["cat1.wav"]}))
+    faults.install({"raise": ["cat1.wav"]}, monkeypatch.setattr)
     res = X.extract_dataset(root, tmp_path / "out", **FAST)
     assert res.n_ok == 3
     [err] = _csv(res.errors_csv)
@@ -389,7 +390,7 @@ def test_failed_final_write_keeps_old_outputs_and_checkpoint(tmp_path, write_wav
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs, "write_tables", fail)
+    monkeypatch.setattr(T, "write_tables", fail)
     with pytest.raises(OSError, match="disk full"):
         X.extract_dataset(root, out, FeatureParams(sr=16000), **FAST)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old
@@ -432,7 +433,8 @@ def test_features_stage_never_imports_tensorflow(tmp_path, write_wav):
         "light = not {'pandas', 'librosa', 'numpy'} & set(sys.modules)\n"
         "from features.extract import extract_dataset\n"
         f"extract_dataset({str(root)!r}, {str(tmp_path / 'out')!r}, jobs=1, quiet=True)\n"
-        "from features import cli, compute, audio, datasets, demo, table\n"
+        "from features import analysers, cli, compute, demo, engine, io, table\n"
+        "from features.io import audio, datasets\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print(light, bad)\n"
     )
@@ -447,8 +449,8 @@ def test_features_stage_never_imports_tensorflow(tmp_path, write_wav):
 
 
 def test_segment_rows_one_per_window_with_the_clip_as_group(tmp_path, write_wav):
-    from features.audio import load_audio
     from features.compute import FeatureComputer
+    from features.io.audio import load_audio
 
     root = tmp_path / "f"
     write_wav(root / "a" / "long.wav", _tone(1, seconds=2.5), 8000)
@@ -484,7 +486,7 @@ def test_segment_rows_one_per_window_with_the_clip_as_group(tmp_path, write_wav)
 
 def test_segment_keeps_the_dataset_group_and_is_the_same_on_every_path(demo_root, tmp_path,
                                                                         monkeypatch):
-    from features import audio
+    from features.io import audio
 
     params = FeatureParams(segment=1.5, segment_last="pad")
     res = X.extract_dataset(demo_root, tmp_path / "one", params, **FAST)
@@ -493,12 +495,13 @@ def test_segment_keeps_the_dataset_group_and_is_the_same_on_every_path(demo_root
     assert table.groupby("path")["group"].nunique().max() == 1
     # Long clips are cut from blocks: the same windows and numbers (run here, in this
     # process, where the lowered threshold applies).
-    from features.work import Item, run_batch
+    from features.analysers import FeatureAnalyser
+    from features.engine.work import Item, run_batch
 
     monkeypatch.setattr(audio, "BLOCKWISE_ABOVE_SAMPLES", 1000)
     monkeypatch.setattr(audio, "BLOCK_FRAMES", 777)
     clip = table["path"].iloc[0]
-    batch = run_batch(params, [Item(0, str(demo_root / clip), clip)])
+    batch = run_batch(FeatureAnalyser(params), [Item(0, str(demo_root / clip), clip)])
     mine = table[table["path"] == clip]
     assert batch.segment.tolist() == mine["segment"].tolist()
     np.testing.assert_array_equal(batch.segment_end_s, mine["segment_end_s"].to_numpy())

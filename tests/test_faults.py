@@ -21,19 +21,20 @@ import threading
 import time
 from pathlib import Path
 
+import faults
 import numpy as np
 import pandas as pd
 import psutil
 import pytest
 
 from features import extract as X
-from features import outputs
-from features.checkpoint import Checkpoint
-from features.work import FAULTS_ENV
+from features.engine import outputs
+from features.engine.checkpoint import Checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+# The workers of every run (and `dask worker`) can import the tests' faulty analyser.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
 
 
 def _tone(i: int, seconds: float = 0.5, sr: int = 16000) -> np.ndarray:
@@ -52,19 +53,23 @@ def dataset(tmp_path, write_wav) -> Path:
 
 
 def _extract(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "features", "extract", *args],
+    env = env or ENV
+    command = (faults.command("extract", *args) if faults.FAULTS_ENV in env
+               else [sys.executable, "-m", "features", "extract", *args])
+    return subprocess.run(command,
                           cwd=REPO, env=env or ENV, capture_output=True, text=True,
                           timeout=TIMEOUT, check=False, **kwargs)
 
 
 def _start(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "features", "extract", *args], cwd=REPO,
+    return subprocess.Popen(faults.command("extract", *args), cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
-def _faults(**faults) -> dict:
-    return {**ENV, FAULTS_ENV: json.dumps(faults)}
+def _faults(**given) -> dict:
+    """The environment of ``python tests/faults.py``, which runs the command with these faults."""
+    return faults.environment(**given)
 
 
 @pytest.fixture
@@ -131,7 +136,7 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path, dataset, reference, backe
                          ids=["local", "dask"])
 def test_clip_that_crashes_its_worker_is_one_error_row(tmp_path, dataset, monkeypatch, capfd,
                                                         backend):
-    monkeypatch.setenv(FAULTS_ENV, json.dumps({"crash": ["b07.wav"]}))
+    faults.install({"crash": ["b07.wav"]}, monkeypatch.setattr)
     monkeypatch.setattr(Checkpoint, "remove", lambda self: None)  # to resume from it below
     res = X.extract_dataset(dataset, tmp_path / "out", quiet=True, batch_size=4, **backend)
     assert res.n_ok == 23 and res.exit_code == 0
@@ -150,7 +155,7 @@ def test_clip_that_crashes_its_worker_is_one_error_row(tmp_path, dataset, monkey
 
 
 def test_worker_killed_by_the_oom_killer_on_one_clip(tmp_path, dataset, monkeypatch):
-    monkeypatch.setenv(FAULTS_ENV, json.dumps({"kill": ["a04.wav"]}))
+    faults.install({"kill": ["a04.wav"]}, monkeypatch.setattr)
     res = X.extract_dataset(dataset, tmp_path / "out", quiet=True, jobs=2, batch_size=6)
     [err] = pd.read_csv(res.errors_csv).to_dict("records")
     assert err["path"] == "a/a04.wav" and "SIGKILL" in err["message"]
@@ -164,7 +169,7 @@ def test_worker_killed_by_the_oom_killer_on_one_clip(tmp_path, dataset, monkeypa
                          ids=["local", "dask"])
 def test_clip_that_stalls_is_a_timeout_row_in_bounded_time(tmp_path, dataset, monkeypatch,
                                                            backend):
-    monkeypatch.setenv(FAULTS_ENV, json.dumps({"stall": ["a10.wav"]}))
+    faults.install({"stall": ["a10.wav"]}, monkeypatch.setattr)
     start = time.monotonic()
     res = X.extract_dataset(dataset, tmp_path / "out", quiet=True, batch_size=4,
                             clip_timeout=1.0, **backend)
@@ -416,8 +421,8 @@ def test_patches_of_a_dataset_on_s3_take_their_length_from_its_headers(tmp_path,
 
 
 def test_no_readable_header_says_why_and_how_to_give_a_duration(tmp_path):
-    from features.datasets import discover
     from features.errors import UsageError
+    from features.io.datasets import discover
     from features.patches import default_duration
 
     root = tmp_path / "ds"

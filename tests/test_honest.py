@@ -21,12 +21,14 @@ import pandas as pd
 import pytest
 import synth
 
-from classify import keras_base, training
+from classify import final, keras_base, options, validation
 from classify.bundle import load_bundle
 from classify.mlp import KerasMLPClassifier
+from classify.options import TrainOptions
 from classify.predict import predict_files
+from classify.rundir import NESTED
 from classify.tables import load_table
-from classify.training import NESTED, TrainOptions, train
+from classify.training import train
 from features import extract as X
 from features.table import write_csv, write_table
 
@@ -90,13 +92,13 @@ def test_holdout_selects_on_validation_never_on_test(tmp_path):
 
 def test_nested_selection_chooses_inside_each_training_part(tmp_path, monkeypatch):
     seen = []
-    real = training.fit_split
+    real = validation.fit_split
 
     def spy(template, X, y, classes, task, **kwargs):
         seen.append((task.name, np.asarray(task.train), np.asarray(task.test)))
         return real(template, X, y, classes, task, **kwargs)
 
-    monkeypatch.setattr(training, "fit_split", spy)
+    monkeypatch.setattr(validation, "fit_split", spy)
     table = synth.write(synth.clips_frame(), tmp_path / "features")
     options = TrainOptions(models="logreg,knn", select="nested", jobs=1, quiet=True,
                            importance=False)
@@ -202,21 +204,21 @@ def test_restarts_are_recorded_and_a_final_fit_at_chance_is_never_saved(tmp_path
                                                                          capsys):
     from classify import cli
 
-    real = training.make_pipeline
+    real = options.make_pipeline
 
     def diverging_mlp(name, **kwargs):
         pipe = real(name, **kwargs)
         return pipe.set_params(mlp__learning_rate=1e30) if name == "mlp" else pipe
 
-    monkeypatch.setattr(training, "make_pipeline", diverging_mlp)
-    fit_pipeline = training.fit_pipeline
+    monkeypatch.setattr(options, "make_pipeline", diverging_mlp)
+    fit_pipeline = final.fit_pipeline
 
     def final_at_chance(pipe, X_, y, fit_params, *, where, validation=None):
         if where.startswith("all rows") and pipe.steps[-1][0] == "mlp":
             monkeypatch.setattr(keras_base, "at_chance", lambda score, n: True)
         return fit_pipeline(pipe, X_, y, fit_params, where=where, validation=validation)
 
-    monkeypatch.setattr(training, "fit_pipeline", final_at_chance)
+    monkeypatch.setattr(final, "fit_pipeline", final_at_chance)
     table = synth.write(synth.clips_frame(), tmp_path / "features")
     assert cli.main(["train", str(table), "--models", "mlp,knn", "--final", "mlp", "--epochs", "10",
                      "--jobs", "1", "--quiet", "--no-importance"]) == 0

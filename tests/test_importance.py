@@ -118,7 +118,8 @@ def signal_and_noise_table(folder, n: int = 120, seed: int = 0):
 def test_importance_is_large_for_the_family_that_carries_the_label_and_about_zero_for_noise(tmp_path):
     import synth
 
-    from classify.training import TrainOptions, train
+    from classify.options import TrainOptions
+    from classify.training import train
 
     table = signal_and_noise_table(tmp_path / "features")
     result = train(table, tmp_path / "run", TrainOptions(models="logreg,knn", jobs=1, quiet=True),

@@ -21,9 +21,9 @@ import pytest
 from classify import cli as classify_cli
 from classify.pages import build_eda
 from features import extract as X
-from features import outputs
-from features.datasets import discover
-from features.ownership import OutputFolderError, remove_output_sets
+from features.engine import outputs
+from features.io.datasets import discover
+from features.io.ownership import OutputFolderError, remove_output_sets
 from features.patches import extract_patches
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from classify import plots
-from features.spectrogram import Spectrogram
+from classify.pages import figures
+from classify.pages.spectrogram import Spectrogram
 
 CLASSES = ["air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
            "engine_idling", "gun_shot", "jackhammer", "siren", "street_music"]
@@ -102,7 +103,7 @@ def test_per_class_scores_figure_grouped_bars_with_class_names():
 
 def test_class_counts_figure_marks_under_represented_classes():
     counts = pd.Series([100, 100, 40, 90], index=["dog_bark", "siren", "gun_shot", "drilling"])
-    fig = plots.class_counts_figure(counts, title="Clips per class")
+    fig = figures.class_counts_figure(counts, title="Clips per class")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "Clips" and ax.get_title() == "Clips per class"
     assert _tick_texts(ax.get_yticklabels()) == ["dog_bark", "siren", "drilling", "gun_shot"]
@@ -114,7 +115,7 @@ def test_class_counts_figure_marks_under_represented_classes():
 def test_duration_histograms_one_panel_per_class():
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"label": rng.choice(CLASSES[:7], 200), "duration_s": rng.uniform(0.5, 4, 200)})
-    fig = plots.duration_histograms_figure(df, title="Durations", classes=CLASSES[:7])
+    fig = figures.duration_histograms_figure(df, title="Durations", classes=CLASSES[:7])
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 7
     assert [ax.get_title().split(" (")[0] for ax in visible] == CLASSES[:7]
@@ -130,7 +131,7 @@ def _examples(kind: str, n_classes: int = 3, n_examples: int = 2):
         for k in range(n_examples):
             y = np.sin(np.linspace(0, 200 * (k + 1), sr)).astype(np.float32) * 0.5
             if kind == "wave":
-                cells.append(plots.Waveform(y, sr, f"{c}_{k}.wav"))
+                cells.append(figures.Waveform(y, sr, f"{c}_{k}.wav"))
             else:
                 cells.append(Spectrogram(np.linspace(-80, 0, 64 * 20).reshape(64, 20), 1.0,
                                                32.0 if kind == "log" else 0.0, sr / 2, kind, f"{c}_{k}.wav"))
@@ -139,7 +140,7 @@ def _examples(kind: str, n_classes: int = 3, n_examples: int = 2):
 
 
 def test_waveform_grid_rows_are_classes_with_time_axis():
-    fig = plots.waveform_grid_figure(_examples("wave"), title="Waveforms")
+    fig = figures.waveform_grid_figure(_examples("wave"), title="Waveforms")
     axes = fig.axes
     assert len(axes) == 6
     assert [ax.get_title().split("\n")[0] for ax in axes] == [c for c in CLASSES[:3] for _ in range(2)]
@@ -148,7 +149,7 @@ def test_waveform_grid_rows_are_classes_with_time_axis():
 
 @pytest.mark.parametrize("scale", ["log", "mel"])
 def test_spectrogram_grid_has_hz_ticks_and_db_colour_bar(scale):
-    fig = plots.spectrogram_grid_figure(_examples(scale), title="Spectrograms")
+    fig = figures.spectrogram_grid_figure(_examples(scale), title="Spectrograms")
     *cells, bar = fig.axes
     assert len(cells) == 6
     assert cells[0].get_ylabel() == "Frequency (Hz)" and cells[-1].get_xlabel() == "Time (s)"
@@ -167,7 +168,7 @@ def test_feature_distributions_panels_and_class_ticks():
     rng = np.random.default_rng(2)
     df = pd.DataFrame({"label": rng.choice(CLASSES[:4], 80), "spectral_centroid_mean": rng.uniform(500, 4000, 80),
                        "zcr_mean": rng.uniform(0, 0.3, 80)})
-    fig = plots.feature_distributions_figure(
+    fig = figures.feature_distributions_figure(
         df, features=[("spectral_centroid_mean", "Spectral centroid (Hz)"), ("zcr_mean", "ZCR (per sample)")],
         title="Distributions", classes=CLASSES[:4])
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -178,18 +179,18 @@ def test_feature_distributions_panels_and_class_ticks():
 
 def test_feature_distributions_names_missing_column():
     with pytest.raises(ValueError, match="rms_mean"):
-        plots.feature_distributions_figure(pd.DataFrame({"label": ["a"]}), features=[("rms_mean", "RMS")], title="x")
+        figures.feature_distributions_figure(pd.DataFrame({"label": ["a"]}), features=[("rms_mean", "RMS")], title="x")
 
 
 def test_pca_figure_legend_and_explained_variance_labels():
     rng = np.random.default_rng(3)
     labels = rng.choice(CLASSES, 100)
-    fig = plots.pca_figure(rng.normal(size=(100, 2)), labels, explained=[0.314, 0.12], title="PCA")
+    fig = figures.pca_figure(rng.normal(size=(100, 2)), labels, explained=[0.314, 0.12], title="PCA")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "PC 1 (31.4% of variance)" and ax.get_ylabel() == "PC 2 (12.0% of variance)"
     assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == sorted(CLASSES)
     with pytest.raises(ValueError, match="one label per point"):
-        plots.pca_figure(np.zeros((3, 2)), ["a"], explained=[0.5, 0.2], title="x")
+        figures.pca_figure(np.zeros((3, 2)), ["a"], explained=[0.5, 0.2], title="x")
 
 
 def test_class_palette_is_colour_blind_safe_and_stable():

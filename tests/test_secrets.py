@@ -132,7 +132,7 @@ def test_a_failing_url_is_reported_without_its_secret(tmp_path, server):
 
 
 def test_the_lock_records_the_command_without_its_secret(tmp_path):
-    from features.outputs import OutputLock
+    from features.engine.outputs import OutputLock
 
     argv = sys.argv
     try:

@@ -19,9 +19,10 @@ from classify.evaluation import (
     SEGMENT_LEADERBOARD_COLUMNS,
     split_scores,
 )
+from classify.options import TrainOptions
 from classify.predict import predict_files, predict_segments
 from classify.splits import LEAKY_NOTE
-from classify.training import TrainOptions, train
+from classify.training import train
 from features.extract import extract_files
 from features.params import FeatureParams
 

@@ -1,4 +1,4 @@
-"""classify.splits: every protocol keeps what must stay apart apart, and fails clearly."""
+"""classify.splits and classify.inner: every protocol keeps what must stay apart apart, and fails clearly."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,14 +6,8 @@ import pandas as pd
 import pytest
 
 from classify.errors import SplitError, UsageError
-from classify.splits import (
-    LEAKY_NOTE,
-    build_protocol,
-    calibration_folds,
-    choose_protocol,
-    inner_splits,
-    validation_split,
-)
+from classify.inner import calibration_folds, inner_splits, validation_split
+from classify.splits import LEAKY_NOTE, build_protocol, choose_protocol
 from classify.tables import load_table
 
 
@@ -372,25 +366,61 @@ def test_auto_on_a_segment_table_without_folds_groups_by_clip():
 # -------------------------------------------------------------- inner splits
 
 
-def test_inner_splits_follow_the_outer_protocols_rules():
+def test_inner_splits_keep_whole_what_they_are_given():
     y, folds, groups = dataset(n_groups=60)
     folds, rows = folds.to_numpy(dtype=object), np.arange(len(y))
-    by_fold = inner_splits("folds", y, folds=folds, groups=groups)
+    by_fold = inner_splits(y, folds=folds, groups=groups)
     assert len(by_fold) == 2
     for train, test in by_fold:
         assert not set(folds[train]) & set(folds[test])  # whole predefined folds
-    for train, test in inner_splits("group", y, groups=groups, n_splits=3):
+    for train, test in inner_splits(y, groups=groups, n_splits=3):
         assert not set(groups[train]) & set(groups[test])
-    for name in ("stratified", "random"):
-        for train, test in inner_splits(name, y, groups=None if name == "random" else groups):
-            assert sorted(np.r_[train, test]) == list(rows)
+    for train, test in inner_splits(y):
+        assert sorted(np.r_[train, test]) == list(rows)
     validation = np.zeros(len(y), bool)
     validation[::5] = True
-    (train, test), = inner_splits("holdout", y, validation=validation)
+    (train, test), = inner_splits(y, validation=validation)
     assert list(test) == list(np.flatnonzero(validation)) and list(train) == list(np.flatnonzero(~validation))
     # One remaining fold: whole groups instead.
     one = np.ones(len(y), dtype=object)
-    for train, test in inner_splits("folds", y, folds=one, groups=groups):
+    for train, test in inner_splits(y, folds=one, groups=groups):
         assert not set(groups[train]) & set(groups[test])
     with pytest.raises(SplitError, match="needs at least two groups"):
-        inner_splits("group", y, groups=np.full(len(y), "g"))
+        inner_splits(y, groups=np.full(len(y), "g"))
+
+
+@pytest.mark.parametrize("cv", ["folds", "group", "stratified", "random"])
+def test_a_protocol_splits_each_training_part_by_its_own_rules(cv):
+    y, folds, groups = dataset(n_groups=60)
+    groups = groups.astype(object)
+    if cv != "group":                                    # (which refuses them)
+        groups[::7] = ""                                 # rows without a recording
+    protocol = build_protocol(cv, y, folds=folds, groups=groups, k=3)
+    for split in protocol.splits:
+        rows, inner = protocol.search_splits(split.train, seed=1)
+        assert list(rows) == list(split.train)           # never a test row
+        for train, test in inner:
+            a, b = rows[train], rows[test]
+            if cv == "folds":                            # whole predefined folds
+                assert not set(folds.to_numpy()[a]) & set(folds.to_numpy()[b])
+            if cv in ("folds", "group"):                 # whole recordings (a blank row is its own)
+                named = groups != ""
+                assert not set(groups[a][named[a]]) & set(groups[b][named[b]])
+    assert protocol.recordings is not None and len(set(protocol.recordings)) == len(
+        set(groups) - {""}) + int((groups == "").sum())
+    assert not protocol.has_validation and protocol.validation is None
+
+
+def test_a_holdout_protocol_chooses_on_its_validation_part():
+    y, _, groups = dataset(n_groups=30)
+    parts = np.array(["train", "validation", "test"], dtype=object)[np.arange(len(y)) % 3]
+    protocol = build_protocol("holdout", y, parts=parts, groups=groups)
+    assert protocol.has_validation and "validation accuracy" in protocol.selection_rule
+    split = protocol.splits[0]
+    rows, ((train, test),) = protocol.search_splits(split.train, split.validation)
+    assert set(rows[train]) == set(split.train) and set(rows[test]) == set(split.validation)
+    final_train, final_validation = protocol.final_rows(len(y))
+    assert set(final_train) == set(split.train) | set(split.test)
+    assert list(final_validation) == list(split.validation)
+    no_validation = build_protocol("holdout", y, parts=np.where(parts == "validation", "train", parts))
+    assert not no_validation.has_validation and "no validation rows" in no_validation.selection_rule

@@ -10,8 +10,9 @@ import pytest
 
 from features import table as T
 from features.compute import feature_columns
-from features.datasets import ErrorRecord
 from features.errors import UsageError
+from features.io.atomic import write_json
+from features.io.datasets import ErrorRecord
 from features.params import FeatureParams
 
 GTZAN_HEADER = (
@@ -191,7 +192,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, fmt):
 
 
 def test_written_files_get_normal_permissions(tmp_path):
-    path = T.write_json({"a": 1}, tmp_path / "x.json")
+    path = write_json({"a": 1}, tmp_path / "x.json")
     assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
 
 

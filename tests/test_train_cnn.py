@@ -14,15 +14,17 @@ import pytest
 import soundfile as sf
 
 import classify.cnn as cnn_module
-from classify import cli, training
+from classify import cli, final, validation
 from classify.bundle import BUNDLE_JSON, KIND_KERAS_CNN, load_bundle
 from classify.cnn import CNN_FILE, CNN_JSON
 from classify.errors import TableError, UsageError
-from classify.training import TrainOptions, train
+from classify.options import TrainOptions
+from classify.training import train
 from features.extract import extract_dataset
+from features.io.atomic import write_json
 from features.params import FeatureParams, PatchParams
 from features.patches import extract_patches, read_patches
-from features.table import write_json, write_table
+from features.table import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 8000
@@ -243,13 +245,13 @@ def test_no_augmented_version_of_a_validation_or_test_clip_is_ever_trained_on(da
             fits.append([call])
     assert len(fits) == len(parts)
     assert all(len(fit) >= 2 for fit in fits), "a fresh draw for every epoch, not one copy per fit"
-    for call, (name, train_part, test, validation) in ((call, part) for fit, part in zip(fits, parts)
+    for call, (name, train_part, test, val_part) in ((call, part) for fit, part in zip(fits, parts)
                                                        for call in fit):
         given = [known[x.tobytes()] for x in call["X"]]       # every row fitted on is a known clip
         assert set(given) == train_part, name                   # ... of this split's training part
         augmented = {given[i] for i in call["source"]}
         assert augmented and augmented <= train_part, name
-        assert not augmented & (test | validation), name
+        assert not augmented & (test | val_part), name
         if cv == "folds":                                       # the CNN's own early-stopping part
             held = np.setdiff1d(np.arange(len(given)), call["train"])
             assert len(held), name
@@ -270,15 +272,15 @@ def test_fit_split_starts_tensorflow_single_threaded_for_the_cnn_and_reads_its_r
     np.testing.assert_array_equal(patches[[5, 2]], read_patches(dataset["patches"])["patches"][
         patches.rows[[5, 2]]])
     seen = []
-    real = training.import_keras
+    real = validation.import_keras
 
     def spy(threads=None):
         seen.append(threads)
         return real(threads=threads)
 
-    monkeypatch.setattr(training, "import_keras", spy)
-    task = training.SplitTask("fold1", train=np.arange(80), test=np.arange(80, table.n_rows))
-    outcome = training.fit_split(make_pipeline("cnn", cnn_epochs=1), patches, table.y, table.classes, task)
+    monkeypatch.setattr(validation, "import_keras", spy)
+    task = validation.SplitTask("fold1", train=np.arange(80), test=np.arange(80, table.n_rows))
+    outcome = validation.fit_split(make_pipeline("cnn", cnn_epochs=1), patches, table.y, table.classes, task)
     assert seen == [1]
     assert outcome.proba.shape == (table.n_rows - 80, 3) and outcome.permuted is None
 
@@ -307,18 +309,18 @@ def cnn_bundle(dataset, tmp_path_factory):
     """A run whose final model is the CNN; the refitted estimator as `train` saved it."""
     base = tmp_path_factory.mktemp("bundle")
     saved = {}
-    real = training.save_bundle
+    real = final.save_bundle
 
     def keep(directory, **kwargs):
         saved.update(kwargs)
         return real(directory, **kwargs)
 
-    training.save_bundle = keep
+    final.save_bundle = keep
     try:
         train(dataset["table"], base / "run", TrainOptions(models="cnn", jobs=1, final="cnn", **FAST),
               patches=dataset["patches"], log=_quiet, warn=_quiet)
     finally:
-        training.save_bundle = real
+        final.save_bundle = real
     return {"dir": base / "run" / "model", "estimator": saved["estimator"]}
 
 

@@ -16,14 +16,16 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from classify import cli, training
+from classify import cli, final
 from classify.evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
 from classify.models import MODEL_NAMES
+from classify.options import TrainOptions
 from classify.splits import LEAKY_NOTE
-from classify.training import TrainOptions, train
+from classify.training import train
 from features.compute import feature_columns
+from features.io.atomic import write_json
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_json, write_table
+from features.table import build_schema, write_csv, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 # The GTZAN preset's 26 columns: real feature names, so the bundle can be saved.
@@ -302,7 +304,7 @@ def test_final_option_and_a_fake_bundle_receive_the_fitted_mlp_pipeline(tmp_path
         calls.append((Path(directory), kwargs))
         return directory
 
-    monkeypatch.setattr(training, "save_bundle", save_bundle)
+    monkeypatch.setattr(final, "save_bundle", save_bundle)
     table = make_table(tmp_path / "features")
     options = TrainOptions(models="knn,mlp", final="mlp", epochs=4, class_weight="balanced",
                            jobs=1, quiet=True)
@@ -380,7 +382,7 @@ def test_command_line_end_to_end_without_tensorflow_noise(tmp_path):
 
 def test_svm_calibration_adapts_to_a_class_with_two_training_rows():
     from classify.models import make_pipeline
-    from classify.training import fit_pipeline
+    from classify.validation import fit_pipeline
 
     rng = np.random.default_rng(0)
     y = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 2, dtype=object)

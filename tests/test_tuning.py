@@ -9,11 +9,12 @@ import pytest
 import synth
 from sklearn.model_selection import ParameterGrid
 
-from classify import cli, training, tuning
+from classify import cli, final, tuning, validation
 from classify.bundle import load_bundle
 from classify.evaluation import FOLDS_COLUMNS
 from classify.models import MODEL_NAMES, make_pipeline
-from classify.training import TrainOptions, train
+from classify.options import TrainOptions
+from classify.training import train
 
 
 @pytest.fixture
@@ -89,13 +90,14 @@ def test_chosen_parameters_are_recorded_per_split_and_for_the_final_model(tmp_pa
 
 def test_holdout_fits_on_train_chooses_on_validation_and_scores_on_test(tmp_path, searches, monkeypatch):
     fits = []
-    real = training.fit_pipeline
+    real = validation.fit_pipeline
 
     def spy(pipe, X, y, fit_params, *, where, validation=None):
         fits.append((np.array(X, copy=True), None if validation is None else np.array(validation[0])))
         return real(pipe, X, y, fit_params, where=where, validation=validation)
 
-    monkeypatch.setattr(training, "fit_pipeline", spy)
+    monkeypatch.setattr(validation, "fit_pipeline", spy)
+    monkeypatch.setattr(final, "fit_pipeline", spy)     # the final fit on all rows
     df = synth.clips_frame(n_groups=36, parts=True)
     table = synth.write(df, tmp_path / "features")
     options = TrainOptions(models="hgb", tune=True, jobs=1, quiet=True, importance=False)

@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from classify.training import TrainOptions, TrainResult, train
+from classify.options import TrainOptions
+from classify.results import TrainResult
+from classify.training import train
 from features.compute import feature_columns
-from features.datasets import discover
+from features.io.atomic import write_json
+from features.io.datasets import discover
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_json, write_table
+from features.table import build_schema, write_csv, write_table
 
 # The GTZAN preset's 26 columns: real feature names, so the bundle can be saved.
 PARAMS = FeatureParams(preset="gtzan")

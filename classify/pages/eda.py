@@ -23,12 +23,17 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from features.naming import default_output
-from features.spectrogram import Spectrogram, log_stft_spectrogram, mel_spectrogram
-from features.wav import write_wav
+from features.io.naming import default_output
 
 from .. import plots
+from . import figures
 from .render import Table, page_folder, rel_url, render_page, slug
+from .spectrogram import (
+    Spectrogram,
+    log_stft_spectrogram,
+    mel_spectrogram,
+)
+from .wav import write_wav
 
 __all__ = ["EXAMPLES", "INFO_SAMPLE", "build_eda"]
 
@@ -74,7 +79,7 @@ class Example:
 
     label: str
     path: str  # relative to the dataset root
-    wave: plots.Waveform
+    wave: figures.Waveform
     stft: Spectrogram
     mel: Spectrogram
     audio_file: Path | None = None
@@ -104,17 +109,17 @@ def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: s
     Parameters
     ----------
     dataset : str or Path
-        Dataset root (any layout :func:`features.datasets.discover` knows).
+        Dataset root (any layout :func:`features.io.datasets.discover` knows).
     features : str or Path, optional
         Features folder or table file. Missing: the page explains how to make it.
     out : str or Path, optional
         Output folder; default ``data/output/<dataset name>/eda``
-        (:func:`features.naming.default_output`). It must be new, empty or
+        (:func:`features.io.naming.default_output`). It must be new, empty or
         an earlier page's, and outside the dataset (see ``force``).
     examples : int
         Example clips per class.
     layout, manifest : optional
-        Passed to :func:`features.datasets.discover`.
+        Passed to :func:`features.io.datasets.discover`.
     seed : int
         Seed of the header sample and of the example choice.
     info_sample : int
@@ -127,8 +132,8 @@ def build_eda(dataset: str | Path, *, features: str | Path | None = None, out: s
     Path
         ``OUT/index.html``.
     """
-    from features.datasets import discover
     from features.errors import DatasetLayoutError
+    from features.io.datasets import discover
 
     if examples < 1:
         raise ValueError(f"examples={examples} must be 1 or more")
@@ -195,7 +200,7 @@ def _overview(ds, classes: list[str], table) -> dict[str, Any]:
 
 def _counts(clips: pd.DataFrame, out: Path) -> dict[str, Any]:
     counts = clips["label"].astype(str).value_counts()
-    plots.save_figure(plots.class_counts_figure(counts, title="Clips per class",
+    plots.save_figure(figures.class_counts_figure(counts, title="Clips per class",
                                                 threshold=IMBALANCE_THRESHOLD), out / "class_counts.png")
     largest = int(counts.max())
     low = counts[counts < IMBALANCE_THRESHOLD * largest]
@@ -221,7 +226,7 @@ def _durations(table, formats: _Formats, classes: list[str], out: Path) -> dict[
     durations = durations[np.isfinite(durations["duration_s"].to_numpy(dtype=float))]
     if durations.empty:
         return None
-    plots.save_figure(plots.duration_histograms_figure(durations, title="Clip durations per class",
+    plots.save_figure(figures.duration_histograms_figure(durations, title="Clip durations per class",
                                                        classes=classes), out / "durations.png")
     stats = durations.groupby("label")["duration_s"].agg(["count", "min", "median", "max"]).reset_index()
     stats.columns = ["class", "clips", "min (s)", "median (s)", "max (s)"]
@@ -262,15 +267,15 @@ def _examples(chosen: dict[str, list[Example]], classes: list[str], n: int, out:
         rows.append({"label": label, "players": players + [None] * (n - len(found))})
     views = []
     for stem, heading, attr, alt in _VIEWS if shown else ():
-        figures = []
+        drawn = []
         for part, start in enumerate(range(0, len(shown), CLASSES_PER_GRID), start=1):
             group = {c: [getattr(e, attr) for e in chosen[c]] for c in shown[start:start + CLASSES_PER_GRID]}
             name = f"{stem}.png" if len(shown) <= CLASSES_PER_GRID else f"{stem}_{part}.png"
-            fig = (plots.waveform_grid_figure(group, title=heading) if attr == "wave"
-                   else plots.spectrogram_grid_figure(group, title=f"{heading} (dB re clip peak)"))
+            fig = (figures.waveform_grid_figure(group, title=heading) if attr == "wave"
+                   else figures.spectrogram_grid_figure(group, title=f"{heading} (dB re clip peak)"))
             plots.save_figure(fig, out / name)
-            figures.append({"src": name, "alt": f"{alt}: " + ", ".join(group)})
-        views.append({"heading": heading, "figures": figures})
+            drawn.append({"src": name, "alt": f"{alt}: " + ", ".join(group)})
+        views.append({"heading": heading, "figures": drawn})
     return {
         "any": bool(shown), "n": n, "rows": rows, "views": views, "sr": EXAMPLE_SR,
         "max_seconds": f"{MAX_EXAMPLE_SECONDS:g}",
@@ -287,7 +292,7 @@ def _features(table, problem: _TableProblem | None, classes: list[str], seed: in
     present = [(next(c for c in cols if c in df.columns), label) for cols, label in _DISTRIBUTIONS
                if any(c in df.columns for c in cols)]
     if present:
-        fig = plots.feature_distributions_figure(df, features=present, title="Feature distributions per class",
+        fig = figures.feature_distributions_figure(df, features=present, title="Feature distributions per class",
                                                  classes=classes, label_col=table.label_col)
         plots.save_figure(fig, out / "feature_distributions.png")
     return {
@@ -312,7 +317,7 @@ def _pca(table, classes: list[str], seed: int, out: Path) -> dict[str, Any]:
     pca = PCA(n_components=2, random_state=seed)
     coords = pca.fit_transform(StandardScaler().fit_transform(X))
     drawn = _stratified_positions(labels, PCA_MAX_POINTS, seed)
-    fig = plots.pca_figure(coords[drawn], labels[drawn], explained=pca.explained_variance_ratio_,
+    fig = figures.pca_figure(coords[drawn], labels[drawn], explained=pca.explained_variance_ratio_,
                            title="PCA of the standardised features", classes=classes)
     plots.save_figure(fig, out / "pca.png")
     return {"figure": "pca.png", "n_rows": len(X), "n_features": X.shape[1], "n_drawn": len(drawn),
@@ -378,8 +383,8 @@ def _read_formats(root: Path, clips: pd.DataFrame, n_max: int, seed: int) -> _Fo
 def _choose_examples(root: Path, clips: pd.DataFrame, classes: list[str], n: int, seed: int,
                      out: Path) -> dict[str, list[Example]]:
     """Load up to ``n`` random clips per class (skipping unreadable ones) and write their WAVs."""
-    from features.audio import load_audio
     from features.errors import FeaturesError
+    from features.io.audio import load_audio
     from features.params import FeatureParams
 
     params = FeatureParams(sr=EXAMPLE_SR, duration=MAX_EXAMPLE_SECONDS)
@@ -398,7 +403,7 @@ def _choose_examples(root: Path, clips: pd.DataFrame, classes: list[str], n: int
             except (FeaturesError, OSError, ValueError):
                 continue
             name = Path(rel).name
-            ex = Example(label=label, path=rel, wave=plots.Waveform(y, EXAMPLE_SR, name),
+            ex = Example(label=label, path=rel, wave=figures.Waveform(y, EXAMPLE_SR, name),
                          stft=log_stft_spectrogram(y, EXAMPLE_SR, name=name),
                          mel=mel_spectrogram(y, EXAMPLE_SR, name=name))
             # Named by class number and rank (unique even if two class names slug alike),

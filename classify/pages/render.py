@@ -24,7 +24,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from features.atomic import write_text
+from features.io.atomic import write_text
 
 __all__ = ["PAGE_JSON", "Table", "page_folder", "rel_url", "render_page", "slug"]
 
@@ -61,7 +61,7 @@ def page_folder(out: str | os.PathLike[str], *, kind: str, command: str, force: 
                 dataset_root: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """Build a page in a staging folder, then move it into ``out`` as a set.
 
-    The folder rules of :mod:`features.ownership` apply: ``out`` must be
+    The folder rules of :mod:`features.io.ownership` apply: ``out`` must be
     new, empty or an earlier page's (whose files are replaced, and no
     others); ``force`` writes beside someone else's files; a folder inside
     the dataset (``dataset_root``) is refused. ``page.json`` lists the
@@ -72,9 +72,9 @@ def page_folder(out: str | os.PathLike[str], *, kind: str, command: str, force: 
     Path
         The staging folder to write the page into.
     """
-    from features.outputs import STAGING, OutputLock, clean_leftovers, commit
-    from features.ownership import claim
-    from features.table import file_sha256, write_json
+    from features.engine.outputs import STAGING, OutputLock, clean_leftovers, commit
+    from features.io.atomic import file_sha256, write_json
+    from features.io.ownership import claim
 
     out = Path(out)
     previous = claim(out, PAGE_JSON, PAGE_NAMES, force=force, dataset_root=dataset_root,

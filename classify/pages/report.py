@@ -21,20 +21,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.spectrogram import mel_spectrogram
-from features.storage import is_url
-from features.wav import write_wav
+from features.io.storage import is_url
 
 from .. import plots
 from ..errors import RunDirError
 from ..references import references_for
-from ..rundir import CONFUSION_KINDS, LEADERBOARD, Run, load_run, probability_column
+from ..rundir import (
+    CONFUSION_KINDS,
+    LEADERBOARD,
+    NESTED,
+    Run,
+    load_run,
+    probability_column,
+)
+from . import figures
 from .render import Table, page_folder, rel_url, render_page, slug
+from .spectrogram import mel_spectrogram
+from .wav import write_wav
 
 __all__ = ["N_WRONG", "build_report"]
 
-#: The leaderboard row of ``classify train --select nested`` (a procedure, not a model).
-NESTED = "nested"
 
 #: Out-of-fold predictions listed as "most confidently wrong".
 N_WRONG = 12
@@ -207,14 +213,14 @@ def _splits(r: Run, shown: list[str], out: Path) -> dict[str, Any]:
     # Leaderboard order, so the legend lists the best model first.
     folds = r.folds[r.folds["model"].isin(shown)]
     folds = folds.iloc[np.argsort([shown.index(m) for m in folds["model"]], kind="stable")]
-    figures = []
+    images = []
     for metric in ("accuracy", "macro_f1"):
         name = f"folds_{metric}.png"
         label = plots.metric_label(metric)
         plots.save_figure(plots.split_scores_figure(folds, metric=metric, title=f"{label} per held-out split"),
                           out / name)
-        figures.append({"src": name, "alt": f"{label} of every model on every held-out split"})
-    return {"figures": figures, "table": Table.of(folds.reset_index(drop=True))}
+        images.append({"src": name, "alt": f"{label} of every model on every held-out split"})
+    return {"figures": images, "table": Table.of(folds.reset_index(drop=True))}
 
 
 def _extraction(meta: dict | None, table: str) -> dict[str, Any] | None:
@@ -237,14 +243,14 @@ def _rounded(value: Any) -> Any:
 
 
 def _model(r: Run, model: str, is_best: bool, matrices: dict, out: Path) -> dict[str, Any]:
-    figures = []
+    images = []
     for kind, normalized in (("counts", False), ("normalized", True)):
         name = f"confusion_{slug(model)}_{kind}.png"
         what = "row-normalised" if normalized else "counts"
         title = f"{model}: {what} confusion matrix (out-of-fold)"
         plots.save_figure(plots.confusion_figure(matrices[model, kind], title=title, normalized=normalized),
                           out / name)
-        figures.append({"src": name, "alt": f"Confusion matrix of {model}, {what}", "normalized": normalized})
+        images.append({"src": name, "alt": f"Confusion matrix of {model}, {what}", "normalized": normalized})
     rows = r.per_class[r.per_class["model"] == model].reset_index(drop=True)
     rows = rows.drop(columns=["model", "protocol"])
     per_class = None
@@ -252,7 +258,7 @@ def _model(r: Run, model: str, is_best: bool, matrices: dict, out: Path) -> dict
         per_class = f"per_class_{slug(model)}.png"
         plots.save_figure(plots.per_class_scores_figure(rows, title=f"{model}: per-class precision, recall and F1"),
                           out / per_class)
-    return {"name": model, "best": is_best, "figures": figures, "per_class": per_class,
+    return {"name": model, "best": is_best, "figures": images, "per_class": per_class,
             "per_class_table": Table.of(rows)}
 
 
@@ -274,8 +280,8 @@ def _wrong(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_g
 
 
 def _card(i: int, row: pd.Series, finder: _ClipFinder, out: Path) -> dict[str, Any]:
-    from features.audio import load_audio
     from features.errors import FeaturesError
+    from features.io.audio import load_audio
     from features.params import FeatureParams
 
     rel = "" if pd.isna(row["path"]) else str(row["path"])
@@ -295,7 +301,7 @@ def _card(i: int, row: pd.Series, finder: _ClipFinder, out: Path) -> dict[str, A
     name, stem = PurePosixPath(rel).name, f"wrong_{i:02d}"
     audio_file = out / "audio" / f"{stem}.wav"
     write_wav(audio_file, y, _AUDIO_SR)
-    plots.save_figure(plots.spectrogram_figure(mel_spectrogram(y, _AUDIO_SR, name=name),
+    plots.save_figure(figures.spectrogram_figure(mel_spectrogram(y, _AUDIO_SR, name=name),
                                                title=f"Mel spectrogram of {name}"), out / f"{stem}.png")
     return card | {"audio": {"src": rel_url(audio_file, out), "label": f"{name}, true {true}, predicted {predicted}"},
                    "image": {"src": f"{stem}.png",
@@ -357,8 +363,8 @@ class _ClipFinder:
 
     def _clips_by_name(self) -> dict[tuple[str, str], list[str]]:
         if self._by_name is None:
-            from features.datasets import discover
             from features.errors import FeaturesError
+            from features.io.datasets import discover
 
             self._by_name = {}
             try:

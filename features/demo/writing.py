@@ -10,8 +10,8 @@ from pathlib import Path
 import joblib
 import soundfile as sf
 
-from ..atomic import atomic_dir
 from ..errors import UsageError
+from ..io.atomic import atomic_dir
 from .plan import METADATA_COLUMNS, MIN_CLIPS, N_FOLDS, Clip, metadata_rows, plan_clips
 from .synthesis import render
 
@@ -37,7 +37,7 @@ def make_demo_dataset(
     11.025 kHz 8-bit and 32-bit float).
 
     The dataset is built in a staging folder beside ``root`` and swapped
-    into place at the end (:func:`features.atomic.atomic_dir`), so an
+    into place at the end (:func:`features.io.atomic.atomic_dir`), so an
     interrupted run never leaves a half-written dataset behind.
 
     Parameters

@@ -15,7 +15,7 @@ Builds once, under ``data/bench/cnn``, a demo dataset (``--clips``, default
     ``--models ...,cnn``), against the 8-minute goal.
 
 With ``--one-fold`` it instead fits one fold of each CNN model exactly as
-a ``train`` worker does (:func:`classify.training.fit_split`, one thread),
+a ``train`` worker does (:func:`classify.validation.fit_split`, one thread),
 to extrapolate the 10-fold cost of larger sets: ``--clips 8732`` is
 UrbanSound8K's size.
 
@@ -68,7 +68,8 @@ def build(clips: int) -> tuple[Path, Path]:
 
 def bench_train(table: Path, patches: Path, models: str) -> int:
     """(a): the CNN models' 10 folds through ``train``, every core."""
-    from classify.training import TrainOptions, train
+    from classify.options import TrainOptions
+    from classify.training import train
 
     print(f"train --models {models} on {table} ({_load()})", flush=True)
     started = time.perf_counter()
@@ -105,7 +106,7 @@ def bench_one_fold(table: Path, patches: Path, models: str) -> int:
     from classify.models import group_fit_params, make_pipeline
     from classify.table_patches import attach_patches
     from classify.tables import load_table
-    from classify.training import SplitTask, fit_split
+    from classify.validation import SplitTask, fit_split
 
     table, rows, _, _ = attach_patches(load_table(table), patches)
     folds = table.folds.to_numpy(dtype=float)

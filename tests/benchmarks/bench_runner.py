@@ -128,7 +128,7 @@ def _start_cluster(port: int) -> list[subprocess.Popen]:
 
     dask = str(Path(sys.executable).with_name("dask"))
     # As the README advises; the nanny also sets Dask's default MALLOC_TRIM_THRESHOLD_=65536,
-    # which the workers' own allocator settings make harmless (features.work._tune_malloc).
+    # which the workers' own allocator settings make harmless (features.engine.work._tune_malloc).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": REPO}
     scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -256,9 +256,9 @@ def long_file(hours: float) -> dict:
         os.replace(tmp, path)
     code = ("import resource, sys, time\n"
             "from features.params import FeatureParams\n"
-            "from features.work import Item, run_batch\n"
+            "from features.analysers import FeatureAnalyser\nfrom features.engine.work import Item, run_batch\n"
             "t = time.perf_counter()\n"
-            f"r = run_batch(FeatureParams(), [Item(0, {str(path)!r}, 'long', 0)])\n"
+            f"r = run_batch(FeatureAnalyser(FeatureParams()), [Item(0, {str(path)!r}, 'long', 0)])\n"
             "assert not r.errors, r.errors\n"
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

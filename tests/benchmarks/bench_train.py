@@ -36,10 +36,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from classify.training import TrainOptions, leaderboard_text, train
+from classify.options import TrainOptions
+from classify.record import leaderboard_text
+from classify.training import train
 from features.compute import feature_columns
+from features.io.atomic import write_json
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_json, write_table
+from features.table import build_schema, write_csv, write_table
 
 # UrbanSound8K's classes and their clip counts (8,732 in all).
 US8K_CLASSES = {

@@ -1,6 +1,6 @@
 """The dataset layouts the extractor recognises: one definition of each.
 
-The command line's help, dataset discovery (:mod:`features.datasets`) and
+The command line's help, dataset discovery (:mod:`features.io.datasets`) and
 the data dictionary (:mod:`features.table`) all read this table, so a new
 layout is one entry here plus its reader. Light to import (``--help`` uses
 it).

@@ -1,44 +1,35 @@
-"""The unit of work: a batch of clips in, feature rows and error records out.
+"""The unit of work: a batch of clips in, rows and error records out.
 
 :func:`run_batch` is what every executor runs, in a worker process, on any
-backend. It takes only small picklable arguments (the parameters and the
-clips' locations), never touches the checkpoint, and never raises for a bad
-clip: the clip becomes an error record and the batch goes on. A clip that
-kills its process or never returns is the driver's business
-(:mod:`features.runner`).
+backend. It takes only small picklable arguments (an *analyser*: the
+per-clip function with its frozen parameters, see
+:mod:`features.analysers`; and the clips' locations), never touches the
+checkpoint, and never raises for a bad clip: the clip becomes an error
+record and the batch goes on. A clip that kills its process or never
+returns is the driver's business (:mod:`features.engine.runner`).
 
-Tests can make chosen clips misbehave through the environment variable
-:data:`FAULTS_ENV` (JSON) of the process that drives the run, which hands
-it to every task; nothing else sets it::
-
-    {"crash": ["bad.wav"],    # the worker dies of SIGSEGV on clips whose path contains it
-     "kill": ["oom.wav"],     # ... of SIGKILL (as from the out-of-memory killer)
-     "stall": ["slow.wav"],   # the clip never returns
-     "raise": ["odd.wav"],    # computing its features raises ZeroDivisionError
-     "delay": 0.05,           # every clip takes this much longer (to stop a run midway)
-     "commit_crash_after": 2} # the driver dies after moving 2 output files into place
+The driver times clips through the worker's own record of which clip it is
+on: a small file per task rewritten per clip on this machine
+(:class:`FileProgress`), and on a Dask cluster a note kept in the worker's
+memory that a watchdog thread reports only once a clip has run longer than
+a threshold (:class:`DaskWatch`): no message per clip crosses the network.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import functools
-import json
 import os
-import signal
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .errors import BadAudioError
-from .params import FeatureParams, PatchParams
-from .storage import redact_text
+from ..io.storage import redact_text
 
-__all__ = ["FAULTS_ENV", "BatchResult", "DaskProgress", "FileProgress", "Item", "run_batch"]
-
-FAULTS_ENV = "SOUNDFEATURES_TEST_FAULTS"
+__all__ = ["BatchResult", "DaskWatch", "FileProgress", "Item", "run_batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,19 +87,6 @@ class BatchResult:
         return _pack([], errors, n_features)
 
 
-_COMPUTERS: dict[str, Any] = {}
-
-
-def _computer(params: FeatureParams) -> Any:
-    """This process's FeatureComputer for ``params`` (filter banks built once)."""
-    key = params.key()
-    if key not in _COMPUTERS:
-        from .compute import FeatureComputer
-
-        _COMPUTERS[key] = FeatureComputer(params)
-    return _COMPUTERS[key]
-
-
 class FileProgress:
     """Progress of local workers: one small file per running task, rewritten per clip.
 
@@ -141,18 +119,76 @@ class FileProgress:
             os.unlink(os.path.join(self.folder, key))
 
 
-class DaskProgress:
-    """Progress of Dask workers: an event per clip on a topic the driver subscribes to."""
+class DaskWatch:
+    """Progress of Dask workers, reported only for clips that run long.
 
-    def __init__(self, topic: str) -> None:
+    The worker notes in its own memory which clip each of its tasks is on;
+    a watchdog thread (one per worker process) reports a clip on the
+    driver's event topic once it has run for ``after`` seconds, with how
+    long it has run. A clip shorter than that costs no message at all, so
+    the scheduler and the client are not woken once per clip.
+
+    Parameters
+    ----------
+    topic : str
+        The event topic the driver subscribes to.
+    after : float
+        Seconds a clip runs before it is reported (the driver times hung
+        clips from then on; keep it well below the clip time limit).
+    """
+
+    def __init__(self, topic: str, after: float) -> None:
         self.topic = topic
+        self.after = after
 
     @contextlib.contextmanager
     def reporter(self, key: str):
         from distributed import get_worker
 
-        worker = get_worker()
-        yield lambda index: worker.log_event(self.topic, [key, int(index)])
+        watchdog = _watchdog(get_worker(), self.topic, self.after)
+        try:
+            yield lambda index: watchdog.note(key, index)
+        finally:
+            watchdog.done(key)
+
+
+class _Watchdog:
+    """The clip each task of this worker is on, reported to the driver when it runs long."""
+
+    def __init__(self, worker: Any, topic: str, after: float) -> None:
+        self.worker, self.topic, self.after = worker, topic, after
+        self.current: dict[str, list] = {}  # task key -> [clip index, start (monotonic), reported]
+        self.tick = max(0.05, min(1.0, after / 4))
+        threading.Thread(target=self._watch, name=f"clip-watchdog-{topic}", daemon=True).start()
+
+    def note(self, key: str, index: int) -> None:
+        self.current[key] = [int(index), time.monotonic(), False]
+
+    def done(self, key: str) -> None:
+        self.current.pop(key, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            for key, entry in list(self.current.items()):
+                index, started, reported = entry
+                if not reported and now - started >= self.after:
+                    entry[2] = True
+                    self.worker.log_event(self.topic, [key, index, now - started])
+
+
+_WATCHDOGS: dict[tuple[int, str], _Watchdog] = {}
+_WATCHDOGS_LOCK = threading.Lock()
+
+
+def _watchdog(worker: Any, topic: str, after: float) -> _Watchdog:
+    """The watchdog of ``worker`` for ``topic``, started on first use."""
+    with _WATCHDOGS_LOCK:
+        key = (id(worker), topic)
+        if key not in _WATCHDOGS:
+            _WATCHDOGS[key] = _Watchdog(worker, topic, after)
+        return _WATCHDOGS[key]
 
 
 @contextlib.contextmanager
@@ -160,28 +196,26 @@ def _no_reporter(key: str):
     yield lambda index: None
 
 
-def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: str = "",
-              progress: FileProgress | DaskProgress | None = None,
-              faults: dict[str, Any] | None = None) -> BatchResult:
+def run_batch(analyser: Any, items: Sequence[Item], key: str = "",
+              progress: FileProgress | DaskWatch | None = None) -> BatchResult:
     """Load and analyse a batch of clips; a bad clip becomes an error, never an exception.
 
     Parameters
     ----------
-    params : FeatureParams or PatchParams
-        Feature vectors (one row per clip, or per window) or log-mel patches.
+    analyser : FeatureAnalyser or PatchAnalyser
+        The per-clip function and its parameters (:mod:`features.analysers`):
+        ``analyse(location, shown, stage)`` gives a clip's rows, ``width``
+        the values per row.
     items : sequence of Item
     key : str
         The task's key, under which progress is reported.
-    progress : FileProgress or DaskProgress, optional
+    progress : FileProgress or DaskWatch, optional
         Where to say which clip is being analysed (the driver times clips).
-    faults : dict, optional
-        Misbehaviour that tests ask for (see :data:`FAULTS_ENV`).
 
     Returns
     -------
     BatchResult
     """
-    analyse = _patch_rows if isinstance(params, PatchParams) else _feature_rows
     ok: list[tuple[int, np.ndarray, Any, Any]] = []
     errors: list[tuple[int, tuple]] = []
     report_to = progress.reporter if progress is not None else _no_reporter
@@ -191,9 +225,7 @@ def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: s
             report(item.index)
             stage = ["load"]
             try:
-                if faults:
-                    _inject(faults, item.shown)
-                rows, info = analyse(item, params, stage, faults)
+                rows, info = analyser.analyse(item.location, item.shown, stage)
             except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
                 reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
                 # A library's message may quote the clip's URL, credentials and all.
@@ -202,54 +234,10 @@ def run_batch(params: FeatureParams | PatchParams, items: Sequence[Item], key: s
                                             message, reason)))
                 continue
             ok.extend((item.index, vec, info, window) for vec, window in rows)
-    batch = _pack(ok, errors, row_width(params))
+    batch = _pack(ok, errors, analyser.width)
     del ok
     _give_memory_back()
     return batch
-
-
-def row_width(params: FeatureParams | PatchParams) -> int:
-    """Values per row of a batch's ``features``."""
-    if isinstance(params, PatchParams):
-        from .patches import patch_width
-
-        return patch_width(params)
-    return len(_computer(params).columns)
-
-
-def _feature_rows(item: Item, params: FeatureParams, stage: list[str], faults: Any):
-    """Feature vectors of one clip: one row, or one per window; and the source's facts."""
-    from .audio import LongClip, read_clip
-    from .segments import windows
-
-    computer = _computer(params)
-    y, info = read_clip(item.location, params)
-    stage[0] = "features"
-    if faults and any(part in item.shown for part in faults.get("raise", ())):
-        raise ZeroDivisionError("boom")
-    if params.segment is None:
-        vec = computer.compute_blocks(y.blocks) if isinstance(y, LongClip) else computer.compute(y)
-        return [(_finite(vec, item.shown), None)], info
-    blocks = y.blocks() if isinstance(y, LongClip) else [y]
-    return [(_finite(computer.compute(w.samples), item.shown), (w.index, w.start_s, w.end_s))
-            for w in windows(blocks, params)], info
-
-
-def _patch_rows(item: Item, params: PatchParams, stage: list[str], faults: Any):
-    """The log-mel patch of one clip (flattened), and the source's facts."""
-    from .patches import patch_row
-
-    vec, info = patch_row(item.location, params, stage)
-    return [(_finite(vec, item.shown).astype(np.float32), None)], info
-
-
-def _finite(vec: np.ndarray, shown: str) -> np.ndarray:
-    vec = np.asarray(vec)
-    vec = vec if vec.dtype == np.float32 else vec.astype(np.float64)
-    if not np.all(np.isfinite(vec)):
-        raise BadAudioError(f"{shown}: features are not finite (NaN or inf)",
-                            reason="features are not finite")
-    return vec
 
 
 def _pack(ok: list[tuple[int, np.ndarray, Any, Any]], errors: list, n_features: int) -> BatchResult:
@@ -321,25 +309,6 @@ def _give_memory_back() -> None:
         libc.malloc_trim(0)
 
 
-def warm_up() -> None:
+def warm_up(analyser: Any) -> None:
     """Import what a batch needs, so the first batch does not pay for it."""
-    from . import audio, compute  # noqa: F401
-
-
-def injected_faults() -> dict[str, Any] | None:
-    """The faults tests asked for in :data:`FAULTS_ENV`, or None (always, outside tests)."""
-    text = os.environ.get(FAULTS_ENV, "")
-    return json.loads(text) if text else None
-
-
-def _inject(faults: dict[str, Any], shown: str) -> None:
-    """Misbehave on purpose, as :data:`FAULTS_ENV` asks (tests only)."""
-    if faults.get("delay"):
-        time.sleep(float(faults["delay"]))
-    if any(part in shown for part in faults.get("crash", ())):
-        os.kill(os.getpid(), signal.SIGSEGV)
-    if any(part in shown for part in faults.get("kill", ())):
-        os.kill(os.getpid(), signal.SIGKILL)
-    if any(part in shown for part in faults.get("stall", ())):
-        while True:
-            time.sleep(3600)
+    analyser.warm_up()

@@ -30,9 +30,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..errors import AudioReadError, BadAudioError, DecoderRefusedError
+from ..params import FeatureParams
 from . import storage
-from .errors import AudioReadError, BadAudioError, DecoderRefusedError
-from .params import FeatureParams
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "LongClip", "is_audio_path", "load_audio",
            "load_channels", "read_clip"]

@@ -4,27 +4,28 @@
   fail at once with a message naming the holder. The lock is an ``flock``
   on ``OUT/.lock``: the kernel releases it when its process dies, so a run
   killed with ``kill -9`` never blocks the next one.
-- :func:`write_outputs` streams the table from the checkpoint into a
-  staging folder (CSV in chunks, Parquet in row groups), writes the data
-  dictionary and errors beside it, and ``features.json`` last, with the
-  SHA-256 of every other file. It then renames the staging folder to
-  ``.committing-*`` and moves the files into place, ``features.json``
-  last. A crash in between leaves that folder behind, which
+- A command writes its files into a :func:`staging_folder` inside the
+  output folder, then :func:`seal` lists them (SHA-256 and size) in the
+  set's description file (``features.json``, ``patches.json``,
+  ``run.json``, ``page.json``) and :func:`commit` moves them into place,
+  the description last. The staging folder is first renamed to
+  ``.committing-*``; a crash in between leaves that folder behind, which
   :func:`verify_outputs` takes as "not a complete set".
 - :func:`verify_outputs` is what readers (``classify train``) call: the
-  files must be exactly the ones ``features.json`` describes.
+  files must be exactly the ones the description lists.
+
+Which folders may be written, and which files deleted, is
+:mod:`features.io.ownership`'s rule.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as _dt
 import errno
 import fcntl
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import sys
@@ -33,16 +34,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-import pandas as pd
+from ..errors import OutputBusyError, OutputFolderError, OutputMismatchError
+from ..io.atomic import file_sha256, fsync_dir, write_json
+from ..io.ownership import remove_listed
+from ..io.storage import redact_text
 
-from . import table as T
-from .atomic import fsync_dir
-from .errors import OutputBusyError, OutputFolderError, OutputMismatchError
-from .ownership import remove_listed
-from .storage import redact_text
-
-__all__ = ["OutputBusyError", "OutputFolderError", "OutputLock", "OutputMismatchError",
-           "verify_outputs", "write_outputs"]
+__all__ = ["OutputBusyError", "OutputFolderError", "OutputLock", "OutputMismatchError", "commit",
+           "seal", "staging_folder", "verify_outputs"]
 
 LOCK_NAME = ".lock"
 METADATA = "features.json"
@@ -163,120 +161,49 @@ def clean_leftovers(out: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def write_outputs(
-    out: Path,
-    *,
-    clips: pd.DataFrame,
-    chunks: Iterator[pd.DataFrame],
-    empty: pd.DataFrame,
-    schema: pd.DataFrame,
-    errors: pd.DataFrame,
-    formats: Sequence[str],
-    meta: dict[str, Any],
-    previous: Sequence[str] = (),
-) -> tuple[dict[str, Path], int]:
-    """Write the output set of a run and move it into place.
-
-    Parameters
-    ----------
-    out : Path
-        Output folder (held with :class:`OutputLock`).
-    clips : pd.DataFrame
-        Every clip's identifying and metadata columns (decides CSV quoting).
-    chunks : iterator of pd.DataFrame
-        The table in order, a chunk of rows at a time.
-    empty : pd.DataFrame
-        A zero-row table with the final columns and dtypes (every chunk is
-        cast to them, so both files have one schema).
-    schema, errors : pd.DataFrame
-        The data dictionary and the error rows.
-    formats : sequence of str
-        ``csv`` and/or ``parquet``.
-    meta : dict
-        Content of ``features.json``; ``files`` and ``outputs`` are added.
-    previous : sequence of str
-        Files of the set ``out`` held before (:func:`features.ownership.claim`):
-        those the new set does not replace are deleted, and no others.
-
-    Returns
-    -------
-    tables : dict
-        Format -> path of the written tables.
-    n_rows : int
-        Rows in the table.
-    """
+@contextlib.contextmanager
+def staging_folder(out: Path) -> Iterator[Path]:
+    """A fresh staging folder inside ``out`` (held with :class:`OutputLock`), removed at the end."""
     staging = out / f"{STAGING}{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
-        n_rows = write_tables(staging, chunks, empty, clips, formats)
-        T.write_csv(schema, staging / "features.schema.csv")
-        T.write_csv(errors, staging / "errors.csv")
-        names = [f"features.{f}" for f in formats] + ["features.schema.csv", "errors.csv"]
-        meta = {**meta, "rows": n_rows,
-                "outputs": {f: f"features.{f}" for f in formats},
-                "files": {n: {"sha256": T.file_sha256(staging / n),
-                              "bytes": (staging / n).stat().st_size} for n in names}}
-        T.write_json(meta, staging / METADATA)
-        commit(out, staging, names, METADATA, previous=previous)
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {f: out / f"features.{f}" for f in formats}, n_rows
 
 
-def write_tables(folder: Path, chunks: Iterator[pd.DataFrame], empty: pd.DataFrame,
-                 clips: pd.DataFrame, formats: Sequence[str], *, stem: str = "features") -> int:
-    """Stream a table, chunk by chunk, into ``<stem>.csv`` and/or ``<stem>.parquet``.
+def seal(out: Path, staging: Path, marker: str, meta: dict[str, Any], *,
+         names: Sequence[str] | None = None, previous: Sequence[str] = (),
+         units: Sequence[str] = ()) -> dict[str, Any]:
+    """Describe the staged files in ``marker`` and move the set into ``out``, ``marker`` last.
 
-    Returns the number of rows written.
+    Parameters
+    ----------
+    out, staging : Path
+        The output folder and the staging folder inside it.
+    marker : str
+        The set's description file (``features.json``, ``run.json``, ...).
+    meta : dict
+        Its content; ``files`` (relative path -> ``sha256``, ``bytes``) is added.
+    names : sequence of str, optional
+        The staged files in the order they are moved in (default: every
+        file in ``staging``, sorted).
+    previous, units
+        As :func:`commit`.
+
+    Returns
+    -------
+    dict
+        ``meta`` as written.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    arrow_schema = _arrow_schema(empty)
-    quoting = csv.QUOTE_NONNUMERIC if T.has_carriage_return(clips) else csv.QUOTE_MINIMAL
-    n = 0
-    with contextlib.ExitStack() as stack:
-        writer = None
-        if "parquet" in formats:
-            writer = stack.enter_context(pq.ParquetWriter(folder / f"{stem}.parquet", arrow_schema))
-        text = None
-        if "csv" in formats:
-            text = stack.enter_context(open(folder / f"{stem}.csv", "w", encoding="utf-8",
-                                            newline=""))
-        first = True
-        for part in _frames(chunks, empty):
-            if writer is not None:
-                writer.write_table(pa.Table.from_pandas(part, schema=arrow_schema,
-                                                        preserve_index=False))
-            if text is not None and (len(part) or first):
-                T.neutralise_formulas(part).to_csv(text, index=False, header=first,
-                                                   lineterminator="\n", quoting=quoting)
-                first = False
-            n += len(part)
-        if text is not None:
-            text.flush()
-            os.fsync(text.fileno())
-    return n
-
-
-def _frames(chunks: Iterator[pd.DataFrame], empty: pd.DataFrame) -> Iterator[pd.DataFrame]:
-    yielded = False
-    for part in chunks:
-        yield part.astype(empty.dtypes.to_dict())
-        yielded = True
-    if not yielded:
-        yield empty
-
-
-def _arrow_schema(empty: pd.DataFrame):
-    """Arrow schema of the table; text columns are strings even with no rows to show it."""
-    import pyarrow as pa
-
-    schema = pa.Schema.from_pandas(empty, preserve_index=False)
-    for i, field in enumerate(schema):
-        if pa.types.is_null(field.type):
-            schema = schema.set(i, field.with_type(pa.string()))
-    return schema
+    if names is None:
+        names = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")
+                       if p.is_file())
+    meta = {**meta, "files": {n: {"sha256": file_sha256(staging / n),
+                                  "bytes": (staging / n).stat().st_size} for n in names}}
+    write_json(meta, staging / marker)
+    commit(out, staging, names, marker, previous=previous, units=units)
+    return meta
 
 
 def commit(out: Path, staging: Path, names: Sequence[str], metadata: str,
@@ -292,8 +219,6 @@ def commit(out: Path, staging: Path, names: Sequence[str], metadata: str,
     exists, :func:`verify_outputs` refuses the folder, so a crash between
     two renames never passes for a complete set.
     """
-    from .work import injected_faults
-
     replaced = set(previous)
     clash = [n for n in [*names, metadata] if n not in replaced and n.split("/", 1)[0] not in units
              and ((out / n).exists() or (out / n).is_symlink())]
@@ -306,14 +231,11 @@ def commit(out: Path, staging: Path, names: Sequence[str], metadata: str,
     committing = out / f"{_COMMITTING}{staging.name[len(STAGING):]}"
     os.replace(staging, committing)
     fsync_dir(out)
-    crash_after = (injected_faults() or {}).get("commit_crash_after")
     for unit in units:
         if (committing / unit).is_dir():
             _swap_in(committing / unit, out / unit, committing)
     moved = [n for n in names if n.split("/", 1)[0] not in units]
-    for i, name in enumerate(moved):
-        if crash_after is not None and i >= int(crash_after):
-            os.kill(os.getpid(), signal.SIGKILL)  # tests only: a crash between two writes
+    for name in moved:
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(committing / name, target)
@@ -380,7 +302,7 @@ def verify_outputs(path: str | os.PathLike[str], metadata: str = METADATA) -> di
         f = folder / name
         if not f.is_file():
             raise OutputMismatchError(f"{f} is missing but {meta_path} lists it; {rerun}")
-        if T.file_sha256(f) != facts.get("sha256"):
+        if file_sha256(f) != facts.get("sha256"):
             raise OutputMismatchError(
                 f"{f} is not the file {meta_path} describes (its SHA-256 differs): it was "
                 f"changed or comes from another run; {rerun}")

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path
+from features.io.atomic import atomic_path
 
 __all__ = ["write_wav"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..io.atomic import atomic_path
 from .work import BatchResult
 
 __all__ = ["CHECKPOINT_DIR", "Checkpoint", "clips_key"]

@@ -23,7 +23,7 @@ import stat
 from collections.abc import Iterator
 from typing import IO, Any
 
-from .errors import DatasetLayoutError
+from ..errors import DatasetLayoutError
 
 __all__ = ["Entry", "LocalTree", "RemoteTree", "is_url", "open_binary", "redact", "redact_text",
            "tree_for"]

@@ -16,7 +16,7 @@ names the files it wrote (``features.json``, ``patches.json``, ``run.json``,
   run would take its files for clips.
 
 Light to import (standard library only): ``make clean`` runs
-``python -m features.ownership clean DIR...`` (:func:`remove_output_sets`),
+``python -m features.io.ownership clean DIR...`` (:func:`remove_output_sets`),
 which removes the output sets under a folder and nothing else.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputFolderError
+from ..errors import OutputFolderError
 
 __all__ = ["MARKERS", "OutputFolderError", "claim", "inside", "listed_files", "output_kind",
            "remove_output_sets"]
@@ -271,10 +271,10 @@ def _rmdir(folder: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m features.ownership clean DIR...``: what ``make clean`` runs."""
+    """``python -m features.io.ownership clean DIR...``: what ``make clean`` runs."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "clean":
-        print("usage: python -m features.ownership clean DIR...", file=sys.stderr)
+        print("usage: python -m features.io.ownership clean DIR...", file=sys.stderr)
         return 2
     for top in args[1:]:
         for folder in remove_output_sets(top):

@@ -1,6 +1,6 @@
 """Executors: where batches run. Local worker processes (loky) or a Dask cluster.
 
-An executor only runs tasks; the driver (:mod:`features.runner`) owns every
+An executor only runs tasks; the driver (:mod:`features.engine.runner`) owns every
 policy. Both executors have the same small interface:
 
 - :meth:`~Executor.slots`: how many tasks may run at once now;
@@ -35,17 +35,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import ClusterError, UsageError
-from .params import FeatureParams
-from .work import (
-    BatchResult,
-    DaskProgress,
-    FileProgress,
-    Item,
-    injected_faults,
-    run_batch,
-    warm_up,
-)
+from ..errors import ClusterError, UsageError
+from .options import RunOptions
+from .versions import library_versions
+from .work import BatchResult, DaskWatch, FileProgress, Item, run_batch, warm_up
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "Outcome", "Task", "open_executor"]
 
@@ -67,6 +60,9 @@ NO_WORKERS_TIMEOUT = 120.0
 #: Seconds to reach a scheduler before saying it cannot be reached (a reachable one
 #: answers in well under a second, even across a cloud region).
 CONNECT_TIMEOUT = 15
+#: A Dask worker reports the clip it is on once the clip has run this long (or half
+#: the clip time limit, when that is shorter): shorter clips cost no message at all.
+WATCH_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +104,8 @@ class Executor:
     """Interface shared by the executors (see the module docstring)."""
 
     name = "executor"
+    #: Whether :meth:`current` knows, for a task whose worker died, which clip it was on.
+    knows_positions = True
 
     def slots(self) -> int:
         raise NotImplementedError
@@ -155,7 +153,6 @@ def _init_worker(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-    warm_up()
 
 
 @contextlib.contextmanager
@@ -181,7 +178,8 @@ class LocalExecutor(Executor):
 
     Parameters
     ----------
-    params : FeatureParams
+    analyser : FeatureAnalyser or PatchAnalyser
+        The per-clip function (:mod:`features.analysers`).
     workers : int
         Worker processes.
     progress_dir : str
@@ -190,18 +188,17 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, params: FeatureParams, workers: int, progress_dir: str) -> None:
-        self.params = params
+    def __init__(self, analyser: Any, workers: int, progress_dir: str) -> None:
+        self.analyser = analyser
         self.workers = workers
         os.makedirs(progress_dir, exist_ok=True)
         self.progress = FileProgress(progress_dir)
-        self.faults = injected_faults()
         self._futures: dict[concurrent.futures.Future, Task] = {}
         self._pool = None
         self._start()
 
     def _start(self) -> None:
-        self._pool = _pool(self.workers)
+        self._pool = _pool(self.workers, self.analyser)
 
     def slots(self) -> int:
         return self.workers
@@ -211,7 +208,7 @@ class LocalExecutor(Executor):
 
         if self._pool._flags.broken or self._pool._flags.shutdown:
             self._start()
-        args = (run_batch, self.params, task.items, task.key, self.progress, self.faults)
+        args = (run_batch, self.analyser, task.items, task.key, self.progress)
         try:
             future = self._pool.submit(*args)
         except (RuntimeError, ShutdownExecutorError):
@@ -267,8 +264,8 @@ class LocalExecutor(Executor):
 _POOL: dict[str, Any] = {}
 
 
-def _pool(workers: int):
-    """A live pool of ``workers`` processes: the kept one, or a fresh one."""
+def _pool(workers: int, analyser: Any):
+    """A live pool of ``workers`` processes: the kept one, or a fresh one (warmed up for ``analyser``)."""
     from joblib.externals.loky import ProcessPoolExecutor
 
     pool = _POOL.get("pool")
@@ -284,7 +281,7 @@ def _pool(workers: int):
                 initargs=(os.getpid(),), env=WORKER_ENV,
             )
             for _ in range(workers):
-                pool.submit(warm_up)
+                pool.submit(warm_up, analyser)
         _POOL["pool"] = pool
     return pool
 
@@ -351,26 +348,32 @@ class DaskExecutor(Executor):
 
     Parameters
     ----------
-    params : FeatureParams
+    analyser : FeatureAnalyser or PatchAnalyser
+        The per-clip function (:mod:`features.analysers`).
     scheduler : str
-        ``tcp://host:port`` of a running scheduler, or ``local:N`` for a
-        cluster of N single-threaded worker processes on this machine,
-        started and stopped with the run.
+        ``tcp://host:port`` (or ``tls://``) of a running scheduler, or
+        ``local:N`` for a cluster of N single-threaded worker processes on
+        this machine, started and stopped with the run.
+    watch_after : float
+        Seconds after which a worker reports the clip it is on
+        (:class:`~features.engine.work.DaskWatch`).
     """
 
     name = "dask"
+    #: A dead task's position is unknown here (a clip is reported only once it runs
+    #: long): the driver pins a crash by splitting the task instead.
+    knows_positions = False
 
-    def __init__(self, params: FeatureParams, scheduler: str) -> None:
+    def __init__(self, analyser: Any, scheduler: str, watch_after: float = WATCH_SECONDS) -> None:
         import dask
         from distributed import Client, LocalCluster
 
-        self.params = params
+        self.analyser = analyser
         self.scheduler = scheduler
         self._futures: dict[Any, Task] = {}
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._current: dict[str, tuple[int, float]] = {}
-        self.progress = DaskProgress(f"soundfeatures-progress-{os.getpid()}-{id(self):x}")
-        self.faults = injected_faults()
+        self.progress = DaskWatch(f"soundfeatures-progress-{os.getpid()}-{id(self):x}", watch_after)
         self._cluster = None
         self._slots, self._slots_at, self._empty_since = 0, 0.0, None
         local = re.fullmatch(r"local:(\d+)", scheduler)
@@ -407,16 +410,15 @@ class DaskExecutor(Executor):
         self.client.subscribe_topic(self.progress.topic, self._on_progress)
 
     def _on_progress(self, event: tuple[float, Any]) -> None:
-        key, index = event[1]
-        self._current[key] = (int(index), time.time())
+        # A worker reports a clip once it has run `elapsed` seconds: it began then.
+        key, index, elapsed = event[1]
+        self._current[key] = (int(index), time.time() - float(elapsed))
 
     def _check_workers(self) -> None:
         """Every worker must run the same code and libraries as this process."""
-        from .runner import library_versions
-
         mine = library_versions()
         try:
-            theirs = self.client.run(_worker_versions, on_error="return")
+            theirs = self.client.run(_worker_versions, self.analyser, on_error="return")
         except Exception as exc:  # noqa: BLE001
             raise ClusterError(f"cannot run on the Dask workers of {self.scheduler}: {exc}") from None
         for address, versions in theirs.items():
@@ -452,8 +454,8 @@ class DaskExecutor(Executor):
         return self._slots
 
     def submit(self, task: Task) -> None:
-        future = self.client.submit(run_batch, self.params, task.items, task.key, self.progress,
-                                    self.faults, key=task.key, pure=False, retries=0)
+        future = self.client.submit(run_batch, self.analyser, task.items, task.key, self.progress,
+                                    key=task.key, pure=False, retries=0)
         self._futures[future] = task
         future.add_done_callback(self._finished.put)
 
@@ -555,11 +557,9 @@ def _security(scheduler: str) -> Any:
     return Security(require_encryption=True)
 
 
-def _worker_versions() -> dict[str, str]:
+def _worker_versions(analyser: Any) -> dict[str, str]:
     """A worker's library versions; it also imports what a batch needs, ahead of the first."""
-    from .runner import library_versions
-
-    warm_up()
+    warm_up(analyser)
     return library_versions()
 
 
@@ -578,16 +578,9 @@ def _worker_environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def open_executor(params: FeatureParams, backend: str, jobs: int,
-                  scheduler: str | None, progress_dir: str) -> Executor:
-    """The executor for ``--backend`` (``local`` or ``dask``)."""
-    if backend == "local":
-        if scheduler is not None:
-            raise UsageError("--scheduler needs --backend dask")
-        return LocalExecutor(params, jobs, progress_dir)
-    if backend == "dask":
-        if not scheduler:
-            raise UsageError("--backend dask needs --scheduler tcp://HOST:PORT (a running Dask "
-                             "scheduler) or local:N (N worker processes on this machine)")
-        return DaskExecutor(params, scheduler)
-    raise UsageError(f"--backend {backend!r} is not one of: local, dask")
+def open_executor(analyser: Any, options: RunOptions, progress_dir: str) -> Executor:
+    """The executor of ``options.backend`` (``local`` or ``dask``), running ``analyser``."""
+    if options.backend == "dask":
+        return DaskExecutor(analyser, options.scheduler,
+                            watch_after=min(WATCH_SECONDS, options.base_timeout / 2))
+    return LocalExecutor(analyser, options.workers, progress_dir)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import DatasetLayoutError, UsageError
 from . import storage
 from .audio import is_audio_path
-from .errors import DatasetLayoutError, UsageError
 from .layouts import LAYOUTS
 from .ownership import MARKERS, output_kind
 
@@ -124,7 +124,7 @@ class Dataset:
     manifest : Path or str or None
         The manifest CSV actually read (layout manifest only).
     tree : LocalTree or RemoteTree
-        How the root is read (see :mod:`features.storage`).
+        How the root is read (see :mod:`features.io.storage`).
     notes : dict
         What the layout found beside the clips: ``warnings`` (str list, e.g.
         a speaker in two parts of the split) and ``background_noise`` (the

@@ -10,7 +10,7 @@ letters, digits, ``.``, ``_`` and ``-``, so the Makefile can use them as
 file names (a space would break every target).
 
 Light to import (standard library only): the Makefile runs
-``python -m features.naming DATASET`` to name its output folders the same
+``python -m features.io.naming DATASET`` to name its output folders the same
 way as the commands do.
 """
 from __future__ import annotations
@@ -67,10 +67,10 @@ def default_output(root: str | os.PathLike[str], kind: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m features.naming DATASET``: print the dataset's output name."""
+    """``python -m features.io.naming DATASET``: print the dataset's output name."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m features.naming DATASET", file=sys.stderr)
+        print("usage: python -m features.io.naming DATASET", file=sys.stderr)
         return 2
     print(output_name(args[0]))
     return 0

@@ -1,21 +1,25 @@
 """The driver of a run: every policy, whatever the executor.
 
 The driver splits the clips into batches, hands them to an executor
-(:mod:`features.executors`), saves every result to the checkpoint as it
-arrives, and deals with the faults a long run meets:
+(:mod:`features.engine.executors`), saves every result to the checkpoint as
+it arrives, and deals with the faults a long run meets:
 
 - **A worker dies** (a decoder crash, the out-of-memory killer, a kill from
-  outside). The clip its task was on becomes a *suspect*; the other clips
-  of the task go back into the queue. Suspects run alone, one at a time,
-  once nothing else is running: a suspect that kills its worker again is
-  the *culprit* and gets an error row (stage ``crash``), which the
-  checkpoint keeps, so a resumed run never runs it again. A suspect that
-  succeeds (its worker was killed from outside) loses nothing.
+  outside). When the executor knows which clip the task was on (local
+  workers write it down per clip), that clip becomes a *suspect* and the
+  other clips of the task go back into the queue. When it does not (a Dask
+  worker says nothing per clip), the task is split in halves, and the half
+  that dies again is split again, down to one clip: the suspect. Suspects
+  run alone, one at a time, once nothing else is running: a suspect that
+  kills its worker again is the *culprit* and gets an error row (stage
+  ``crash``), which the checkpoint keeps, so a resumed run never runs it
+  again. A suspect that succeeds (its worker was killed from outside)
+  loses nothing.
 - **A clip hangs** (a stalled network mount). Workers say which clip they
-  are on; a clip that overruns its limit (``--clip-timeout`` plus
-  :data:`SECONDS_PER_MB` per MB of file) gets an error row (stage
-  ``timeout``), its worker is replaced, and the rest of its batch goes
-  back into the queue.
+  are on (at once, or once it has run long); a clip that overruns its
+  limit (``--clip-timeout`` plus :data:`SECONDS_PER_MB` per MB of file)
+  gets an error row (stage ``timeout``), its worker is replaced, and the
+  rest of its batch goes back into the queue.
 
 Results go to disk at once: the driver's memory holds the clip list and
 counters, never the features.
@@ -23,51 +27,31 @@ counters, never the features.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
-import importlib.metadata
 import math
-import platform
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .checkpoint import Checkpoint
-from .executors import Executor, Task
+from ..errors import ExtractionInterrupted
+from .checkpoint import Checkpoint, clips_key
+from .executors import Executor, LocalExecutor, Task
+from .options import DEFAULT_CLIP_TIMEOUT, SECONDS_PER_MB, RunOptions, clip_limit
 from .work import BatchResult, Item
 
-__all__ = ["DEFAULT_CLIP_TIMEOUT", "SECONDS_PER_MB", "Driver", "clip_limit", "library_versions"]
+__all__ = ["Driver", "batch_size_for", "run_dataset", "run_files"]
 
-#: Seconds a clip may take before it counts as hung, plus SECONDS_PER_MB per
-#: MB of file: far above what a real clip needs (a 4 s clip takes ~5 ms, a
-#: 10-hour recording a few minutes), so only a hang reaches it.
-DEFAULT_CLIP_TIMEOUT = 60.0
-SECONDS_PER_MB = 2.0
 MAX_BATCH = 64
 # Batches per worker: enough that the bar moves smoothly and the last batches
 # do not leave a worker idle for long, few enough that per-task cost is small.
 BATCHES_PER_WORKER = 8
 # How often the driver looks at the clock while it waits for results.
 POLL_SECONDS = 0.2
-
-
-def library_versions(extra: Sequence[str] = ()) -> dict[str, str]:
-    """Versions of Python and of the libraries whose arithmetic is in the table (and ``extra``)."""
-    def dist(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    names = ("numpy", "soundfile", "soxr", "audioread", "fsspec", *extra)
-    return {"python": ".".join(platform.python_version_tuple()[:2]),
-            **{n: dist(n) for n in names}, "soundfeatures": dist("soundfeatures")}
-
-
-def clip_limit(size: int, clip_timeout: float | None) -> float:
-    """Seconds a clip of ``size`` bytes may take before it counts as hung."""
-    base = DEFAULT_CLIP_TIMEOUT if clip_timeout is None else clip_timeout
-    return base + SECONDS_PER_MB * max(size, 0) / 1e6
 
 
 def batch_size_for(n_clips: int, workers: int, batch_size: int | None) -> int:
@@ -183,6 +167,16 @@ class Driver:
             self.crashed += 1
             return
         at = self._position(task)
+        if at is None and not self.executor.knows_positions:
+            # Which clip it was on is not known: split it, and the half that dies again,
+            # down to a single clip; the halves that do not die keep their results.
+            if len(task.items) == 1:
+                self.suspects.append(_Job(self._task(task.items, single=True)))
+            else:
+                half = len(task.items) // 2
+                for part in (task.items[half:], task.items[:half]):
+                    self.queue.appendleft(_Job(self._task(part, single=False)))
+            return
         if at is None:
             # It died before it began (its whole pool broke): run it again as it was;
             # if that keeps happening, each of its clips is a suspect.
@@ -266,7 +260,7 @@ def progress_bar(total: int, initial: int, quiet: bool, desc: str = "features") 
 
 
 def _say(bar: Any) -> Any:
-    from .storage import redact_text
+    from ..io.storage import redact_text
 
     def say(line: str) -> None:
         line = redact_text(line)
@@ -277,9 +271,9 @@ def _say(bar: Any) -> Any:
     return say
 
 
-def run_dataset(dataset: Any, out: Any, params: Any, executor: Executor, *, n_features: int,
-                kind: str, quiet: bool, batch_size: int | None, clip_timeout: float | None,
-                stamps: list[tuple[int, str]] | None = None) -> tuple[Checkpoint, int, int]:
+def run_dataset(dataset: Any, out: Any, analyser: Any, executor: Executor, *, kind: str,
+                options: RunOptions, stamps: list[tuple[int, str]] | None = None
+                ) -> tuple[Checkpoint, int, int]:
     """Analyse every clip of ``dataset`` not already in the checkpoint under ``out``.
 
     Returns
@@ -294,49 +288,40 @@ def run_dataset(dataset: Any, out: Any, params: Any, executor: Executor, *, n_fe
     ExtractionInterrupted
         On Ctrl-C, after stopping the workers; the checkpoint stays.
     """
-    from .checkpoint import clips_key
-    from .errors import ExtractionInterrupted
-
     paths = dataset.clips["path"].astype(str).tolist()
     stamps = dataset.stamps() if stamps is None else stamps
     items = [Item(i, dataset.location(p), p, size)
              for i, (p, (size, _)) in enumerate(zip(paths, stamps, strict=True))]
     ckey = clips_key(paths, stamps)
-    checkpoint = Checkpoint(out, params.key(), ckey, n_features)
+    checkpoint = Checkpoint(out, analyser.key, ckey, analyser.width)
     n_reused = checkpoint.open(len(items))
     finished = checkpoint.finished()
     todo = [item for item in items if item.index not in finished]
-    with progress_bar(len(items), n_reused, quiet, desc=kind) as bar:
-        driver = Driver(executor, checkpoint, n_features=n_features,
-                        key=f"{kind}-{params.key()}-{ckey}", clip_timeout=clip_timeout,
+    with progress_bar(len(items), n_reused, options.quiet, desc=kind) as bar:
+        driver = Driver(executor, checkpoint, n_features=analyser.width,
+                        key=f"{kind}-{analyser.key}-{ckey}", clip_timeout=options.clip_timeout,
                         on_done=bar.update, say=_say(bar))
         try:
-            driver.run(todo, batch_size)
+            driver.run(todo, options.batch_size)
         except KeyboardInterrupt:
             executor.close()
             raise ExtractionInterrupted(checkpoint.n_on_disk(), len(items)) from None
     return checkpoint, len(items), n_reused
 
 
-def run_files(paths: Sequence[str], params: Any, *, n_features: int, jobs: int
+def run_files(paths: Sequence[str], analyser: Any, *, jobs: int
               ) -> tuple[list[BatchResult], list[tuple]]:
     """Analyse loose files in worker processes (no dataset, no output folder, no bar).
 
     Returns the rows in input order (batches) and the error records' fields.
     """
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from .executors import LocalExecutor
-
     items = [Item(i, s, s, _size(s)) for i, s in enumerate(paths)]
     with tempfile.TemporaryDirectory(prefix="features-") as tmp:
-        executor = LocalExecutor(params, min(jobs, max(1, len(items))), os.path.join(tmp, "run"))
-        checkpoint = Checkpoint(Path(tmp), params.key(), "files", n_features)
+        executor = LocalExecutor(analyser, min(jobs, max(1, len(items))), os.path.join(tmp, "run"))
+        checkpoint = Checkpoint(Path(tmp), analyser.key, "files", analyser.width)
         checkpoint.open(len(items))
         try:
-            Driver(executor, checkpoint, n_features=n_features, key=f"files-{params.key()}",
+            Driver(executor, checkpoint, n_features=analyser.width, key=f"files-{analyser.key}",
                    clip_timeout=None).run(items, None)
         finally:
             executor.close()
@@ -346,9 +331,6 @@ def run_files(paths: Sequence[str], params: Any, *, n_features: int, jobs: int
 
 
 def _size(path: str) -> int:
-    import contextlib
-    import os
-
     with contextlib.suppress(OSError):
         return os.stat(path).st_size
     return -1
