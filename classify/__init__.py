@@ -26,7 +26,7 @@ _LAZY = {
     "Protocol": "splits",
     "choose_protocol": "splits",
     "make_pipeline": "models",
-    "MODEL_NAMES": "models",
+    "MODEL_NAMES": "registry",
     "KerasMLPClassifier": "mlp",
     "KerasCNNClassifier": "cnn",
     "TrainOptions": "options",

@@ -64,7 +64,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
-    from .models import DEFAULT_MLP_LAYERS, MODEL_NAMES, PATCH_MODELS
+    from .models import DEFAULT_MLP_LAYERS
+    from .registry import MODEL_NAMES, PATCH_MODELS
     from .splits import PROTOCOLS
 
     parser.add_argument("table", metavar="TABLE", help="features.csv or features.parquet")

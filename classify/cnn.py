@@ -9,42 +9,28 @@ standardisation (per mel band, statistics of the training part only) is a
 Normalization layer inside the network, so the saved ``.keras`` file takes
 raw patches and needs nothing else.
 
-:func:`save_cnn` / :func:`load_cnn` write and read the model as
-``cnn.keras`` (loaded in Keras safe mode: no Lambda layers, no code) and
-``cnn.json`` (classes, the patch parameters, the estimator's parameters,
-the model file's checksum).
+:mod:`classify.bundle` saves and loads it (``cnn.keras`` + ``cnn.json``).
 
 TensorFlow is imported inside the functions, never at module import.
 """
 from __future__ import annotations
 
-import datetime
 import functools
-import importlib.metadata
-import json
 import math
-import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
 
 from .augment import Augmentation, augment
-from .errors import BundleError
-from .keras_base import KerasClassifier, import_keras, load_keras_model
-from .values import is_int, is_real
+from .keras_base import KerasClassifier, aligned
+from .values import is_int
 
-__all__ = ["CNN_FILE", "CNN_JSON", "KerasCNNClassifier", "LoadedCNN", "load_cnn", "save_cnn"]
+__all__ = ["KerasCNNClassifier"]
 
-CNN_FILE = "cnn.keras"
-CNN_JSON = "cnn.json"
-FORMAT_NAME = "soundfeatures-cnn"
-FORMAT_VERSION = 1
 _BN_MOMENTUM = 0.9
 
 
@@ -169,19 +155,12 @@ class KerasCNNClassifier(KerasClassifier):
     ) -> None:
         self.filters = filters
         self.dense_units = dense_units
-        self.dropout = dropout
         self.input_pool = input_pool
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.patience = patience
-        self.min_epochs = min_epochs
-        self.restarts = restarts
-        self.validation_fraction = validation_fraction
         self.augment = augment
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.verbose = verbose
+        super().__init__(dropout=dropout, epochs=epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, patience=patience, min_epochs=min_epochs,
+                         restarts=restarts, validation_fraction=validation_fraction,
+                         class_weight=class_weight, random_state=random_state, verbose=verbose)
 
     # ------------------------------------------------------------------ fit
 
@@ -216,22 +195,9 @@ class KerasCNNClassifier(KerasClassifier):
         self
         """
         self._check_params()
-        X = _check_patches(X)
-        y = np.asarray(y)
-        if y.shape != (len(X),):
-            raise ValueError(f"y has shape {y.shape}; expected ({len(X)},), one label per patch")
-        check_classification_targets(y)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"KerasCNNClassifier needs at least two classes; y holds only {self.classes_[0]!r}")
-        groups = _check_aligned("groups", groups, len(y))
-        stereo_rows = _check_aligned("stereo_rows", stereo_rows, len(y))
-        self.input_shape_ = tuple(int(d) for d in X.shape[1:])
-
-        keras = import_keras()
-        if self.random_state is not None:
-            keras.utils.set_random_seed(int(self.random_state))
+        X = self._check_X(X, reset=True)
+        keras, y_idx, groups = self._start_fit(y, len(X), groups)
+        stereo_rows = aligned("stereo_rows", stereo_rows, len(y_idx))
         if X_val is not None:
             train, validation_data = np.arange(len(y_idx)), self._given_validation(X_val, y_val)
         else:
@@ -283,57 +249,36 @@ class KerasCNNClassifier(KerasClassifier):
         return _fresh_epochs(keras)(X_train, y_idx[train], draw, self.batch_size,
                                     np.random.default_rng([seed, 1 << 20]))
 
-    def _given_validation(self, X_val, y_val) -> tuple[np.ndarray, np.ndarray] | None:
-        """(patches, class positions) of a given validation part, or None if no row is usable."""
-        X_val = _check_patches(X_val)
-        if tuple(X_val.shape[1:]) != self.input_shape_:
-            raise ValueError(f"X_val has patches of shape {tuple(X_val.shape[1:])}; expected "
-                             f"{self.input_shape_} like X")
-        y_val = np.asarray(y_val)
-        if y_val.shape != (len(X_val),):
-            raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
-        known = self._known_validation(y_val)
-        if known is None:
-            return None
-        return np.ascontiguousarray(X_val[known]), np.searchsorted(self.classes_, y_val[known])
+    def _check_X(self, X, *, reset: bool, name: str = "X") -> np.ndarray:
+        X = check_array(X, dtype=np.float32, allow_nd=True, ensure_2d=False,
+                        input_name=name, ensure_min_samples=1)
+        if X.ndim != 3:
+            raise ValueError(f"{name} has shape {X.shape}; expected (n_clips, n_mels, n_frames) "
+                             "patches as features.patches writes them")
+        if reset:
+            self.input_shape_ = tuple(int(d) for d in X.shape[1:])
+        elif tuple(X.shape[1:]) != tuple(self.input_shape_):
+            what = "patches have" if name == "X" else f"{name} has patches of"
+            raise ValueError(f"{what} shape {tuple(X.shape[1:])} but the network was fitted "
+                             f"on {tuple(self.input_shape_)}; compute them with the model's "
+                             "patch parameters")
+        return X
 
-    def _check_params(self) -> None:
+    def _architecture_checks(self) -> list[tuple[str, Any, bool, str]]:
         filters, pool = self.filters, self.input_pool
-        if (isinstance(filters, (str, bytes)) or not isinstance(filters, Sequence) or not filters
-                or not all(is_int(f) and f > 0 for f in filters)):
-            raise ValueError(f"filters={filters!r} must be a non-empty sequence of positive "
-                             "integers, e.g. (16, 32, 64)")
-        if (not isinstance(pool, Sequence) or len(pool) != 2
-                or not all(is_int(p) and p >= 1 for p in pool)):
-            raise ValueError(f"input_pool={pool!r} must be a pair of integers >= 1, e.g. (1, 2)")
-        checks = [
+        return [
+            ("filters", filters,
+             not isinstance(filters, (str, bytes)) and isinstance(filters, Sequence) and bool(filters)
+             and all(is_int(f) and f > 0 for f in filters),
+             "a non-empty sequence of positive integers, e.g. (16, 32, 64)"),
+            ("input_pool", pool,
+             isinstance(pool, Sequence) and len(pool) == 2 and all(is_int(p) and p >= 1 for p in pool),
+             "a pair of integers >= 1, e.g. (1, 2)"),
             ("dense_units", self.dense_units, is_int(self.dense_units) and self.dense_units >= 1,
              "an integer >= 1"),
-            ("dropout", self.dropout, is_real(self.dropout) and 0 <= self.dropout < 1,
-             "a number in [0, 1)"),
-            ("epochs", self.epochs, is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 1,
-             "an integer >= 1"),
-            ("learning_rate", self.learning_rate,
-             is_real(self.learning_rate) and self.learning_rate > 0, "a positive number"),
-            ("patience", self.patience, is_int(self.patience) and self.patience >= 0,
-             "an integer >= 0"),
-            ("min_epochs", self.min_epochs, is_int(self.min_epochs) and self.min_epochs >= 0,
-             "an integer >= 0"),
-            ("restarts", self.restarts, is_int(self.restarts) and self.restarts >= 0,
-             "an integer >= 0"),
-            ("validation_fraction", self.validation_fraction,
-             is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
-             "a number in [0, 1)"),
             ("augment", self.augment, self.augment is None or isinstance(self.augment, Augmentation),
              "None or a classify.augment.Augmentation"),
-            ("class_weight", self.class_weight,
-             self.class_weight is None or self.class_weight == "balanced"
-             or isinstance(self.class_weight, dict), "None, 'balanced' or a dict"),
         ]
-        for name, value, ok, what in checks:
-            if not ok:
-                raise ValueError(f"{name}={value!r} must be {what}")
 
     def _build(self, keras, shape, n_classes, mean, variance, learning_rate):
         layers = keras.layers
@@ -366,65 +311,23 @@ class KerasCNNClassifier(KerasClassifier):
                       loss="sparse_categorical_crossentropy")
         return model
 
-    # -------------------------------------------------------------- predict
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : array-like [shape=(n_samples, n_mels, n_frames)]
-
-        Returns
-        -------
-        np.ndarray [shape=(n_samples, n_classes), dtype=float64]
-            Rows sum to 1; columns follow :attr:`classes_`.
-        """
-        check_is_fitted(self, "model_")
-        X = _check_patches(X)
-        if tuple(X.shape[1:]) != tuple(self.input_shape_):
-            raise ValueError(f"patches have shape {tuple(X.shape[1:])} but the network was fitted "
-                             f"on {tuple(self.input_shape_)}; compute them with the model's "
-                             "patch parameters")
-        return self._probabilities(X)
-
-    # ------------------------------------------------------------ bundles
-
     @classmethod
-    def from_keras_model(cls, model: Any, classes: Sequence[Any], **params: Any
-                         ) -> KerasCNNClassifier:
-        """A fitted classifier around a trained network (from :func:`load_cnn`).
-
-        The architecture parameters are read back from the layers so
-        ``get_params`` tells the truth; ``params`` sets the others.
-
-        Raises
-        ------
-        ValueError
-            The model's outputs do not match ``classes`` or its input is not
-            one patch ``(n_mels, n_frames)``.
-        """
-        classes = np.asarray(list(classes))
-        n_out = int(model.output_shape[-1])
-        if n_out != len(classes):
-            raise ValueError(f"the Keras model has {n_out} outputs but {len(classes)} classes were given")
+    def _params_from_layers(cls, model: Any) -> dict[str, Any]:
         shape = tuple(model.input_shape[1:])
         if len(shape) != 2 or not all(isinstance(d, int) for d in shape):
             raise ValueError(f"the Keras model takes inputs of shape {shape}, not (n_mels, n_frames)")
         by_type: dict[str, list] = {}
         for layer in model.layers:
             by_type.setdefault(type(layer).__name__, []).append(layer)
-        params.setdefault("filters", tuple(int(layer.filters) for layer in by_type.get("Conv2D", [])))
-        params.setdefault("dense_units", int(by_type["Dense"][0].units) if "Dense" in by_type else 64)
         drops = by_type.get("Dropout", [])
-        params.setdefault("dropout", float(drops[0].rate) if drops else 0.0)
         pools = by_type.get("AveragePooling2D", [])
-        params.setdefault("input_pool", tuple(int(p) for p in pools[0].pool_size) if pools else (1, 1))
-        clf = cls(**params)
-        clf.model_ = model
-        clf.classes_ = classes
-        clf.input_shape_ = tuple(int(d) for d in shape)
-        return clf
+        return {"filters": tuple(int(layer.filters) for layer in by_type.get("Conv2D", [])),
+                "dense_units": int(by_type["Dense"][0].units) if "Dense" in by_type else 64,
+                "dropout": float(drops[0].rate) if drops else 0.0,
+                "input_pool": tuple(int(p) for p in pools[0].pool_size) if pools else (1, 1)}
+
+    def _fitted_input(self, model: Any) -> None:
+        self.input_shape_ = tuple(int(d) for d in model.input_shape[1:])
 
 
 @functools.cache
@@ -463,230 +366,3 @@ def _fresh_epochs(keras):
             self._new_epoch()
 
     return FreshEpochs
-
-
-# ---------------------------------------------------------------- bundles
-
-
-class LoadedCNN(NamedTuple):
-    """What :func:`load_cnn` returns.
-
-    Attributes
-    ----------
-    estimator : KerasCNNClassifier
-        Fitted; ``predict_proba`` takes patches of ``patch_params.shape``.
-    patch_params : features.params.PatchParams
-        How to compute patches for new clips (``features.patches.patch_files``).
-    meta : dict
-        The whole ``cnn.json``.
-    """
-
-    estimator: KerasCNNClassifier
-    patch_params: Any
-    meta: dict[str, Any]
-
-
-def save_cnn(estimator: KerasCNNClassifier, folder: str | os.PathLike, *, patch_params: Any
-             ) -> list[str]:
-    """Write a fitted CNN as ``cnn.keras`` + ``cnn.json`` into ``folder``.
-
-    Files are written in place (``cnn.json`` last); to make the folder
-    appear whole, call this inside :func:`features.io.atomic.atomic_dir` as
-    :func:`classify.bundle.save_bundle` does.
-
-    Parameters
-    ----------
-    estimator : KerasCNNClassifier
-        Fitted.
-    folder : path
-        Created if missing.
-    patch_params : PatchParams or dict
-        The patch parameters of the training patches (``read_patches(...)["params"]``);
-        their shape must be the network's input shape.
-
-    Returns
-    -------
-    list of str
-        Names of the files written, relative to ``folder``.
-
-    Raises
-    ------
-    BundleError
-        The estimator is not a fitted KerasCNNClassifier, the patch
-        parameters do not match its input, or a file cannot be written.
-    """
-    from features.io.atomic import file_sha256
-
-    if not isinstance(estimator, KerasCNNClassifier) or getattr(estimator, "model_", None) is None:
-        raise BundleError(f"save_cnn needs a fitted KerasCNNClassifier; got {type(estimator).__name__}"
-                          " (fit it first)")
-    params = _patch_params(patch_params, "patch_params")
-    if tuple(params.shape) != tuple(estimator.input_shape_):
-        raise BundleError(f"patch_params make patches of shape {params.shape} but the network takes "
-                          f"{tuple(estimator.input_shape_)}; pass the parameters of the training patches")
-    folder = Path(folder)
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "keras_file": CNN_FILE,
-        "classes": _json_classes(estimator.classes_),
-        "input_shape": list(estimator.input_shape_),
-        "patch_params": params.to_dict(),
-        "patch_key": params.key(),
-        "estimator_params": _json_params(estimator),
-        "training": {"n_epochs": getattr(estimator, "n_epochs_", None),
-                     "best_epoch": getattr(estimator, "best_epoch_", None),
-                     "augmented": getattr(estimator, "augmented_", {})},
-        "versions": {dist: _version(dist) for dist in ("keras", "tensorflow", "numpy")},
-    }
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        estimator.model_.save(str(folder / CNN_FILE))
-        meta["sha256"] = {CNN_FILE: file_sha256(folder / CNN_FILE)}
-        (folder / CNN_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise BundleError(f"cannot write the CNN into {folder}: {exc}") from None
-    return [CNN_FILE, CNN_JSON]
-
-
-def load_cnn(folder: str | os.PathLike) -> LoadedCNN:
-    """Read a CNN written by :func:`save_cnn`, without running code from it.
-
-    ``cnn.keras`` is loaded with ``keras.saving.load_model(safe_mode=True)``:
-    a file with a Lambda layer (Python code) is refused, and so is one with
-    any layer a network of this module does not have.
-
-    Parameters
-    ----------
-    folder : path
-
-    Returns
-    -------
-    LoadedCNN
-
-    Raises
-    ------
-    BundleError
-        A file is missing or damaged, its checksum does not match, the
-        format is unknown, Keras refuses the model, or the model does not
-        match ``cnn.json``.
-
-    Examples
-    --------
-    >>> cnn = load_cnn("run/model")  # doctest: +SKIP
-    >>> patches, paths, errors = patch_files(["clip.wav"], cnn.patch_params)  # doctest: +SKIP
-    >>> cnn.estimator.predict_proba(patches)  # doctest: +SKIP
-    """
-    from features.io.atomic import file_sha256
-
-    folder = Path(folder)
-    meta = _read_cnn_json(folder)
-    path = folder / CNN_FILE
-    if not path.is_file():
-        raise BundleError(f"{path} is missing; copy the whole model folder or retrain")
-    if meta["sha256"].get(CNN_FILE) != file_sha256(path):
-        raise BundleError(f"{path} does not match its checksum in {CNN_JSON}: the file was "
-                          "modified or is corrupt; copy the model again or retrain")
-    params = _patch_params(meta["patch_params"], str(folder / CNN_JSON))
-    model = load_keras_model(path, KerasCNNClassifier.LAYERS, "Functional", meta.get("versions"))
-    estimator_params = dict(meta.get("estimator_params") or {})
-    if estimator_params.get("augment") is not None:
-        estimator_params["augment"] = Augmentation.from_dict(estimator_params["augment"])
-    for key in ("filters", "input_pool"):
-        estimator_params.pop(key, None)  # read back from the layers
-    try:
-        estimator = KerasCNNClassifier.from_keras_model(model, meta["classes"], **estimator_params)
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{path} does not fit {folder / CNN_JSON}: {exc}; retrain") from None
-    if list(estimator.input_shape_) != list(meta["input_shape"]) or \
-            tuple(params.shape) != estimator.input_shape_:
-        raise BundleError(f"{path} takes patches of shape {estimator.input_shape_} but {CNN_JSON} "
-                          f"says {meta['input_shape']} and its patch parameters make "
-                          f"{params.shape}; the model folder is inconsistent, retrain")
-    return LoadedCNN(estimator, params, meta)
-
-
-def _read_cnn_json(folder: Path) -> dict[str, Any]:
-    path = folder / CNN_JSON
-    if not path.is_file():
-        raise BundleError(f"{folder} holds no CNN: {CNN_JSON} is missing; pass the folder "
-                          "written by save_cnn (the model/ folder of a training run)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BundleError(f"cannot read {path}: {exc}; retrain to write a new model") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise BundleError(f"{path} is not a CNN description (format "
-                          f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
-                          f"expected {FORMAT_NAME!r})")
-    version = meta.get("format_version")
-    if not is_int(version) or not 1 <= version <= FORMAT_VERSION:
-        raise BundleError(f"{path} has CNN format_version {version!r}; this package reads "
-                          f"version {FORMAT_VERSION}: upgrade the package or retrain")
-    for key, typ in {"classes": list, "input_shape": list, "patch_params": dict, "sha256": dict}.items():
-        if not isinstance(meta.get(key), typ):
-            raise BundleError(f"{path} is damaged: {key!r} is missing or not a {typ.__name__}; retrain")
-    return meta
-
-
-def _patch_params(value: Any, where: str):
-    from features.errors import FeaturesError
-    from features.params import PatchParams
-
-    if isinstance(value, PatchParams):
-        return value
-    try:
-        return PatchParams.from_dict(dict(value))
-    except (FeaturesError, TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: invalid patch parameters ({exc}); pass the PatchParams of "
-                          "the training patches (read_patches(folder)['params'])") from None
-
-
-def _json_classes(classes: np.ndarray) -> list:
-    values = np.asarray(classes).tolist()
-    if not all(isinstance(v, (str, int, float, bool)) for v in values):
-        raise BundleError(f"class labels {values[:5]!r} cannot be written as JSON; use strings")
-    return values
-
-
-def _json_params(estimator: KerasCNNClassifier) -> dict[str, Any]:
-    out = {}
-    for key, value in estimator.get_params().items():
-        if isinstance(value, Augmentation):
-            value = value.to_dict()
-        elif isinstance(value, tuple):
-            value = list(value)
-        elif isinstance(value, dict):
-            value = {str(k): v for k, v in value.items()}
-        out[key] = value
-    try:
-        json.dumps(out)
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"the CNN's parameters cannot be written as JSON ({exc})") from None
-    return out
-
-
-def _check_patches(X) -> np.ndarray:
-    X = check_array(X, dtype=np.float32, allow_nd=True, ensure_2d=False,
-                    input_name="X", ensure_min_samples=1)
-    if X.ndim != 3:
-        raise ValueError(f"X has shape {X.shape}; expected (n_clips, n_mels, n_frames) patches "
-                         "as features.patches writes them")
-    return X
-
-
-def _check_aligned(name: str, values, n: int) -> np.ndarray | None:
-    if values is None:
-        return None
-    values = np.asarray(values)
-    if values.shape != (n,):
-        raise ValueError(f"{name} has shape {values.shape}; expected ({n},), one value per patch")
-    return values
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"

@@ -20,11 +20,12 @@ from sklearn.pipeline import Pipeline
 
 from features.io.atomic import file_sha256
 
-from . import rundir, tuning
+from . import registry, rundir, tuning
 from .bundle import save_bundle
 from .errors import CollapsedFitError
 from .log import Log, stderr_warning
-from .models import group_fit_params, is_patch_model
+from .models import group_fit_params
+from .registry import is_patch_model
 from .results import TrainResult
 from .rundir import NESTED
 from .tables import FeatureTable
@@ -121,7 +122,7 @@ def _refit_and_save(result: TrainResult, *, log: Log, warn: Log) -> Path | None:
         if options.tune:
             train, validation = result.protocol.final_rows(table.n_rows)
             rows, cv = result.protocol.search_splits(train, validation, seed=options.seed)
-            space = tuning.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
+            space = registry.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
             search = SearchTask(rows, cv, group_fit_params(pipe, None if groups is None else groups[rows]),
                                 space, options.seed)
             choice = run_search(pipe, table.X, table.y, search, where="all rows (final fit)")

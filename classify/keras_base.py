@@ -15,22 +15,22 @@ it in by accident.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
-import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
 
-from .errors import BundleError
 from .inner import validation_split
+from .values import is_int, is_real
 
-__all__ = ["KerasClassifier", "archive_classes", "at_chance", "import_keras",
-           "load_keras_model"]
+__all__ = ["KerasClassifier", "aligned", "at_chance", "import_keras"]
 
 #: Below this many validation rows, early stopping has nothing to go on: train without it.
 MIN_VALIDATION_ROWS = 10
@@ -128,115 +128,179 @@ def _stderr_fd_silenced():
         os.close(devnull)
 
 
-# What every network saved here holds besides its layers: its dtype policy,
-# weight initialisers, the optimiser of its compile config, and tensor
-# references between the layers of a functional model.
-_ARCHIVE_COMMON = frozenset({
-    ("keras", "DTypePolicy"), ("keras.initializers", "GlorotUniform"),
-    ("keras.initializers", "Zeros"), ("keras.initializers", "Ones"),
-    ("keras.optimizers", "Adam"), (None, "__keras_tensor__"),
-})
-# The files of a .keras archive; anything else (an assets/ folder) was not written here.
-_ARCHIVE_FILES = frozenset({"metadata.json", "config.json", "model.weights.h5"})
-
-
-def archive_classes(path: str | os.PathLike) -> set[tuple[str | None, str]]:
-    """Every ``(module, class_name)`` named in the ``config.json`` of a ``.keras`` archive.
-
-    Read with :mod:`zipfile` and :mod:`json` only: nothing in the archive is
-    deserialised or run.
-
-    Raises
-    ------
-    BundleError
-        The file is not a ``.keras`` archive, holds other files, or its
-        ``config.json`` is not JSON.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            extra = sorted(set(archive.namelist()) - _ARCHIVE_FILES)
-            if extra:
-                raise BundleError(f"{path} holds file(s) {extra[:5]} that a network saved by "
-                                  "this package never has; refusing to load it")
-            config = json.loads(archive.read("config.json").decode("utf-8"))
-    except (OSError, KeyError, UnicodeDecodeError, ValueError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{path} is not a readable .keras file ({type(exc).__name__}: {exc}); "
-                          "retrain or copy the bundle again") from None
-    found: set[tuple[str | None, str]] = set()
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if "class_name" in node:
-                found.add((node.get("module"), str(node["class_name"])))
-                registered = node.get("registered_name")
-                if registered not in (None, node["class_name"]):
-                    found.add((node.get("module"), str(registered)))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
-
-
-def load_keras_model(path: str | os.PathLike, layers: frozenset[str], model_class: str,
-                     versions: dict[str, Any] | None = None):
-    """Load a network saved by this package, refusing any class it never holds, before Keras reads it.
-
-    Every class named in the archive's ``config.json`` (layers, the model,
-    initialisers, the optimiser) is checked against ``layers``, the model
-    class ``model_class`` and the few classes every saved network has,
-    *before* any deserialisation; then Keras loads it in safe mode (no
-    Python lambdas).
-
-    Parameters
-    ----------
-    path : path
-        The ``.keras`` file.
-    layers : frozenset of str
-        The layer classes (module ``keras.layers``) the network may hold.
-    model_class : str
-        ``Sequential`` or ``Functional``.
-    versions : dict, optional
-        The library versions recorded beside the file, for the message when
-        the installed Keras cannot read it.
-
-    Raises
-    ------
-    BundleError
-        A foreign class (named in the message), a damaged file, or Keras
-        refusing it.
-    """
-    allowed = _ARCHIVE_COMMON | {("keras.layers", name) for name in layers} | {
-        ("keras", model_class), ("keras.src.models.functional", model_class)}
-    foreign = sorted(f"{name} ({module or 'no module'})" for module, name in archive_classes(path)
-                     if (module, name) not in allowed)
-    if foreign:
-        raise BundleError(f"{path} names class(es) {', '.join(foreign[:5])} that a network saved "
-                          "by this package never has; refusing to load it (loading could run "
-                          "their code)")
-    keras = import_keras()
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - safe-mode refusals are ValueErrors, drift varies
-        from importlib.metadata import version
-
-        raise BundleError(
-            f"cannot load {path} safely (written with keras {(versions or {}).get('keras', '?')}, "
-            f"installed {version('keras')}): {type(exc).__name__}: {exc}; retrain with this "
-            "installation") from None
-
-
 class KerasClassifier(ClassifierMixin, BaseEstimator):
-    """Base of the Keras classifiers: what ``fit`` and ``predict`` share.
+    """Base of the Keras classifiers: everything but the network and the shape of its input.
 
-    Subclasses set ``validation_fraction``, ``random_state``,
-    ``class_weight``, ``patience``, ``epochs``, ``batch_size`` and
-    ``verbose`` in ``__init__``; :meth:`_train` sets ``model_``'s learned
-    record (``history_``, ``n_epochs_``, ``best_epoch_``).
+    The training parameters (``epochs``, ``batch_size``, ``learning_rate``,
+    ``patience``, ``min_epochs``, ``restarts``, ``validation_fraction``,
+    ``class_weight``, ``random_state``, ``verbose``, and ``dropout``) are
+    stored by this ``__init__``, checked by :meth:`_check_params` and used
+    by :meth:`_start_fit`, :meth:`_fit_guarded` and :meth:`_train`.
+    A subclass adds its architecture parameters and four pieces:
+
+    * ``_build(keras, ..., learning_rate)``: a compiled network;
+    * :meth:`_check_X`: its input, checked (``reset`` on the fitting data);
+    * :meth:`_architecture_checks`: its own parameters' checks;
+    * :meth:`_params_from_layers`: its architecture, read back from a network.
+
+    :meth:`predict_proba`, :meth:`predict`, :meth:`_given_validation` and
+    :meth:`from_keras_model` are shared.
     """
 
     #: Rows per call of ``model_.predict``.
     predict_batch = 2048
+    #: The only layer classes the network has: a saved file naming any other is refused.
+    LAYERS: frozenset[str] = frozenset()
+
+    def __init__(self, *, dropout: float, epochs: int, batch_size: int, learning_rate: float,
+                 patience: int, min_epochs: int, restarts: int, validation_fraction: float,
+                 class_weight: str | dict | None, random_state: int | None, verbose: int) -> None:
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.min_epochs = min_epochs
+        self.restarts = restarts
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------- subclass hooks
+
+    def _check_X(self, X, *, reset: bool, name: str = "X") -> np.ndarray:
+        """The input ``name``, checked and as float32; ``reset`` records its shape (fitting data)."""
+        raise NotImplementedError
+
+    def _architecture_checks(self) -> list[tuple[str, Any, bool, str]]:
+        """``(name, value, ok, what it must be)`` of each architecture parameter."""
+        raise NotImplementedError
+
+    @classmethod
+    def _params_from_layers(cls, model: Any) -> dict[str, Any]:
+        """The architecture parameters of a trained network, read from its layers."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- shared
+
+    def _check_params(self) -> None:
+        """Refuse a parameter out of range, naming it and what it must be."""
+        checks = [
+            *self._architecture_checks(),
+            ("dropout", self.dropout, is_real(self.dropout) and 0 <= self.dropout < 1,
+             "a number in [0, 1)"),
+            ("epochs", self.epochs, is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 1,
+             "an integer >= 1"),
+            ("learning_rate", self.learning_rate,
+             is_real(self.learning_rate) and self.learning_rate > 0, "a positive number"),
+            ("patience", self.patience, is_int(self.patience) and self.patience >= 0,
+             "an integer >= 0"),
+            ("min_epochs", self.min_epochs, is_int(self.min_epochs) and self.min_epochs >= 0,
+             "an integer >= 0"),
+            ("restarts", self.restarts, is_int(self.restarts) and self.restarts >= 0,
+             "an integer >= 0"),
+            ("validation_fraction", self.validation_fraction,
+             is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
+             "a number in [0, 1)"),
+            ("class_weight", self.class_weight,
+             self.class_weight is None or self.class_weight == "balanced"
+             or isinstance(self.class_weight, dict), "None, 'balanced' or a dict"),
+        ]
+        for name, value, ok, what in checks:
+            if not ok:
+                raise ValueError(f"{name}={value!r} must be {what}")
+
+    def _start_fit(self, y, n: int, groups):
+        """Check the labels and groups of ``n`` rows; set ``classes_``; start Keras, seeded.
+
+        Returns
+        -------
+        keras : module
+        y_idx : np.ndarray of int
+            Each row's class position in ``classes_``.
+        groups : np.ndarray or None
+        """
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y has shape {y.shape}; expected ({n},), one label per row")
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least two classes; y holds only "
+                             f"{self.classes_[0]!r}")
+        groups = aligned("groups", groups, n)
+        keras = import_keras()
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        return keras, y_idx, groups
+
+    def _given_validation(self, X_val, y_val) -> tuple[np.ndarray, np.ndarray] | None:
+        """(inputs, class positions) of a given validation part, or None if no row is usable."""
+        X_val = self._check_X(X_val, reset=False, name="X_val")
+        y_val = np.asarray(y_val)
+        if y_val.shape != (len(X_val),):
+            raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
+        known = self._known_validation(y_val)
+        if known is None:
+            return None
+        return np.ascontiguousarray(X_val[known]), np.searchsorted(self.classes_, y_val[known])
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like
+            Rows shaped like the fitting data.
+
+        Returns
+        -------
+        np.ndarray [shape=(n_samples, n_classes), dtype=float64]
+            Rows sum to 1; columns follow :attr:`classes_`.
+        """
+        check_is_fitted(self, "model_")
+        return self._probabilities(self._check_X(X, reset=False))
+
+    @classmethod
+    def from_keras_model(cls, model: Any, classes: Sequence[Any], **params: Any) -> KerasClassifier:
+        """A fitted classifier around a trained network (when loading a model bundle).
+
+        The architecture parameters are read back from the network's layers
+        so ``get_params`` tells the truth; ``params`` sets the others.
+
+        Parameters
+        ----------
+        model : keras.Model
+            Network with ``len(classes)`` softmax outputs (from
+            :func:`load_keras_model`).
+        classes : sequence
+            Labels of the output units, in order.
+        **params
+            Other constructor parameters to record (``epochs``, ...).
+
+        Raises
+        ------
+        ValueError
+            The network's outputs do not match ``classes``, or its input is
+            not what this classifier takes.
+        """
+        classes = np.asarray(list(classes))
+        n_out = int(model.output_shape[-1])
+        if n_out != len(classes):
+            raise ValueError(f"the Keras model has {n_out} outputs but {len(classes)} classes were given")
+        for name, value in cls._params_from_layers(model).items():
+            params.setdefault(name, value)
+        clf = cls(**params)
+        clf.model_ = model
+        clf.classes_ = classes
+        clf._fitted_input(model)
+        return clf
+
+    def _fitted_input(self, model: Any) -> None:
+        """Record the input shape of a loaded network (``n_features_in_``, ``input_shape_``)."""
+        raise NotImplementedError
 
     def _validation_split(self, y_idx: np.ndarray, groups: np.ndarray | None):
         """(train rows, validation rows or None) for early stopping."""
@@ -284,7 +348,7 @@ class KerasClassifier(ClassifierMixin, BaseEstimator):
             # best weights) inside that plateau left a network at chance.
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=self.patience, restore_best_weights=True,
-                start_from_epoch=min(getattr(self, "min_epochs", 0), max(self.epochs - 1, 0))))
+                start_from_epoch=min(self.min_epochs, max(self.epochs - 1, 0))))
         if isinstance(X_fit, np.ndarray):
             data = {"x": X_fit, "y": y_fit, "batch_size": self.batch_size, "shuffle": True}
         else:  # a keras.utils.PyDataset: it batches and shuffles itself (fresh augmentation)
@@ -316,7 +380,7 @@ class KerasClassifier(ClassifierMixin, BaseEstimator):
         """
         attempts, best = [], None
         X_check, y_check = validation_data if validation_data is not None else check
-        for attempt in range(int(getattr(self, "restarts", 0)) + 1):
+        for attempt in range(int(self.restarts) + 1):
             seed = None if self.random_state is None else int(self.random_state) + _RESTART_SEED * attempt
             if seed is not None:
                 keras.utils.set_random_seed(seed)
@@ -357,3 +421,13 @@ class KerasClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Most probable class of each row, np.ndarray [shape=(n_samples,)]."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def aligned(name: str, values, n: int) -> np.ndarray | None:
+    """``values`` as an array of one value per row (``n``), or None if not given."""
+    if values is None:
+        return None
+    values = np.asarray(values)
+    if values.shape != (n,):
+        raise ValueError(f"{name} has shape {values.shape}; expected ({n},), one value per row")
+    return values

@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
-from .keras_base import KerasClassifier, import_keras
-from .values import is_int, is_real
+from .keras_base import KerasClassifier
+from .values import is_int
 
 # Several optimizer steps per call into TensorFlow: the network is so small
 # that per-step Python overhead, not arithmetic, dominates an epoch. Results
@@ -96,7 +95,6 @@ class KerasMLPClassifier(KerasClassifier):
     (2, 2)
     """
 
-    #: The only layer classes the network has: a saved file naming any other is refused.
     LAYERS = frozenset({"InputLayer", "Dense", "Dropout"})
 
     def __init__(
@@ -115,19 +113,10 @@ class KerasMLPClassifier(KerasClassifier):
         verbose: int = 0,
     ) -> None:
         self.hidden_layers = hidden_layers
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.patience = patience
-        self.min_epochs = min_epochs
-        self.restarts = restarts
-        self.validation_fraction = validation_fraction
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.verbose = verbose
-
-    # ------------------------------------------------------------------ fit
+        super().__init__(dropout=dropout, epochs=epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, patience=patience, min_epochs=min_epochs,
+                         restarts=restarts, validation_fraction=validation_fraction,
+                         class_weight=class_weight, random_state=random_state, verbose=verbose)
 
     def fit(self, X, y, groups=None, X_val=None, y_val=None) -> KerasMLPClassifier:
         """Train the network.
@@ -151,23 +140,10 @@ class KerasMLPClassifier(KerasClassifier):
         self
         """
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
-        check_classification_targets(y)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"KerasMLPClassifier needs at least two classes; y holds only {self.classes_[0]!r}"
-            )
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != (len(y),):
-                raise ValueError(f"groups has shape {groups.shape}; expected ({len(y)},)")
-        keras = import_keras()
-        if self.random_state is not None:
-            keras.utils.set_random_seed(int(self.random_state))
+        X = self._check_X(X, reset=True)
+        keras, y_idx, groups = self._start_fit(y, len(X), groups)
         if X_val is not None:
-            train, val = np.arange(len(y_idx)), None
-            validation_data = self._given_validation(X_val, y_val)
+            train, validation_data = np.arange(len(y_idx)), self._given_validation(X_val, y_val)
         else:
             train, val = self._validation_split(y_idx, groups)
             validation_data = None if val is None else (X[val], y_idx[val])
@@ -176,51 +152,14 @@ class KerasMLPClassifier(KerasClassifier):
                           check=(X[train], y_idx[train]))
         return self
 
-    def _check_params(self) -> None:
-        layers = self.hidden_layers
-        if (
-            isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence)
-            or not all(is_int(u) and u > 0 for u in layers)
-        ):
-            raise ValueError(
-                f"hidden_layers={layers!r} must be a sequence of positive integers, e.g. (100, 200, 100)"
-            )
-        checks = [
-            ("dropout", self.dropout, is_real(self.dropout) and 0 <= self.dropout < 1,
-             "a number in [0, 1)"),
-            ("epochs", self.epochs, is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 1,
-             "an integer >= 1"),
-            ("learning_rate", self.learning_rate,
-             is_real(self.learning_rate) and self.learning_rate > 0,
-             "a positive number"),
-            ("patience", self.patience, is_int(self.patience) and self.patience >= 0,
-             "an integer >= 0"),
-            ("min_epochs", self.min_epochs, is_int(self.min_epochs) and self.min_epochs >= 0,
-             "an integer >= 0"),
-            ("restarts", self.restarts, is_int(self.restarts) and self.restarts >= 0,
-             "an integer >= 0"),
-            ("validation_fraction", self.validation_fraction,
-             is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
-             "a number in [0, 1)"),
-            ("class_weight", self.class_weight,
-             self.class_weight is None or self.class_weight == "balanced"
-             or isinstance(self.class_weight, dict), "None, 'balanced' or a dict"),
-        ]
-        for name, value, ok, what in checks:
-            if not ok:
-                raise ValueError(f"{name}={value!r} must be {what}")
+    def _check_X(self, X, *, reset: bool, name: str = "X") -> np.ndarray:
+        return validate_data(self, X, dtype=np.float32, reset=reset)
 
-    def _given_validation(self, X_val, y_val) -> tuple[np.ndarray, np.ndarray] | None:
-        """(X, class positions) of a given validation part, or None if no row is usable."""
-        X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
-        y_val = np.asarray(y_val)
-        if y_val.shape != (len(X_val),):
-            raise ValueError(f"y_val has shape {y_val.shape}; expected ({len(X_val)},)")
-        known = self._known_validation(y_val)
-        if known is None:
-            return None
-        return X_val[known], np.searchsorted(self.classes_, y_val[known])
+    def _architecture_checks(self) -> list[tuple[str, Any, bool, str]]:
+        layers = self.hidden_layers
+        ok = (not isinstance(layers, (str, bytes)) and isinstance(layers, Sequence)
+              and all(is_int(u) and u > 0 for u in layers))
+        return [("hidden_layers", layers, ok, "a sequence of positive integers, e.g. (100, 200, 100)")]
 
     def _build(self, keras, n_features: int, n_classes: int, learning_rate: float):
         layers = [keras.Input(shape=(n_features,))]
@@ -237,62 +176,12 @@ class KerasMLPClassifier(KerasClassifier):
         )
         return model
 
-    # -------------------------------------------------------------- predict
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : array-like [shape=(n_samples, n_features)]
-
-        Returns
-        -------
-        np.ndarray [shape=(n_samples, n_classes), dtype=float64]
-            Rows sum to 1; columns follow :attr:`classes_`.
-        """
-        check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        return self._probabilities(X)
-
-    # ------------------------------------------------------------ bundles
-
     @classmethod
-    def from_keras_model(
-        cls, model: Any, classes: Sequence[Any], **params: Any
-    ) -> KerasMLPClassifier:
-        """A fitted classifier around an already trained Keras model.
-
-        Used when loading a model bundle: the architecture parameters are
-        read back from the model's layers so ``get_params`` tells the truth.
-
-        Parameters
-        ----------
-        model : keras.Model
-            Network with ``len(classes)`` softmax outputs (e.g. from
-            ``keras.saving.load_model(path, safe_mode=True)``).
-        classes : sequence
-            Labels of the output units, in order.
-        **params
-            Other constructor parameters to record (``epochs``, ...).
-
-        Returns
-        -------
-        KerasMLPClassifier
-            Ready for :meth:`predict` / :meth:`predict_proba`.
-        """
-        classes = np.asarray(list(classes))
-        n_out = int(model.output_shape[-1])
-        if n_out != len(classes):
-            raise ValueError(
-                f"the Keras model has {n_out} outputs but {len(classes)} classes were given"
-            )
+    def _params_from_layers(cls, model: Any) -> dict[str, Any]:
         dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
         drops = [layer for layer in model.layers if type(layer).__name__ == "Dropout"]
-        params.setdefault("hidden_layers", tuple(int(layer.units) for layer in dense[:-1]))
-        params.setdefault("dropout", float(drops[0].rate) if drops else 0.0)
-        clf = cls(**params)
-        clf.model_ = model
-        clf.classes_ = classes
-        clf.n_features_in_ = int(model.input_shape[-1])
-        return clf
+        return {"hidden_layers": tuple(int(layer.units) for layer in dense[:-1]),
+                "dropout": float(drops[0].rate) if drops else 0.0}
+
+    def _fitted_input(self, model: Any) -> None:
+        self.n_features_in_ = int(model.input_shape[-1])

@@ -22,7 +22,8 @@ the feature columns, and are compared under the same splits
 ``cnn`` (:class:`~classify.cnn.KerasCNNClassifier`) and ``cnn_aug``, the
 same network trained on its training clips plus one augmented version of
 each (:mod:`classify.augment`). ``classify train`` runs them when asked
-(:data:`PATCH_MODELS`, not in :data:`MODEL_NAMES`), since they need the
+(:data:`classify.registry.PATCH_MODELS`, not in
+:data:`~classify.registry.MODEL_NAMES`), since they need the
 patches; ``make train`` asks for ``cnn`` by default and makes the patches
 first, ``cnn_aug`` is opt-in (it adds about 3 minutes to the demo). Their
 pipeline has the network as its only step: it standardises the patches
@@ -56,17 +57,10 @@ from .cnn import KerasCNNClassifier
 from .errors import UsageError
 from .inner import calibration_folds, validation_split
 from .mlp import KerasMLPClassifier
+from .registry import ALL_MODELS, MODELS, is_patch_model
 
-#: The models of the feature table, compared by default.
-MODEL_NAMES = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
-#: The models of log-mel patches (``--models ...,cnn,cnn_aug``; they need ``--patches``).
-PATCH_MODELS = ("cnn", "cnn_aug")
-#: Every name ``--models`` accepts.
-ALL_MODELS = (*MODEL_NAMES, *PATCH_MODELS)
 DEFAULT_MLP_LAYERS = (100, 200, 100)
 CLASS_WEIGHTS = (None, "balanced")
-# k-nearest neighbours has no class weights; the others take "balanced".
-WEIGHTLESS_MODELS = frozenset({"knn"})
 
 
 def parse_models(text: str | Sequence[str]) -> list[str]:
@@ -84,11 +78,6 @@ def parse_models(text: str | Sequence[str]) -> list[str]:
         what = f"unknown model(s) {', '.join(map(repr, unknown))}" if unknown else "no model given"
         raise UsageError(f"--models: {what}; choose from {','.join(ALL_MODELS)}")
     return names
-
-
-def is_patch_model(name: str) -> bool:
-    """True for a model that learns from log-mel patches rather than feature columns."""
-    return name in PATCH_MODELS
 
 
 def parse_layers(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -169,6 +158,8 @@ def make_pipeline(
         raise UsageError(f"unknown model {name!r}; choose from {','.join(ALL_MODELS)}")
     if class_weight not in CLASS_WEIGHTS:
         raise UsageError(f"--class-weight {class_weight!r} must be 'balanced' or not given")
+    if not MODELS[name].class_weights:
+        class_weight = None
     if n_classes is not None and n_classes < 2:
         raise UsageError(f"n_classes={n_classes} must be at least 2 to train a classifier")
     builders = {

@@ -16,12 +16,11 @@ from .errors import UsageError
 from .models import (
     CLASS_WEIGHTS,
     DEFAULT_MLP_LAYERS,
-    MODEL_NAMES,
-    is_patch_model,
     make_pipeline,
     parse_layers,
     parse_models,
 )
+from .registry import MODEL_NAMES, is_patch_model
 from .splits import PROTOCOLS
 from .values import is_int
 
@@ -38,8 +37,8 @@ class TrainOptions:
     Parameters
     ----------
     models : sequence of str
-        Names from :data:`classify.models.MODEL_NAMES` and
-        :data:`~classify.models.PATCH_MODELS`, in report order.
+        Names from :data:`classify.registry.MODEL_NAMES` and
+        :data:`~classify.registry.PATCH_MODELS`, in report order.
     cv : str
         Protocol: auto, holdout, folds, group, stratified or random.
     k : int

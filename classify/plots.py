@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 
 from features.io.atomic import atomic_path
 
+from .registry import MODELS
+
 __all__ = [
     "DPI",
     "MARKERS",
@@ -55,8 +57,6 @@ OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "
 #: PNG resolution: sharp on a laptop screen, small enough for a page with 20 figures.
 DPI = 110
 
-_MODEL_ORDER = ("mlp", "logreg", "svm", "rf", "knn", "hgb")
-_MODEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _METRIC_LABELS = {
     "accuracy": "Accuracy",
@@ -104,14 +104,14 @@ def class_palette(classes: Sequence[str]) -> dict[str, str]:
 
 
 def model_palette(models: Sequence[str]) -> dict[str, str]:
-    """Colour per model name; the known models (mlp, logreg, ...) always get the same one."""
+    """Colour per model name; a known model (:data:`classify.registry.MODELS`) always gets its own."""
     out: dict[str, str] = {}
-    known = _MODEL_COLOURS[: len(_MODEL_ORDER)]
-    spare = [c for c in (*_MODEL_COLOURS, *OKABE_ITO, "#999999", "#666666") if c not in known]
+    known = {name: info.colour for name, info in MODELS.items()}
+    spare = list(dict.fromkeys(c for c in (*OKABE_ITO, "#999999") if c not in known.values()))
     n_unknown = 0
     for model in models:
-        if model in _MODEL_ORDER:
-            out[model] = known[_MODEL_ORDER.index(model)]
+        if model in known:
+            out[model] = known[model]
         else:
             out[model] = spare[n_unknown % len(spare)]
             n_unknown += 1

@@ -22,10 +22,10 @@ from features.engine.outputs import commit
 from features.engine.versions import library_versions
 from features.io.atomic import file_sha256
 
-from . import evaluation, importance, plots, rundir, tuning
+from . import evaluation, importance, plots, registry, rundir, tuning
 from .final import patches_provenance
-from .models import is_patch_model
 from .references import references_for
+from .registry import is_patch_model
 from .results import CVResult, TrainResult
 from .rundir import NESTED
 from .selection import model_selection, quote_table, selection_summary
@@ -258,7 +258,7 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
         searched = [name for name in result.models if not is_patch_model(name)]
         tuned = {
             "search": f"HalvingGridSearchCV, factor {tuning.FACTOR}, on rows, scored by accuracy",
-            "spaces": {name: json_safe(tuning.search_space(name, n_features=t.n_features,
+            "spaces": {name: json_safe(registry.search_space(name, n_features=t.n_features,
                                                             mlp_layers=options.mlp_layers))
                        for name in searched},
             "chosen": {name: dict(zip(result.results[name].folds["split"],

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .log import Log
-from .models import PATCH_MODELS, group_fit_params, is_patch_model
+from .models import group_fit_params
 from .options import TrainOptions
+from .registry import MODELS, is_patch_model
 from .results import CVResult, TrainResult
 from .rundir import NESTED
 from .splits import LEAKY_NOTE, Protocol
@@ -127,7 +128,7 @@ def model_selection(result: TrainResult, model: str) -> str:
             else "inner splits, by the protocol's rules") + ")"
     how = ("parameters tuned inside each training part" if result.options.tune
            and not is_patch_model(model) else "fixed parameters")
-    if result.protocol.has_validation and model in ("mlp", "hgb", *PATCH_MODELS):
+    if result.protocol.has_validation and model in MODELS and MODELS[model].early_stops:
         how += "; early stopping on the validation part"
     return how
 

@@ -23,7 +23,7 @@ On a segment table (one row per window) the scores are per clip (mean
 window probability), with the per-window accuracy beside them
 (:mod:`classify.evaluation`).
 
-The CNN models (``cnn``, ``cnn_aug``: :data:`classify.models.PATCH_MODELS`)
+The CNN models (``cnn``, ``cnn_aug``: :data:`classify.registry.PATCH_MODELS`)
 learn from the clips' log-mel patches instead of the feature columns. The
 patches are joined to the table's rows by ``path``
 (:func:`classify.table_patches.attach_patches`) before the protocol is
@@ -64,7 +64,6 @@ from . import evaluation, rundir
 from .errors import TableError
 from .final import refit_and_save
 from .log import Log, stderr_warning
-from .models import PATCH_MODELS, WEIGHTLESS_MODELS, is_patch_model
 from .options import TrainOptions
 from .record import (
     commit_run,
@@ -73,6 +72,7 @@ from .record import (
     unmatched_note,
     write_run,
 )
+from .registry import PATCH_MODELS, WEIGHTLESS_MODELS, is_patch_model
 from .results import TrainResult
 from .rundir import NESTED
 from .selection import nested_selection

@@ -1,6 +1,6 @@
 """``classify train --tune``: a small hyper-parameter search inside every training part.
 
-Each model has one small grid, defined here by :func:`search_space`:
+Each model has one small grid (:func:`classify.registry.search_space`):
 
 ======  ===========================================================  ==========
 model   parameters searched                                          candidates
@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -76,7 +75,6 @@ from sklearn.model_selection import HalvingGridSearchCV, ParameterGrid
 from sklearn.pipeline import Pipeline
 
 from .mlp import KerasMLPClassifier
-from .models import MODEL_NAMES
 
 #: Successive halving keeps the best 1/FACTOR of the candidates at each step
 #: and gives them FACTOR times as many rows.
@@ -87,57 +85,6 @@ MIN_ROWS_PER_CLASS = 6
 #: The MLP's first halving step uses at least this many rows: on fewer a
 #: Keras fit costs about the same whatever the rows.
 MLP_MIN_ROWS = 2000
-
-
-def search_space(
-    name: str, *, n_features: int, mlp_layers: Sequence[int]
-) -> dict[str, list[Any]] | list[dict[str, list[Any]]]:
-    """The candidates searched for model ``name``, as pipeline parameters (``svm__estimator__C``).
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`classify.models.MODEL_NAMES`.
-    n_features : int
-        Feature columns; the SVM's ``gamma`` values are multiples of
-        1 / n_features (scikit-learn's ``"scale"`` on standardised features).
-    mlp_layers : sequence of int
-        The MLP's hidden layers (``--mlp-layers``); the search tries them
-        as given and at half the width.
-
-    Returns
-    -------
-    dict of str to list, or list of such dicts
-        Parameter name to candidate values, a grid (see the module's
-        table); for the MLP a list of one-candidate grids, in the form
-        :class:`~sklearn.model_selection.ParameterGrid` takes.
-
-    Examples
-    --------
-    >>> search_space("logreg", n_features=10, mlp_layers=(8,))
-    {'logreg__C': [0.01, 0.1, 1.0, 10.0]}
-    >>> [c["mlp__hidden_layers"] for c in search_space("mlp", n_features=10, mlp_layers=(100, 50))]
-    [[(100, 50)], [(100, 50)], [(50, 25)]]
-    """
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose from {','.join(MODEL_NAMES)}")
-    if n_features < 1:
-        raise ValueError(f"n_features={n_features} must be at least 1")
-    full = tuple(int(u) for u in mlp_layers)
-    half = tuple(max(1, u // 2) for u in full)
-    if name == "mlp":
-        return [{"mlp__hidden_layers": [layers], "mlp__dropout": [dropout], "mlp__learning_rate": [rate]}
-                for layers, dropout, rate in ((full, 0.5, 1e-3), (full, 0.5, 3e-3), (half, 0.2, 1e-3))]
-    spaces: dict[str, dict[str, list[Any]]] = {
-        "svm": {"svm__estimator__C": [1.0, 10.0, 100.0],
-                "svm__estimator__gamma": [g / n_features for g in (0.3, 1.0, 3.0)]},
-        "logreg": {"logreg__C": [0.01, 0.1, 1.0, 10.0]},
-        "rf": {"rf__max_features": ["log2", "sqrt", 0.2], "rf__min_samples_leaf": [1, 2, 4]},
-        "knn": {"knn__n_neighbors": [3, 5, 10, 20], "knn__weights": ["uniform", "distance"]},
-        "hgb": {"hgb__learning_rate": [0.1, 0.2], "hgb__max_leaf_nodes": [15, 31],
-                "hgb__l2_regularization": [0.0, 1.0]},
-    }
-    return spaces[name]
 
 
 def choose_params(
@@ -161,7 +108,7 @@ def choose_params(
         and validation rows), never outer test rows.
     y : np.ndarray [shape=(n,)]
     space : dict
-        From :func:`search_space`.
+        From :func:`classify.registry.search_space`.
     cv : list of (train, test)
         Inner splits, positions into ``X`` (:func:`classify.inner.inner_splits`).
     fit_params : dict

@@ -37,14 +37,15 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from . import evaluation, importance, tuning
+from . import evaluation, importance, registry, tuning
 from .cnn import KerasCNNClassifier
 from .errors import ClassifyError, ModelError, UsageError
 from .keras_base import import_keras
 from .log import Log, stderr_warning
 from .mlp import KerasMLPClassifier
-from .models import group_fit_params, is_patch_model
+from .models import group_fit_params
 from .options import TrainOptions
+from .registry import is_patch_model
 from .results import CVResult
 from .splits import Protocol
 from .table_patches import TablePatches
@@ -178,7 +179,7 @@ class SearchTask:
     fit_params : dict
         Fit parameters for ``rows`` (the groups of models with inner splits).
     space : dict
-        :func:`classify.tuning.search_space` of the model.
+        :func:`classify.registry.search_space` of the model.
     seed : int
     """
 
@@ -245,7 +246,7 @@ def split_tasks(name: str, template: Pipeline, table: FeatureTable, protocol: Pr
     groups = protocol.recordings
     families = (tuple(importance.feature_families(table.feature_columns).values())
                 if _permutes(name, options) else ())
-    space = (tuning.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
+    space = (registry.search_space(name, n_features=table.n_features, mlp_layers=options.mlp_layers)
              if options.tune and not is_patch_model(name) else None)
     tasks = []
     for position, split in enumerate(protocol.splits):

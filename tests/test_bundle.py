@@ -143,7 +143,7 @@ def test_a_failed_save_keeps_the_old_bundle_whole(tmp_path, logreg, columns, mon
     def disk_full(obj, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(classify.bundle.sio, "dump", disk_full)
+    monkeypatch.setattr(classify.bundle.save.sio, "dump", disk_full)
     with pytest.raises(BundleError, match=f"cannot write the bundle {target}: .*No space left"):
         _save(target, logreg, columns, model_name="second")
     assert load_bundle(target).model_name == "first"
@@ -247,7 +247,8 @@ def test_a_crafted_keras_archive_is_refused_before_keras_reads_it(tmp_path, data
     """A foreign class in config.json is named and refused without any deserialisation."""
     import keras
 
-    from classify.cnn import CNN_FILE, KerasCNNClassifier, load_cnn, save_cnn
+    from classify.bundle import CNN_FILE, load_cnn, save_cnn
+    from classify.cnn import KerasCNNClassifier
     from classify.models import make_pipeline
     from features.params import PatchParams
 
@@ -402,3 +403,13 @@ def test_save_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path, logreg,
     with pytest.raises(BundleError, match="is not a model bundle.*refusing to replace"):
         _save(target, logreg, columns)
     assert (target / "precious.csv").read_text() == "keep me"
+
+
+def test_a_known_model_name_must_name_its_kind_of_estimator(tmp_path, logreg, columns):
+    # The registry says "mlp" is saved as a Keras MLP: a scikit-learn pipeline under that
+    # name would load as something else than the run says it trained.
+    with pytest.raises(BundleError, match="'mlp' is saved as a keras-mlp bundle"):
+        _save(tmp_path / "model", logreg, columns, model_name="mlp")
+    assert not (tmp_path / "model").exists()
+    # A name of the user's own is saved by what the estimator is.
+    assert (_save(tmp_path / "mine", logreg, columns, model_name="my_model") / "bundle.json").is_file()

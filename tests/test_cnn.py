@@ -11,7 +11,8 @@ from threadpoolctl import threadpool_limits
 
 import classify.cnn as cnn_module
 from classify.augment import Augmentation
-from classify.cnn import CNN_FILE, CNN_JSON, KerasCNNClassifier, load_cnn, save_cnn
+from classify.bundle import CNN_FILE, CNN_JSON, load_cnn, save_cnn
+from classify.cnn import KerasCNNClassifier
 from classify.errors import BundleError
 from features.params import PatchParams
 

@@ -17,7 +17,6 @@ from threadpoolctl import threadpool_limits
 from classify.errors import UsageError
 from classify.mlp import KerasMLPClassifier
 from classify.models import (
-    MODEL_NAMES,
     GroupCalibratedClassifierCV,
     GroupHistGradientBoostingClassifier,
     group_fit_params,
@@ -25,6 +24,7 @@ from classify.models import (
     parse_layers,
     parse_models,
 )
+from classify.registry import MODEL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_MLP = {"hidden_layers": (16, 8), "epochs": 6, "batch_size": 32, "patience": 3}

@@ -15,8 +15,7 @@ import soundfile as sf
 
 import classify.cnn as cnn_module
 from classify import cli, final, validation
-from classify.bundle import BUNDLE_JSON, KIND_KERAS_CNN, load_bundle
-from classify.cnn import CNN_FILE, CNN_JSON
+from classify.bundle import BUNDLE_JSON, CNN_FILE, CNN_JSON, KIND_KERAS_CNN, load_bundle
 from classify.errors import TableError, UsageError
 from classify.options import TrainOptions
 from classify.training import train

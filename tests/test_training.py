@@ -18,8 +18,8 @@ from sklearn.preprocessing import StandardScaler
 
 from classify import cli, final
 from classify.evaluation import FOLDS_COLUMNS, LEADERBOARD_COLUMNS, PER_CLASS_COLUMNS
-from classify.models import MODEL_NAMES
 from classify.options import TrainOptions
+from classify.registry import MODEL_NAMES
 from classify.splits import LEAKY_NOTE
 from classify.training import train
 from features.compute import feature_columns

@@ -9,11 +9,12 @@ import pytest
 import synth
 from sklearn.model_selection import ParameterGrid
 
-from classify import cli, final, tuning, validation
+from classify import cli, final, registry, tuning, validation
 from classify.bundle import load_bundle
 from classify.evaluation import FOLDS_COLUMNS
-from classify.models import MODEL_NAMES, make_pipeline
+from classify.models import make_pipeline
 from classify.options import TrainOptions
+from classify.registry import MODEL_NAMES
 from classify.training import train
 
 
@@ -38,7 +39,7 @@ def rows_of(X: np.ndarray, table) -> np.ndarray:
 
 def test_every_space_holds_the_default_and_is_small():
     for name in MODEL_NAMES:
-        space = tuning.search_space(name, n_features=26, mlp_layers=(100, 200, 100))
+        space = registry.search_space(name, n_features=26, mlp_layers=(100, 200, 100))
         grid = list(ParameterGrid(space))
         assert 3 <= len(grid) <= 9, name
         defaults = make_pipeline(name, n_classes=3).get_params()
@@ -76,7 +77,7 @@ def test_chosen_parameters_are_recorded_per_split_and_for_the_final_model(tmp_pa
     folds = pd.read_csv(tmp_path / "run" / "folds.csv")
     assert list(folds.columns) == [*FOLDS_COLUMNS, "restarts", "params"]
     chosen = [json.loads(text) for text in folds["params"]]
-    space = tuning.search_space("knn", n_features=26, mlp_layers=(8,))
+    space = registry.search_space("knn", n_features=26, mlp_layers=(8,))
     assert all(set(c) == {"n_neighbors", "weights"} for c in chosen)
     assert all(c["n_neighbors"] in space["knn__n_neighbors"] for c in chosen)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -149,7 +150,7 @@ def test_the_chosen_parameters_are_those_of_the_space_only(name):
     y = np.repeat(["a", "b", "c"], 30)
     X = rng.normal(size=(90, 6)) + (y == "b")[:, None]
     template = make_pipeline(name, n_classes=3).set_params(**({"rf__n_estimators": 30} if name == "rf" else {}))
-    space = tuning.search_space(name, n_features=6, mlp_layers=(8,))
+    space = registry.search_space(name, n_features=6, mlp_layers=(8,))
     cv = [(np.arange(45), np.arange(45, 90)), (np.arange(45, 90), np.arange(45))]
     chosen = tuning.choose_params(template, X, y, space=space, cv=cv, fit_params={}).params
     assert set(chosen) == set(space), "the halving resource (trees) is not a choice"
@@ -157,14 +158,14 @@ def test_the_chosen_parameters_are_those_of_the_space_only(name):
 
 
 def test_candidates_that_fail_to_fit_are_counted_never_chosen(tmp_path, monkeypatch, capsys):
-    real = tuning.search_space
+    real = registry.search_space
 
     def with_a_broken_candidate(name, **kwargs):
         if name == "logreg":  # C must be positive: this candidate's every fit raises
             return {"logreg__C": [1.0, -1.0]}
         return real(name, **kwargs)
 
-    monkeypatch.setattr(tuning, "search_space", with_a_broken_candidate)
+    monkeypatch.setattr(registry, "search_space", with_a_broken_candidate)
     table = synth.write(synth.clips_frame(), tmp_path / "features")
     assert cli.main(["train", str(table), "--tune", "--models", "logreg", "--jobs", "1",
                      "--no-importance", "--quiet"]) == 0
