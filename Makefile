@@ -23,7 +23,10 @@ TABLE ?= $(OUT)/features.parquet
 RUN ?= data/output/$(NAME)/run
 EDA ?= data/output/$(NAME)/eda
 PATCHES ?= data/output/$(NAME)/patches
-JOBS ?= 0
+# How runs run: the defaults are RunOptions' own (python -m features.engine.options).
+RUN_DEFAULTS := $(shell $(PYTHON) -m features.engine.options)
+run_default = $(patsubst $(1)=%,%,$(filter $(1)=%,$(RUN_DEFAULTS)))
+JOBS ?= $(call run_default,jobs)
 SCHEDULER ?=
 CLIP_TIMEOUT ?=
 PRESET ?= default
@@ -70,7 +73,7 @@ help: ## List the targets and the variables they take
 	@echo "Variables: DATASET=$(DATASET) (outputs under data/output/$(NAME)/)"
 	@echo "           OUT=$(OUT) RUN=$(RUN) EDA=$(EDA) PATCHES=$(PATCHES)"
 	@echo "           JOBS=$(JOBS) (0 = all cores) PRESET=$(PRESET) LAYOUT=$(LAYOUT) MANIFEST=$(MANIFEST) DURATION=$(DURATION) (seconds per CNN patch)"
-	@echo "           SCHEDULER=$(SCHEDULER) (tcp://host:8786 or local:N: run on Dask) CLIP_TIMEOUT=$(CLIP_TIMEOUT)"
+	@echo "           SCHEDULER=$(SCHEDULER) (tcp://host:8786 or local:N: run on Dask) CLIP_TIMEOUT=$(CLIP_TIMEOUT) (empty: $(call run_default,default_clip_timeout) s + $(call run_default,seconds_per_mb) s per MB)"
 	@echo "           SEGMENT=$(SEGMENT) (seconds: one row per window) TUNE=$(TUNE) (1: tune inside the folds)"
 	@echo "           SELECT=$(SELECT) (nested: also score 'pick the best model, then fit it' honestly)"
 	@echo "           MODELS=$(MODELS) CV=$(CV) SEED=$(SEED) DEMO_CLIPS=$(DEMO_CLIPS) MODEL=$(MODEL) FILE=$(FILE)"

@@ -8,7 +8,7 @@ Only the chosen subcommand's options are built and its module imported, so
 
 Every error the packages raise on purpose (:class:`ClassifyError`,
 :class:`features.errors.FeaturesError`) becomes one ``error: ...`` line on
-stderr and exit status 2; no traceback.
+stderr and the error's own exit status (see :data:`EXIT_CODES`); no traceback.
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from features.io.storage import redact_text
 from .errors import ClassifyError
 
 PROG = "python -m classify"
-USAGE_EXIT = 2
+EXIT_CODES = ("exit codes: 0 done, 2 usage error (an option, table, run folder or model that cannot "
+              "be used), 1 runtime error (a model that cannot be fitted, a disk or cluster error), "
+              "5 output folder in use by another run, 130 interrupted.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(command).parse_args(argv)
         return int(args.handler(args) or 0)
     except (ClassifyError, FeaturesError) as e:
-        return _fail(str(e), USAGE_EXIT)
+        return _fail(str(e), e.exit_status)
     except OSError as e:
         # Disk full, permission denied, ...: the message names the file.
         return _fail(f"{type(e).__name__}: {e}", 1)
@@ -50,7 +52,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     listing), so building the parser imports only what ``command`` needs.
     """
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Honest, fold-aware classification of audio feature tables."
+        prog=PROG, description="Honest, fold-aware classification of audio feature tables.",
+        epilog=EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, add_options) in COMMANDS.items():

@@ -118,13 +118,15 @@ class KerasCNNClassifier(KerasClassifier):
 
     Examples
     --------
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(-40, 5, (40, 16, 20)).astype(np.float32)
-    >>> X[20:, 8:] += 20  # the second class is loud in the upper bands
-    >>> y = np.array(["low"] * 20 + ["high"] * 20)
-    >>> clf = KerasCNNClassifier(filters=(4, 8), epochs=3).fit(X, y)  # doctest: +SKIP
-    >>> clf.predict_proba(X[:2]).shape  # doctest: +SKIP
-    (2, 2)
+    Usage::
+
+        rng = np.random.default_rng(0)
+        X = rng.normal(-40, 5, (40, 16, 20)).astype(np.float32)
+        X[20:, 8:] += 20  # the second class is loud in the upper bands
+        y = np.array(["low"] * 20 + ["high"] * 20)
+        clf = KerasCNNClassifier(filters=(4, 8), epochs=3).fit(X, y)
+        clf.predict_proba(X[:2]).shape
+        # -> (2, 2)
     """
 
     #: Patches per call of ``model_.predict`` (each is 64 x 173 floats at 4 s).

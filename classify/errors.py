@@ -3,14 +3,19 @@
 One root error; each specific error also subclasses the matching built-in
 (:class:`ValueError` for bad input, :class:`RuntimeError` for a fit that
 failed) so callers can catch either. The command line turns every one of
-them into a single ``error: ...`` line and exit status 2, never a
-traceback, so each message names the file, row, column or option at fault
-and says what to do.
+them into a single ``error: ...`` line, never a traceback, so each message
+names the file, row, column or option at fault and says what to do. The
+exit status says whose move it is, as in ``features``: 2 when an option or
+an input given (table, run folder, model bundle) cannot be used, 1 when the
+work itself failed (a model that cannot be fitted, a disk error).
 """
 
 
 class ClassifyError(Exception):
     """Root of every error the classify package raises on purpose."""
+
+    #: The command line's exit status: 2 usage (an option or input that cannot be used).
+    exit_status = 2
 
 
 class UsageError(ClassifyError, ValueError):
@@ -31,6 +36,8 @@ class BundleError(ClassifyError, ValueError):
 
 class ModelError(ClassifyError, RuntimeError):
     """A model could not be fitted on a split (the message names model and split)."""
+
+    exit_status = 1
 
 
 class RunDirError(ClassifyError, ValueError):

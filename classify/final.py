@@ -18,7 +18,10 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from features.compute import feature_columns
+from features.errors import FeaturesError
 from features.io.atomic import file_sha256
+from features.params import FeatureParams
 
 from . import registry, rundir, tuning
 from .bundle import save_bundle
@@ -213,9 +216,6 @@ def patches_provenance(result: TrainResult) -> dict[str, Any] | None:
 
 
 def _columns_match_params(table: FeatureTable) -> bool:
-    from features.compute import feature_columns
-    from features.errors import FeaturesError
-    from features.params import FeatureParams
 
     try:
         params = FeatureParams.from_dict(dict(table.features_meta.get("params") or {}))

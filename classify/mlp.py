@@ -87,12 +87,14 @@ class KerasMLPClassifier(KerasClassifier):
 
     Examples
     --------
-    >>> rng = np.random.default_rng(0)
-    >>> X = np.r_[rng.normal(0, 1, (30, 4)), rng.normal(3, 1, (30, 4))]
-    >>> y = np.array(["quiet"] * 30 + ["loud"] * 30)
-    >>> clf = KerasMLPClassifier(hidden_layers=(8,), epochs=30).fit(X, y)  # doctest: +SKIP
-    >>> clf.predict_proba(X[:2]).shape  # doctest: +SKIP
-    (2, 2)
+    Usage::
+
+        rng = np.random.default_rng(0)
+        X = np.r_[rng.normal(0, 1, (30, 4)), rng.normal(3, 1, (30, 4))]
+        y = np.array(["quiet"] * 30 + ["loud"] * 30)
+        clf = KerasMLPClassifier(hidden_layers=(8,), epochs=30).fit(X, y)
+        clf.predict_proba(X[:2]).shape
+        # -> (2, 2)
     """
 
     LAYERS = frozenset({"InputLayer", "Dense", "Dropout"})

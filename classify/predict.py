@@ -32,7 +32,7 @@ import pandas as pd
 
 from features.extract import extract_files
 from features.io.audio import is_audio_path
-from features.io.datasets import ErrorRecord
+from features.io.records import ErrorRecord
 from features.params import FeatureParams
 
 from .bundle import Bundle
@@ -88,9 +88,11 @@ def predict_files(
 
     Examples
     --------
-    >>> preds, errors = predict_files(load_bundle("run/model"), ["clip.wav"])  # doctest: +SKIP
-    >>> preds.loc[0, "predicted"]  # doctest: +SKIP
-    'dog_bark'
+    Usage::
+
+        preds, errors = predict_files(load_bundle("run/model"), ["clip.wav"])
+        preds.loc[0, "predicted"]
+        # -> 'dog_bark'
     """
     if bundle.segment is not None:
         clips, _, errors = predict_segments(bundle, paths, jobs=jobs, top=top)

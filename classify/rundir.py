@@ -51,7 +51,7 @@ from typing import Any
 import pandas as pd
 
 from features.io.atomic import write_json, write_text
-from features.table import read_csv, write_csv
+from features.table import fold_values, read_csv, write_csv
 
 from .bundle import BUNDLE_JSON
 from .errors import RunDirError
@@ -401,13 +401,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if missing:
         raise RunDirError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}. Re-run training.")
     if "fold" in df.columns:
-        df["fold"] = _fold_values(df["fold"])
+        df["fold"] = fold_values(df["fold"])
     return df
 
 
-def _fold_values(s: pd.Series) -> pd.Series:
-    # Whole-number folds (the feature table's) come back as nullable integers.
-    numbers = pd.to_numeric(s, errors="coerce")
-    if numbers.notna().sum() == s.notna().sum() and (numbers.dropna() % 1 == 0).all():
-        return numbers.astype("Int64")
-    return s.astype(object)

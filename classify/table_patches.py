@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.patches import PATCHES_JSON, read_patches
 from features.table import read_csv
 
 from .errors import TableError, UsageError
@@ -38,7 +39,6 @@ from .tables import FeatureTable
 __all__ = ["UNMATCHED_COLUMNS", "TablePatches", "attach_patches", "default_patches_dir",
            "find_patches"]
 
-PATCHES_JSON = "patches.json"
 #: Columns of the clips left out of a run (``unmatched.csv``).
 UNMATCHED_COLUMNS = ("path", "label", "missing_from", "reason")
 _HOW_TO_MAKE = ("run `python -m features patches DATASET --out DIR` on the table's dataset "
@@ -173,8 +173,6 @@ def attach_patches(table: FeatureTable, folder: str | os.PathLike
     features.errors.OutputMismatchError
         The patch files are not the set ``patches.json`` describes.
     """
-    from features.patches import read_patches
-
     folder = Path(folder)
     if table.is_segmented:
         raise UsageError(

@@ -32,15 +32,23 @@ Two kinds of tables get extra checks:
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.table import read_csv, restore_formulas
+from features.engine.outputs import verify_outputs
+from features.errors import OutputMismatchError
+from features.table import (
+    SEGMENT_COLUMNS,
+    fold_values,
+    missing_cells,
+    read_csv,
+    read_table_meta,
+    restore_formulas,
+    table_meta_path,
+)
 
 from .errors import TableError
 
@@ -50,7 +58,6 @@ FOLD_COLUMN = "fold"
 GROUP_COLUMN = "group"
 SPLIT_COLUMN = "split"
 #: The window columns of a segment table, in table order.
-SEGMENT_COLUMNS = ("segment", "segment_start_s", "segment_end_s")
 
 # Columns that identify or describe a clip rather than its sound. classID is
 # the label as a number and fold/fsID/split give the split away: as features
@@ -79,58 +86,8 @@ def is_metadata_column(name: str) -> bool:
     lower = str(name).strip().lower()
     return lower in NON_FEATURE_COLUMNS or lower.startswith("segment")
 
-#: How nearly a column must map onto the classes, both ways, to be the label in disguise:
-#: the share of rows whose value names their class (and whose class names their value).
-LEAK_PURITY = 0.98
-# Names of a class id under other spellings (compared lower-case, without _ - or spaces):
-# classid, class_index, target, label_no, genre_code, cls ...
-_CLASS_ID_NAME = re.compile(r"(class|label|target|category|genre|cls)(id|idx|index|num|number|no|nr|code)?"
-                            r"|y|targetname")
-
-
-def label_leaks(table: FeatureTable) -> dict[str, str]:
-    """Feature columns that are the label in disguise, with why (empty when none).
-
-    A column is the label in disguise when it is named like an id of the
-    class (``target``, ``class_id``, ``label_idx``, ...), or when its values
-    map one-to-one, or nearly (:data:`LEAK_PURITY` of the rows both ways),
-    onto the classes: ESC-50's ``target``, UrbanSound8K's ``classID`` under
-    another name. A feature that merely predicts the label well is not one
-    to one: its values vary within a class (or are shared across classes).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> df = pd.DataFrame({"label": list("aabbcc"), "code": [4, 4, 7, 7, 9, 9],
-    ...                    "loud": [0.1, 0.2, 0.8, 0.9, 0.5, 0.4]})
-    >>> t = FeatureTable(Path("t.csv"), df, ("code", "loud"), "test")
-    >>> label_leaks(t)
-    {'code': 'its values map one-to-one onto the classes (100% of the rows)'}
-    """
-    y = table.y
-    n_classes = len(np.unique(y))
-    found = {}
-    for name in table.feature_columns:
-        if _CLASS_ID_NAME.fullmatch(re.sub(r"[\s_\-]+", "", str(name).lower())):
-            found[name] = "it is named like an id of the class"
-            continue
-        values = table.df[name].to_numpy()
-        if len(pd.unique(values)) > 2 * n_classes:
-            continue  # too many values to stand for the classes
-        purity = min(_purity(values, y), _purity(y, values))
-        if purity >= LEAK_PURITY:
-            found[name] = f"its values map one-to-one onto the classes ({purity:.0%} of the rows)"
-    return found
-
-
-def _purity(keys: np.ndarray, values: np.ndarray) -> float:
-    """Share of rows whose value is the most common one among the rows with their key."""
-    counts = pd.crosstab(pd.Series(keys, dtype=object), pd.Series(values, dtype=object))
-    return float(counts.max(axis=1).sum() / len(keys))
-
 
 # Cell texts that mean "no value" rather than "not a number".
-_MISSING_TOKENS = frozenset({"", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "<na>"})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -312,7 +269,8 @@ def load_table(path: str | Path) -> FeatureTable:
     (('a', 'b'), 2)
     """
     path = Path(path)
-    _check_provenance(path)
+    meta = _read_meta(path)
+    _check_provenance(path, meta)
     raw = _read(path)
     if LABEL_COLUMN not in raw.columns:
         shown = ", ".join(map(str, raw.columns[:12])) + (" ..." if raw.shape[1] > 12 else "")
@@ -337,7 +295,7 @@ def load_table(path: str | Path) -> FeatureTable:
     _check_finite(df, features, path, names)
     fold_col = group_col = split_col = segment_col = None
     if FOLD_COLUMN in df.columns:
-        df[FOLD_COLUMN] = _fold_values(df[FOLD_COLUMN])
+        df[FOLD_COLUMN] = fold_values(df[FOLD_COLUMN])
         fold_col = FOLD_COLUMN if df[FOLD_COLUMN].notna().any() else None
     if GROUP_COLUMN in df.columns:
         df[GROUP_COLUMN] = _text(df[GROUP_COLUMN])
@@ -351,7 +309,7 @@ def load_table(path: str | Path) -> FeatureTable:
     return FeatureTable(
         path=path, df=df, feature_columns=tuple(features), feature_source=source,
         path_col=path_col, fold_col=fold_col, group_col=group_col, split_col=split_col,
-        segment_col=segment_col, schema=schema, features_meta=_read_meta(path),
+        segment_col=segment_col, schema=schema, features_meta=meta,
         ignored_columns=tuple(ignored),
     )
 
@@ -395,48 +353,30 @@ def _read_schema(path: Path) -> pd.DataFrame | None:
     return schema
 
 
-def _check_provenance(path: Path) -> None:
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    """The table's ``<stem>.json`` (read once per load), or None."""
+    try:
+        return read_table_meta(path)
+    except ValueError as exc:
+        raise TableError(str(exc)) from None
+
+
+def _check_provenance(path: Path, meta: dict[str, Any] | None) -> None:
     """Refuse a table that is not the one its ``features.json`` describes.
 
     Only outputs of ``features extract`` carry the SHA-256 of their files
     (``files``); a table from elsewhere, or an older extraction, has
     nothing to check against.
     """
-    from features.engine.outputs import verify_outputs
-    from features.errors import OutputMismatchError
-
-    if any(path.parent.glob(".committing-*")):
-        listed = True  # a set being replaced: verify_outputs explains
-    else:
+    listed = isinstance(meta, dict) and isinstance(meta.get("files"), dict)
+    if listed and path.name not in meta["files"]:
+        raise TableError(f"{table_meta_path(path)} does not list {path.name}, "
+                         f"so the table comes from another run: re-extract it")
+    if listed or any(path.parent.glob(".committing-*")):  # a set being replaced: verify says so
         try:
-            meta = json.loads(path.with_name(f"{path.stem}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return  # absent, or _read_meta reports it
-        listed = isinstance(meta, dict) and isinstance(meta.get("files"), dict)
-        if listed and path.name not in meta["files"]:
-            raise TableError(f"{path.with_name(path.stem + '.json')} does not list {path.name}, "
-                             f"so the table comes from another run: re-extract it")
-    if listed:
-        try:
-            verify_outputs(path)
+            verify_outputs(path, meta=meta if listed else None)
         except OutputMismatchError as exc:
             raise TableError(f"cannot use {path}: {exc}") from None
-
-
-def _read_meta(path: Path) -> dict[str, Any] | None:
-    meta_path = path.with_name(f"{path.stem}.json")
-    if not meta_path.is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        raise TableError(
-            f"{meta_path} is not valid JSON ({_one_line(e)}); re-extract the table or "
-            "delete the file"
-        ) from None
-    if not isinstance(meta, dict):
-        raise TableError(f"{meta_path} must hold a JSON object, not {type(meta).__name__}")
-    return meta
 
 
 # ----------------------------------------------------------- feature columns
@@ -490,18 +430,13 @@ def _looks_numeric(s: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(s):
         return True
-    present = s[~_missing(s)]
+    present = s[~missing_cells(s)]
     if present.empty:
         return False
     return pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
 
 
 # ----------------------------------------------------------- cell conversion
-
-
-def _missing(s: pd.Series) -> pd.Series:
-    """Boolean mask of cells that hold no value (NA, empty, 'nan', ...)."""
-    return s.isna() | s.astype(str).str.strip().str.lower().isin(_MISSING_TOKENS)
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -541,7 +476,7 @@ def _to_float(s: pd.Series, name: str, path: Path, names: np.ndarray | None) -> 
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     numbers = pd.to_numeric(s, errors="coerce")
-    bad = (numbers.isna() & ~_missing(s)).to_numpy()
+    bad = (numbers.isna() & ~missing_cells(s)).to_numpy()
     if bad.any():
         first = int(np.argmax(bad))
         raise TableError(
@@ -617,15 +552,6 @@ def _check_segments(df: pd.DataFrame, path: Path, path_col: str | None, names: n
                 f"all windows of a clip must share its {name} (a split by window would put one "
                 "clip on both sides): fix the table or re-extract it"
             )
-
-
-def _fold_values(s: pd.Series) -> pd.Series:
-    """Folds as nullable Int64 when they are whole numbers, else as str (None if empty)."""
-    missing = _missing(s)
-    numbers = pd.to_numeric(s.where(~missing), errors="coerce")
-    if numbers[~missing].notna().all() and (numbers.dropna() == numbers.dropna().round()).all():
-        return numbers.astype("Int64")
-    return s.astype(object).map(str).where(~missing, None)
 
 
 def _where(i: int, names: np.ndarray | None) -> str:

@@ -63,6 +63,7 @@ from features.io.storage import is_url
 from . import evaluation, rundir
 from .errors import TableError
 from .final import refit_and_save
+from .leaks import label_leaks
 from .log import Log, stderr_warning
 from .options import TrainOptions
 from .record import (
@@ -78,7 +79,7 @@ from .rundir import NESTED
 from .selection import nested_selection
 from .splits import Protocol, choose_protocol
 from .table_patches import TablePatches, attach_patches, find_patches
-from .tables import FeatureTable, label_leaks, load_table
+from .tables import FeatureTable, load_table
 from .validation import cross_validate_model
 
 __all__ = ["default_out_dir", "train"]

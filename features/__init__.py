@@ -3,8 +3,10 @@
 Importing the package is light (no librosa, pandas or TensorFlow); the
 public names below are loaded on first use.
 
->>> from features import FeatureParams, extract_dataset  # doctest: +SKIP
->>> extract_dataset("data/demo", "data/output/demo/features", FeatureParams())  # doctest: +SKIP
+Usage::
+
+    from features import FeatureParams, extract_dataset
+    extract_dataset("data/demo", "data/output/demo/features", FeatureParams())
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cli_types import int_at_least
 from .engine.options import BACKENDS, DEFAULT_CLIP_TIMEOUT, RunOptions
-from .errors import DatasetLayoutError, FeaturesError, UsageError
+from .errors import FeaturesError, UsageError
 from .io.layouts import LAYOUTS, help_lines
 from .params import SEGMENT_LAST, Preset
 
@@ -309,16 +309,13 @@ def _cmd_patches(args: argparse.Namespace) -> int:
 
 def _finish(run) -> int:
     """Run an extraction; print its notes and summary; return its exit code."""
-    from .errors import ExtractionInterrupted, OutputBusyError
+    from .errors import ExtractionInterrupted
 
     try:
         result = run()
     except ExtractionInterrupted as exc:
         _say(str(exc), err=True)
         return 130
-    except OutputBusyError as exc:
-        _say(f"error: {exc}", err=True)
-        return 5
     for note in result.notes:
         _say(note, err=True)
     if result.n_reused and not getattr(result, "up_to_date", False):
@@ -390,12 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, DatasetLayoutError) as exc:
-        _say(f"error: {exc}", err=True)
-        return 2
     except KeyboardInterrupt:
         _say("interrupted", err=True)
         return 130
-    except (FeaturesError, OSError) as exc:
+    except FeaturesError as exc:
+        _say(f"error: {exc}", err=True)
+        return exc.exit_status
+    except OSError as exc:
         _say(f"error: {exc}", err=True)
         return 1

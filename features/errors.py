@@ -20,6 +20,10 @@ class FeaturesError(Exception):
     """
 
     default_reason = "error"
+    #: The command line's exit status for this error: 1 a runtime failure,
+    #: 2 a usage error (an option or an input that cannot be used),
+    #: 5 the output folder is in use by another run.
+    exit_status = 1
 
     def __init__(self, message: str = "", *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -29,9 +33,13 @@ class FeaturesError(Exception):
 class UsageError(FeaturesError, ValueError):
     """A bad option or parameter value; the message names it."""
 
+    exit_status = 2
+
 
 class DatasetLayoutError(FeaturesError, ValueError):
     """The dataset folder or manifest does not match any supported layout."""
+
+    exit_status = 2
 
 
 class AudioReadError(FeaturesError, OSError):
@@ -71,6 +79,7 @@ class OutputBusyError(FeaturesError, RuntimeError):
     """Another live run holds the output folder."""
 
     default_reason = "output folder in use"
+    exit_status = 5
 
 
 class OutputFolderError(UsageError):

@@ -33,7 +33,8 @@ from .engine.options import RunOptions
 from .engine.outputs import seal, staging_folder, verify_outputs
 from .engine.runner import run_dataset, run_files
 from .errors import OutputMismatchError, UsageError
-from .io.datasets import STAGES, ErrorRecord, discover
+from .io.datasets import discover
+from .io.records import STAGES, ErrorRecord
 from .params import FeatureParams
 from .runs import (
     claimed,
@@ -46,6 +47,7 @@ from .runs import (
     same_run,
     saved_errors,
 )
+from .schema import build_schema
 
 #: The description file of a feature output set.
 METADATA = "features.json"
@@ -191,10 +193,12 @@ def extract_dataset(
 
     Examples
     --------
-    >>> from features.demo import make_demo_dataset  # doctest: +SKIP
-    >>> res = extract_dataset(make_demo_dataset("/tmp/demo", n_clips=20), "/tmp/out")  # doctest: +SKIP
-    >>> print(res.summary())  # doctest: +SKIP
-    20 clips ok, 0 failed; table: /tmp/out/features.csv; errors: /tmp/out/errors.csv
+    Usage::
+
+        from features.demo import make_demo_dataset
+        res = extract_dataset(make_demo_dataset("/tmp/demo", n_clips=20), "/tmp/out")
+        print(res.summary())
+        # -> 20 clips ok, 0 failed; table: /tmp/out/features.csv; errors: /tmp/out/errors.csv
     """
     start = time.perf_counter()
     params = FeatureParams() if params is None else params
@@ -278,7 +282,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOp
     }
     with staging_folder(out) as staging:
         n_rows = _table.write_tables(staging, chunks(), empty, clips, formats)
-        _table.write_csv(_table.build_schema(empty, params, layout=dataset.layout),
+        _table.write_csv(build_schema(empty, params, layout=dataset.layout),
                          staging / "features.schema.csv")
         _table.write_csv(_table.errors_frame(errors), staging / "errors.csv")
         seal(out, staging, METADATA,
@@ -346,7 +350,9 @@ def extract_files(
 
     Examples
     --------
-    >>> df, errors = extract_files(["dog.wav"])  # doctest: +SKIP
+    Usage::
+
+        df, errors = extract_files(["dog.wav"])
     """
     params = FeatureParams() if params is None else params
     if not isinstance(params, FeatureParams):

@@ -45,7 +45,8 @@ from .engine.outputs import seal, staging_folder, verify_outputs
 from .engine.runner import run_dataset, run_files
 from .errors import OutputMismatchError, UsageError
 from .io.audio import load_audio
-from .io.datasets import ErrorRecord, discover
+from .io.datasets import discover
+from .io.records import ErrorRecord
 from .io.storage import tree_for
 from .params import FeatureParams, PatchParams
 from .runs import (

@@ -29,6 +29,8 @@ from .engine.options import RunOptions
 from .engine.outputs import OutputLock, clean_leftovers
 from .engine.versions import ARITHMETIC, library_versions
 from .io.ownership import claim
+from .io.records import ErrorRecord
+from .table import read_csv
 
 __all__ = ["EXIT_NO_CLIPS", "claimed", "created_now", "dataset_key", "executing", "exit_code",
            "failure_lines", "local_root", "run_versions", "same_run", "saved_errors"]
@@ -53,7 +55,7 @@ def failure_lines(errors: Sequence[Any], limit: int = 8) -> list[str]:
 
     Examples
     --------
-    >>> from features.io.datasets import ErrorRecord
+    >>> from features.io.records import ErrorRecord
     >>> e = ErrorRecord("a.m4a", None, "load", "AudioReadError", "...", "cannot decode .m4a files")
     >>> failure_lines([e, e])
     ['2 clips: cannot decode .m4a files (stage load)']
@@ -111,8 +113,6 @@ def same_run(meta: dict[str, Any], param_key: str, key: str) -> bool:
 
 def saved_errors(out: Path) -> list[Any]:
     """The error rows of the ``errors.csv`` in an output folder, as ErrorRecords."""
-    from .io.datasets import ErrorRecord
-    from .table import read_csv
 
     rows = read_csv(out / "errors.csv", dtype=str, keep_default_na=False)
     return [ErrorRecord(r["path"], int(r["row"]) if r["row"] else None, r["stage"],

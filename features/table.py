@@ -1,10 +1,15 @@
-"""The output table, its data dictionary, and atomic writers.
+"""The feature table's format: its columns, how its cells are written and read back, atomically.
+
+This module owns the table format that ``features extract`` writes and
+``classify`` reads: the column roles (:data:`IDENTIFIER_COLUMNS`,
+:data:`AUDIO_COLUMNS`, :data:`SEGMENT_COLUMNS`), how folds are typed
+(:func:`fold_values`), the formula guard both ways, and reading the
+``features.json`` beside a table (:func:`read_table_meta`).
 
 :func:`build_table` lays out one row per clip (identifying columns, the
 source's other metadata, three facts about the source audio, then the
 features; or, for the ``gtzan`` preset, the GTZAN tutorial's exact header).
-:func:`build_schema` writes down, in plain words, what every column means.
-Writers never leave a half-written file under the final name: they write a
+The data dictionary beside it is :mod:`features.schema`'s. Writers never leave a half-written file under the final name: they write a
 temporary file in the same folder and :func:`os.replace` it into place.
 
 In CSV files, text cells and column names that a spreadsheet would run as
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -27,8 +33,7 @@ import pandas as pd
 
 from .errors import UsageError
 from .io.atomic import atomic_path
-from .io.layouts import LAYOUTS
-from .params import FeatureParams, Preset
+from .params import Preset
 
 IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
 AUDIO_COLUMNS = ("duration_s", "orig_sample_rate", "orig_channels")
@@ -36,12 +41,13 @@ SEGMENT_COLUMNS = ("segment", "segment_start_s", "segment_end_s")
 SCHEMA_COLUMNS = ("column", "role", "dtype", "unit", "description")
 ERROR_COLUMNS = ("path", "row", "stage", "reason", "error_type", "message")
 FORMATS = ("csv", "parquet")
+#: Cell values that mean "no value" when a table is read back (case and spaces ignored).
+MISSING_TOKENS = frozenset({"", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "<na>"})
 
 # Leading characters that make Excel/LibreOffice/Sheets evaluate a cell (OWASP
 # "CSV injection"); the tab and CR variants slip past naive checks.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-_PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 # --------------------------------------------------------------------------- table
@@ -215,256 +221,6 @@ def errors_frame(errors: Sequence[Any]) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------- schema
-
-_IDENTIFIER_TEXT = {
-    "path": ("", "clip file path relative to the dataset root, with forward slashes"),
-    "filename": ("", "file name of the clip (no folder), as in the GTZAN tutorial's table"),
-    "fold": (
-        "",
-        ("cross-validation fold the dataset assigns the clip to; keep folds apart when "
-        "testing (empty when the dataset defines none)"),
-    ),
-    "group": (
-        "",
-        ("recording the clip was cut from: clips with the same group must stay on the "
-        "same side of a train/test split (empty when unknown; in a table of windows, the "
-        "clip's path when the dataset has no group)"),
-    ),
-    "split": (
-        "",
-        ("part of the dataset's own train/validation/test split the clip belongs to "
-         "(train, validation or test); keep it for the holdout protocol"),
-    ),
-    "segment": ("", "0-based position of this window within its clip (one row per window)"),
-    "segment_start_s": ("s", "where this window's audio starts, from the start of the file"),
-    "segment_end_s": (
-        "s",
-        ("where this window's audio ends, from the start of the file; a last window that "
-         "was zero-padded ends where the clip's audio ends"),
-    ),
-}
-
-_US8K_TEXT = {
-    "slice_file_name": ("", "file name of the slice as listed in UrbanSound8K.csv"),
-    "fsID": (
-        "",
-        ("Freesound id of the source recording the slice was cut from; slices with the "
-        "same fsID come from one recording"),
-    ),
-    "start": ("s", "start time of the slice within its source Freesound recording"),
-    "end": ("s", "end time of the slice within its source Freesound recording"),
-    "salience": (
-        "",
-        ("UrbanSound8K's salience rating: 1 = the sound is in the foreground, "
-        "2 = in the background"),
-    ),
-    "classID": ("", "UrbanSound8K's numeric id (0-9) of the class in 'label'"),
-}
-
-
-def build_schema(
-    table: pd.DataFrame, params: FeatureParams, *, layout: str | None = None
-) -> pd.DataFrame:
-    """The data dictionary of a feature table: one plain-words row per column.
-
-    Parameters
-    ----------
-    table : pd.DataFrame
-        A table from :func:`build_table`.
-    params : FeatureParams
-        Parameters the features were computed with (quoted in descriptions).
-    layout : str or None
-        Dataset layout (``urbansound8k``, ``gtzan``, ``folders``, ``manifest``);
-        it decides how ``label`` and known metadata columns are described.
-
-    Returns
-    -------
-    pd.DataFrame [shape=(n_columns, 5)]
-        Columns ``column, role, dtype, unit, description``; role is one of
-        identifier, metadata, audio, feature.
-
-    Examples
-    --------
-    >>> t = pd.DataFrame({"path": ["x.wav"], "rms_mean": [0.1]})
-    >>> build_schema(t, FeatureParams()).loc[1, "unit"]
-    'amplitude (full scale = 1)'
-    """
-    rows = []
-    for name in table.columns:
-        role, unit, text = _describe(name, params, layout)
-        dtype = _dtype_words(table[name])
-        if dtype == "text":
-            text = f"{text}. {_FORMULA_NOTE}"
-        if guard_text(name) != name:
-            text = f"{text}. {_HEADER_NOTE}"
-        rows.append((name, role, dtype, unit, text))
-    return pd.DataFrame(rows, columns=list(SCHEMA_COLUMNS))
-
-
-_FORMULA_NOTE = (
-    "In features.csv a value that starts with =, +, -, @, a tab or a carriage return (or "
-    "with ' then one of them) is written with one more leading ' so that spreadsheets show "
-    "it instead of running it as a formula; features.parquet keeps the value as it is"
-)
-_HEADER_NOTE = (
-    "Its name starts with =, +, -, @, a tab or a carriage return, so features.csv and this "
-    "dictionary write it with a leading ' (spreadsheets would run it as a formula); "
-    "features.parquet keeps the name as it is"
-)
-
-
-def _dtype_words(s: pd.Series) -> str:
-    if isinstance(s.dtype, pd.Int64Dtype):
-        return "integer (empty when missing)"
-    if pd.api.types.is_bool_dtype(s):
-        return "boolean"
-    if pd.api.types.is_integer_dtype(s):
-        return "integer"
-    if pd.api.types.is_float_dtype(s):
-        return "float"
-    return "text"
-
-
-def _describe(name: str, params: FeatureParams, layout: str | None) -> tuple[str, str, str]:
-    """(role, unit, description) of one column."""
-    if name == "label":
-        source = LAYOUTS[layout].label_source if layout in LAYOUTS else "the dataset"
-        return "identifier", "", f"class label of the clip, taken from {source}"
-    if name in _IDENTIFIER_TEXT:
-        unit, text = _IDENTIFIER_TEXT[name]
-        return "identifier", unit, text
-    if name in AUDIO_COLUMNS:
-        return ("audio", *_audio_text(name, params))
-    feature = _feature_text(name, params)
-    if feature is not None:
-        return ("feature", *feature)
-    if layout == "urbansound8k" and name in _US8K_TEXT:
-        unit, text = _US8K_TEXT[name]
-        return "metadata", unit, f"{text} (from the metadata CSV)"
-    return "metadata", "", ("carried through from the source metadata; a column whose every "
-                            "value is a number is stored as numbers, any other as text")
-
-
-def _audio_text(name: str, params: FeatureParams) -> tuple[str, str]:
-    return {
-        "duration_s": (
-            "s",
-            ("length of the source audio file in seconds (before any offset, duration "
-            "or fixed-length cut)"),
-        ),
-        "orig_sample_rate": (
-            "Hz",
-            (f"sample rate of the source file; the audio was resampled to {params.sr} Hz "
-            "for analysis"),
-        ),
-        "orig_channels": (
-            "count",
-            "number of channels in the source file; they were averaged to mono for analysis",
-        ),
-    }[name]
-
-
-def _framing(params: FeatureParams) -> str:
-    return (
-        f"frames of {params.n_fft} samples every {params.hop_length} samples "
-        f"at {params.sr} Hz"
-    )
-
-
-def _ordinal(n: int) -> str:
-    if 10 <= n % 100 <= 20:
-        return f"{n}th"
-    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
-
-
-# (unit, what the librosa function measures) of the default preset's spectral columns
-_SPECTRAL = {
-    "spectral_centroid": (
-        "Hz",
-        ("spectral centroid, the spectrum's centre of mass (higher = brighter sound; "
-        "librosa.feature.spectral_centroid)"),
-    ),
-    "spectral_bandwidth": (
-        "Hz",
-        ("spectral bandwidth, the spread of the spectrum around its centroid "
-        "(librosa.feature.spectral_bandwidth)"),
-    ),
-    "spectral_rolloff": (
-        "Hz",
-        ("roll-off frequency below which 85% of the spectral energy lies "
-        "(librosa.feature.spectral_rolloff)"),
-    ),
-    "zcr": (
-        "unitless (fraction 0-1)",
-        ("zero-crossing rate, the fraction of neighbouring samples that change sign "
-        "(librosa.feature.zero_crossing_rate)"),
-    ),
-    "rms": (
-        "amplitude (full scale = 1)",
-        "root-mean-square amplitude of each frame (librosa.feature.rms)",
-    ),
-}
-
-_GTZAN = {
-    "chroma_stft": (
-        "unitless (0-1)",
-        ("mean over frames and the 12 pitch classes of the chromagram "
-        "(librosa.feature.chroma_stft)"),
-    ),
-    "rmse": ("amplitude (full scale = 1)", "mean over frames of the RMS amplitude (librosa.feature.rms)"),
-    "spectral_centroid": ("Hz", "mean over frames of the spectral centroid (librosa.feature.spectral_centroid)"),
-    "spectral_bandwidth": ("Hz", "mean over frames of the spectral bandwidth (librosa.feature.spectral_bandwidth)"),
-    "rolloff": (
-        "Hz",
-        "mean over frames of the 85% spectral roll-off frequency (librosa.feature.spectral_rolloff)",
-    ),
-    "zero_crossing_rate": (
-        "unitless (fraction 0-1)",
-        "mean over frames of the zero-crossing rate (librosa.feature.zero_crossing_rate)",
-    ),
-}
-
-_STAT = {"mean": "mean", "std": "population standard deviation"}
-
-
-def _feature_text(name: str, params: FeatureParams) -> tuple[str, str] | None:
-    """(unit, description) of a feature column, or None if ``name`` is not one."""
-    frames = _framing(params)
-    m = re.fullmatch(r"mfcc_(mean|std)_(\d+)", name)
-    if m:
-        k = int(m.group(2))
-        return (
-            "dB-scaled",
-            (f"{_STAT[m.group(1)]} over frames of the {_ordinal(k)} Mel-frequency cepstral "
-            f"coefficient (librosa.feature.mfcc, {params.n_mfcc} coefficients, 128 mel "
-            f"bands; {frames})"),
-        )
-    m = re.fullmatch(r"chroma_(mean|std)_(\d+)", name)
-    if m:
-        k = int(m.group(2))
-        pitch = _PITCH_CLASSES[k - 1] if 1 <= k <= 12 else f"bin {k}"
-        return (
-            "unitless (0-1)",
-            (f"{_STAT[m.group(1)]} over frames of the chroma energy of pitch class {pitch} "
-            f"(bin {k} of 12; librosa.feature.chroma_stft, each frame scaled so its "
-            f"largest bin is 1; {frames})"),
-        )
-    m = re.fullmatch(r"(spectral_centroid|spectral_bandwidth|spectral_rolloff|zcr|rms)_(mean|std)", name)
-    if m:
-        unit, what = _SPECTRAL[m.group(1)]
-        return unit, f"{_STAT[m.group(2)]} over frames of the {what}; {frames}"
-    m = re.fullmatch(r"mfcc(\d+)", name)
-    if m and params.preset is Preset.GTZAN:
-        k = int(m.group(1))
-        return (
-            "dB-scaled",
-            (f"mean over frames of the {_ordinal(k)} Mel-frequency cepstral coefficient "
-            f"(librosa.feature.mfcc, {params.n_mfcc} coefficients; {frames})"),
-        )
-    if name in _GTZAN and params.preset is Preset.GTZAN:
-        unit, text = _GTZAN[name]
-        return unit, f"{text}; {frames}"
-    return None
 
 
 # ------------------------------------------------------------------------- writers
@@ -688,3 +444,60 @@ def write_table(
     writers = {"csv": write_csv, "parquet": write_parquet}
     out_dir = Path(out_dir)
     return {f: writers[f](df, out_dir / f"{stem}.{f}") for f in check_formats(formats)}
+
+
+# ------------------------------------------------------------------ reading back
+
+
+def missing_cells(s: pd.Series) -> pd.Series:
+    """Boolean mask of the cells of ``s`` that hold no value (NA, empty, 'nan', ...).
+
+    >>> missing_cells(pd.Series(["1", " NaN", None, "x"])).tolist()
+    [False, True, True, False]
+    """
+    return s.isna() | s.astype(str).str.strip().str.lower().isin(MISSING_TOKENS)
+
+
+def fold_values(s: pd.Series) -> pd.Series:
+    """A ``fold`` column as it was written: nullable integers when whole numbers, else text.
+
+    Every reader of a table or a run folder types its folds with this, so
+    ``fold1`` and ``1`` mean the same thing to all of them.
+
+    >>> fold_values(pd.Series(["1", "10", ""])).tolist()
+    [1, 10, <NA>]
+    >>> fold_values(pd.Series(["fold1", ""])).tolist()[0]
+    'fold1'
+    """
+    missing = missing_cells(s)
+    numbers = pd.to_numeric(s.where(~missing), errors="coerce")
+    if numbers[~missing].notna().all() and (numbers.dropna() == numbers.dropna().round()).all():
+        return numbers.astype("Int64")
+    return s.astype(object).map(str).where(~missing, None)
+
+
+def table_meta_path(table: str | os.PathLike) -> Path:
+    """The ``<stem>.json`` that describes a table (``features.json`` beside ``features.csv``)."""
+    table = Path(table)
+    return table.with_name(f"{table.stem}.json")
+
+
+def read_table_meta(table: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``<stem>.json`` beside a table, read once; None when there is none.
+
+    Raises
+    ------
+    ValueError
+        The file is not JSON or not a JSON object; the message names it.
+    """
+    path = table_meta_path(table)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({' '.join(str(exc).split())}); re-extract "
+                         "the table or delete the file") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object, not {type(meta).__name__}")
+    return meta

@@ -14,7 +14,8 @@ import pandas as pd
 from features.compute import feature_columns
 from features.io.atomic import write_json
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_table
+from features.schema import build_schema
+from features.table import write_csv, write_table
 
 PARAMS = FeatureParams(preset="gtzan")
 FEATURES = feature_columns(PARAMS)

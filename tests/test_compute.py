@@ -21,8 +21,9 @@ import warnings
 import numpy as np
 import pytest
 import soundfile as sf
+from reference import reference_features
 
-from features.compute import FeatureComputer, feature_columns, reference_features
+from features.compute import FeatureComputer, feature_columns
 from features.errors import BadAudioError, UsageError
 from features.params import FeatureParams
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from features.errors import AudioReadError, DatasetLayoutError, UsageError
-from features.io.datasets import LAYOUTS, Dataset, ErrorRecord, discover
+from features.io.datasets import LAYOUTS, Dataset, discover
+from features.io.records import ErrorRecord
 
 US8K_HEADER = "slice_file_name,fsID,start,end,salience,fold,classID,class"
 US8K_EXTRAS = ["slice_file_name", "fsID", "start", "end", "salience", "classID"]

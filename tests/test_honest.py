@@ -159,7 +159,7 @@ def test_the_label_in_disguise_is_never_a_feature(tmp_path, capsys):
 
 
 def test_our_own_feature_table_loses_no_column(demo_root, tmp_path):
-    from classify.tables import label_leaks
+    from classify.leaks import label_leaks
 
     res = X.extract_dataset(demo_root, tmp_path / "features", jobs=1, quiet=True)
     assert label_leaks(load_table(res.tables["parquet"])) == {}

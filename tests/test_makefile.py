@@ -105,3 +105,16 @@ def test_each_dataset_gets_its_own_output_folder(tmp_path):
 def test_a_folder_make_writes_may_not_hold_a_space(tmp_path):
     proc = _make("-n", "train", f"RUN={tmp_path}/my run")
     assert proc.returncode == 2 and "has a space" in proc.stderr
+
+
+def test_help_shows_the_run_defaults_of_run_options():
+    """The runner's defaults live in RunOptions; the Makefile reads them, never repeats them."""
+    from features.engine import options
+
+    proc = _make("-s", "help")
+    assert proc.returncode == 0, proc.stderr
+    shown = " ".join(proc.stdout.split())
+    assert f"JOBS={options.RunOptions().jobs} (0 = all cores)" in shown
+    assert (f"CLIP_TIMEOUT= (empty: {options.DEFAULT_CLIP_TIMEOUT:g} s + {options.SECONDS_PER_MB:g} s "
+            "per MB)") in shown
+    assert "JOBS ?= 0" not in (REPO / "Makefile").read_text()

@@ -12,8 +12,9 @@ from features import table as T
 from features.compute import feature_columns
 from features.errors import UsageError
 from features.io.atomic import write_json
-from features.io.datasets import ErrorRecord
+from features.io.records import ErrorRecord
 from features.params import FeatureParams
+from features.schema import build_schema
 
 GTZAN_HEADER = (
     "filename,chroma_stft,rmse,spectral_centroid,spectral_bandwidth,rolloff,"
@@ -77,7 +78,7 @@ def test_missing_fold_is_an_empty_csv_cell(tmp_path):
 def test_schema_explains_every_column(preset):
     params = FeatureParams(preset=preset)
     t = _table(params, extra={"fsID": ["1", "2", "3"], "weather": ["x", "y", "z"]})
-    schema = T.build_schema(t, params, layout="urbansound8k")
+    schema = build_schema(t, params, layout="urbansound8k")
     assert list(schema.columns) == ["column", "role", "dtype", "unit", "description"]
     assert schema["column"].tolist() == list(t.columns)
     assert set(schema["role"]) <= {"identifier", "metadata", "audio", "feature"}
@@ -89,7 +90,7 @@ def test_schema_words_for_known_columns():
     params = FeatureParams()
     t = _table(params, extra={"fsID": ["1", "2", "3"], "salience": ["1", "2", "1"],
                               "weather": ["x", "y", "z"]})
-    s = T.build_schema(t, params, layout="urbansound8k").set_index("column")
+    s = build_schema(t, params, layout="urbansound8k").set_index("column")
     assert s.loc["mfcc_mean_3", "description"].startswith(
         "mean over frames of the 3rd Mel-frequency cepstral coefficient (librosa.feature.mfcc, "
         "40 coefficients, 128 mel bands"
@@ -113,7 +114,7 @@ def test_schema_words_for_known_columns():
 def test_fsid_is_described_only_for_urbansound8k():
     params = FeatureParams()
     t = _table(params, extra={"fsID": ["1", "2", "3"]})
-    s = T.build_schema(t, params, layout="manifest").set_index("column")
+    s = build_schema(t, params, layout="manifest").set_index("column")
     assert "carried through" in s.loc["fsID", "description"]
     assert "manifest's 'label'" in s.loc["label", "description"]
 

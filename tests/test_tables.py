@@ -13,7 +13,8 @@ import pytest
 from classify.errors import TableError
 from classify.tables import load_table
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_table
+from features.schema import build_schema
+from features.table import write_csv, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURES = ["mfcc_mean_1", "mfcc_mean_2", "mfcc_std_1", "zcr_mean", "rms_mean"]

@@ -25,7 +25,8 @@ from classify.training import train
 from features.compute import feature_columns
 from features.io.atomic import write_json
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_table
+from features.schema import build_schema
+from features.table import write_csv, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 # The GTZAN preset's 26 columns: real feature names, so the bundle can be saved.
@@ -365,6 +366,24 @@ def test_option_errors_exit_2_with_one_line(tmp_path, capsys):
         assert re.fullmatch(rf"error: .*{pattern}.*\n", stderr), stderr
 
 
+def test_a_run_folder_in_use_exits_5_and_is_left_alone(tmp_path, capsys):
+    from features.engine.outputs import OutputLock
+
+    table = make_table(tmp_path / "features")
+    run = tmp_path / "run"
+    assert run_cli(capsys, str(table), "--out", str(run), "--models", "knn", "--jobs", "1", "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    with OutputLock(run):  # another run holds the folder
+        status, _out, err = run_cli(capsys, str(table), "--out", str(run), "--models", "knn", "--jobs", "1")
+    assert status == 5 and f"the output folder {run} is in use by another run" in err
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+
+
+def test_exit_codes_are_listed_in_the_help():
+    text = cli.build_parser().format_help()
+    assert "2 usage error" in " ".join(text.split()) and "1 runtime error" in " ".join(text.split())
+
+
 def test_command_line_end_to_end_without_tensorflow_noise(tmp_path):
     table = make_table(tmp_path / "features")
     proc = subprocess.run(
@@ -428,7 +447,7 @@ def test_a_library_failure_in_a_fit_is_one_named_error(tmp_path, capsys, monkeyp
     table = make_table(tmp_path / "features")
     status, _out, err = run_cli(capsys, str(table), "--out", str(tmp_path / "run"), "--models", "knn",
                                "--jobs", "1")
-    assert status == 2
+    assert status == 1, "a fit that fails is a runtime error, not a usage error"
     assert err.strip().splitlines()[-1] == ("error: knn could not be fitted on fold1: "
                                             "ArithmeticError: boom")
     assert "Traceback" not in err

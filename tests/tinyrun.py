@@ -18,7 +18,8 @@ from features.compute import feature_columns
 from features.io.atomic import write_json
 from features.io.datasets import discover
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_table
+from features.schema import build_schema
+from features.table import write_csv, write_table
 
 # The GTZAN preset's 26 columns: real feature names, so the bundle can be saved.
 PARAMS = FeatureParams(preset="gtzan")

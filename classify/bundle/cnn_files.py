@@ -134,9 +134,11 @@ def load_cnn(folder: str | os.PathLike) -> LoadedCNN:
 
     Examples
     --------
-    >>> cnn = load_cnn("run/model")  # doctest: +SKIP
-    >>> patches, paths, errors = patch_files(["clip.wav"], cnn.patch_params)  # doctest: +SKIP
-    >>> cnn.estimator.predict_proba(patches)  # doctest: +SKIP
+    Usage::
+
+        cnn = load_cnn("run/model")
+        patches, paths, errors = patch_files(["clip.wav"], cnn.patch_params)
+        cnn.estimator.predict_proba(patches)
     """
     folder = Path(folder)
     meta = _read_cnn_json(folder)

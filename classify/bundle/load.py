@@ -142,9 +142,11 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
 
     Examples
     --------
-    >>> bundle = load_bundle("data/output/demo/run/model")  # doctest: +SKIP
-    >>> bundle.estimator.predict_proba(X).shape  # doctest: +SKIP
-    (n_clips, len(bundle.class_names))
+    Usage::
+
+        bundle = load_bundle("data/output/demo/run/model")
+        bundle.estimator.predict_proba(X).shape
+        # -> (n_clips, len(bundle.class_names))
     """
     directory = Path(directory)
     meta = _read_meta(directory)

@@ -108,10 +108,12 @@ def save_bundle(
 
     Examples
     --------
-    >>> save_bundle("run/model", model_name="logreg", estimator=pipe,
-    ...             class_names=list(pipe.classes_), feature_columns=cols,
-    ...             features_meta={"params": FeatureParams().to_dict()})
-    ... # doctest: +SKIP
+    Usage::
+
+        save_bundle("run/model", model_name="logreg", estimator=pipe,
+                    class_names=list(pipe.classes_), feature_columns=cols,
+                    features_meta={"params": FeatureParams().to_dict()})
+
     """
     directory = Path(directory)
     kind = _kind_of(estimator)

@@ -24,7 +24,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from features.io.atomic import write_text
+from features.engine.outputs import STAGING, OutputLock, clean_leftovers, commit
+from features.io.atomic import file_sha256, write_json, write_text
+from features.io.ownership import claim
 
 __all__ = ["PAGE_JSON", "Table", "page_folder", "rel_url", "render_page", "slug"]
 
@@ -72,10 +74,6 @@ def page_folder(out: str | os.PathLike[str], *, kind: str, command: str, force: 
     Path
         The staging folder to write the page into.
     """
-    from features.engine.outputs import STAGING, OutputLock, clean_leftovers, commit
-    from features.io.atomic import file_sha256, write_json
-    from features.io.ownership import claim
-
     out = Path(out)
     previous = claim(out, PAGE_JSON, PAGE_NAMES, force=force, dataset_root=dataset_root,
                      command=command)

@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import FeaturesError
+from features.io.audio import load_audio
+from features.io.datasets import discover
 from features.io.storage import is_url
+from features.params import FeatureParams
 
 from .. import plots
 from ..errors import RunDirError
@@ -280,9 +284,6 @@ def _wrong(r: Run, best: str, n_wrong: int, root: Path | None, out: Path, root_g
 
 
 def _card(i: int, row: pd.Series, finder: _ClipFinder, out: Path) -> dict[str, Any]:
-    from features.errors import FeaturesError
-    from features.io.audio import load_audio
-    from features.params import FeatureParams
 
     rel = "" if pd.isna(row["path"]) else str(row["path"])
     true, predicted = str(row["label"]), str(row["predicted"])
@@ -363,8 +364,6 @@ class _ClipFinder:
 
     def _clips_by_name(self) -> dict[tuple[str, str], list[str]]:
         if self._by_name is None:
-            from features.errors import FeaturesError
-            from features.io.datasets import discover
 
             self._by_name = {}
             try:

@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for field in dataclasses.fields(RunOptions):
         value = field.default
         print(f"{field.name}={'' if value is None else value}")
+    # What an empty clip_timeout means.
+    print(f"default_clip_timeout={DEFAULT_CLIP_TIMEOUT:g}")
+    print(f"seconds_per_mb={SECONDS_PER_MB:g}")
     return 0
 
 

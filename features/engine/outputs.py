@@ -261,7 +261,8 @@ def _swap_in(new: Path, target: Path, scratch: Path) -> None:
 # --------------------------------------------------------------------- verifying
 
 
-def verify_outputs(path: str | os.PathLike[str], metadata: str = METADATA) -> dict[str, Any]:
+def verify_outputs(path: str | os.PathLike[str], metadata: str = METADATA, *,
+                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check an output folder (or a table in it) against its ``features.json``.
 
     Parameters
@@ -270,6 +271,8 @@ def verify_outputs(path: str | os.PathLike[str], metadata: str = METADATA) -> di
         The output folder, or one of the files in it.
     metadata : str
         The file that describes the set (``patches.json`` for patches).
+    meta : dict, optional
+        Its content, when the caller has already read it (it is not read again).
 
     Returns
     -------
@@ -292,7 +295,8 @@ def verify_outputs(path: str | os.PathLike[str], metadata: str = METADATA) -> di
             f"not a complete set; {rerun}")
     meta_path = folder / metadata
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta is None:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OutputMismatchError(f"{meta_path} is missing, so the table cannot be checked; "
                                   f"{rerun}") from None

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExtractionInterrupted
+from ..io.storage import redact_text
 from .checkpoint import Checkpoint, clips_key
 from .executors import Executor, LocalExecutor, Task
 from .options import DEFAULT_CLIP_TIMEOUT, SECONDS_PER_MB, RunOptions, clip_limit
@@ -260,7 +261,6 @@ def progress_bar(total: int, initial: int, quiet: bool, desc: str = "features") 
 
 
 def _say(bar: Any) -> Any:
-    from ..io.storage import redact_text
 
     def say(line: str) -> None:
         line = redact_text(line)

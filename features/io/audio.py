@@ -20,7 +20,6 @@ import dataclasses
 import math
 import os
 import shutil
-import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ import soxr
 from ..errors import AudioReadError, BadAudioError, DecoderRefusedError
 from ..params import FeatureParams
 from . import storage
+from .problems import NON_FINITE, file_problem, no_samples, non_finite_message, undecodable
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "LongClip", "is_audio_path", "load_audio",
            "load_channels", "read_clip"]
@@ -51,7 +51,6 @@ _FFMPEG_ONLY_EXTENSIONS = frozenset({".m4a", ".aac", ".wma"})
 _RES_TYPE = "soxr_hq"
 # From this many channels on, np.mean sums pairwise (see _to_mono).
 _PAIRWISE_CHANNELS = 8
-_ADVICE = "Replace or re-export the file, or remove it from the dataset."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +136,7 @@ def _read_errors(name: str) -> Iterator[None]:
     try:
         yield
     except DecoderRefusedError as refused:
-        message, reason = _undecodable(name, name, refused.error)
+        message, reason = undecodable(name, name, refused.error)
         raise AudioReadError(message, reason=reason) from None
 
 
@@ -246,10 +245,10 @@ def load_channels(path: str | os.PathLike[str], params: FeatureParams) -> np.nda
 def _load(source: _Source, name: str, params: FeatureParams) -> np.ndarray:
     y = source.read(params.offset, params.duration)
     if y.size == 0:
-        message, reason = _no_samples(name, params.offset, source.info)
+        message, reason = no_samples(name, params.offset, source.info)
         raise BadAudioError(message, reason=reason)
     if not np.isfinite(y).all():
-        raise BadAudioError(_non_finite_message(name), reason=_NON_FINITE)
+        raise BadAudioError(non_finite_message(name), reason=NON_FINITE)
     y = _resample(y, source.info.orig_sample_rate, params.sr)
     if params.fixed_length is not None:
         y = _fix_length(y, round(params.fixed_length * params.sr))
@@ -356,7 +355,7 @@ def _open_source(name: str, refused: Exception | None = None) -> Iterator[_Sourc
     """
     remote = storage.is_url(name)
     if not remote:
-        problem = _file_problem(name)
+        problem = file_problem(name)
         if problem is not None:
             raise AudioReadError(problem[0], reason=problem[1])
     with contextlib.ExitStack() as stack:
@@ -416,14 +415,14 @@ def _audioread_source(path: str, shown: str, sf_error: Exception) -> _Source:
                 f"convert the file to WAV or FLAC.",
                 reason=f"cannot decode {ext} files: install ffmpeg",
             ) from None
-        message, reason = _undecodable(path, shown, sf_error)
+        message, reason = undecodable(path, shown, sf_error)
         raise AudioReadError(message, reason=reason) from None
     try:
         return _AudioreadSource(path, backends)
     except Exception:  # noqa: BLE001 - any backend failure means "cannot decode"
         # The libsndfile reason is the informative one; audioread only adds
         # "no backend could read it".
-        message, reason = _undecodable(path, shown, sf_error)
+        message, reason = undecodable(path, shown, sf_error)
         raise AudioReadError(message, reason=reason) from None
 
 
@@ -473,7 +472,7 @@ def _decode_audioread(f, offset: float, duration: float | None) -> Iterator[np.n
 def _checked(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
     for block in blocks:
         if not np.isfinite(block).all():
-            raise BadAudioError(_non_finite_message(name), reason=_NON_FINITE)
+            raise BadAudioError(non_finite_message(name), reason=NON_FINITE)
         yield block
 
 
@@ -506,7 +505,7 @@ def _resampled(
         if fixed is not None and sent >= fixed:
             return
     if n_in == 0:
-        message, reason = _no_samples(name, offset, info)
+        message, reason = no_samples(name, offset, info)
         raise BadAudioError(message, reason=reason)
     if stream is not None:
         tail = stream.resample_chunk(np.empty(0, dtype=np.float32), last=True)
@@ -577,84 +576,3 @@ def _fix_length(y: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _file_problem(name: str) -> tuple[str, str] | None:
-    """(message, reason) if the path is not a readable non-empty file, else None."""
-    denied = (f"audio file {name!r} cannot be opened: permission denied. Fix its permissions.",
-              "permission denied")
-    try:
-        st = os.stat(name)
-    except FileNotFoundError:
-        return ((f"audio file {name!r} does not exist. Check the path in the metadata or "
-                f"restore the file."), "file does not exist")
-    except PermissionError:
-        return denied
-    except OSError as exc:
-        return f"audio file {name!r} cannot be opened: {exc.strerror}.", f"cannot open: {exc.strerror}"
-    if stat.S_ISDIR(st.st_mode):
-        return ((f"{name!r} is a directory, not an audio file. Rename or move it out of the "
-                f"dataset."), "a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        kind = _SPECIAL_FILES.get(stat.S_IFMT(st.st_mode), "a special file")
-        return ((f"{name!r} is {kind}, not a regular file, so it was not opened. Replace it "
-                f"with an audio file or remove it from the dataset."), f"{kind}, not a file")
-    if st.st_size == 0:
-        return f"audio file {name!r} is empty (0 bytes). {_ADVICE}", "empty file (0 bytes)"
-    if not os.access(name, os.R_OK):
-        return denied
-    return None
-
-
-_SPECIAL_FILES = {
-    stat.S_IFIFO: "a named pipe (FIFO)",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-}
-
-
-def _undecodable(path: str, shown: str, sf_error: Exception) -> tuple[str, str]:
-    """(message, reason): why libsndfile (and audioread) could not decode ``shown``."""
-    detail = getattr(sf_error, "error_string", None) or str(sf_error)
-    detail = detail.strip().rstrip(".")
-    if "not recognised" in detail.lower():
-        if _looks_like_text(path):
-            reason = "it contains text, not audio (is it a renamed text or HTML file?)"
-        else:
-            reason = "it is not in a recognised audio format, or its header is damaged"
-    elif "opening" in str(sf_error).lower():
-        reason = "its header is damaged or truncated"
-    else:
-        reason = "its audio data is damaged or truncated"
-    message = f"cannot read audio file {shown!r}: {reason} (decoder said: {detail}). {_ADVICE}"
-    return message, reason.split(" (")[0]
-
-
-def _looks_like_text(name: str) -> bool:
-    try:
-        with open(name, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return False
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(c.isprintable() or c in "\r\n\t" for c in text)
-
-
-def _non_finite_message(name: str) -> str:
-    return (f"audio file {name!r} contains NaN or infinite sample values, which no "
-            f"feature can be computed from. {_ADVICE}")
-
-
-def _no_samples(name: str, offset: float, info: AudioInfo) -> tuple[str, str]:
-    if offset:
-        return (
-            (f"audio file {name!r} has no samples after offset={offset} s (the file lasts "
-            f"{info.duration_s:.3f} s). Use a smaller offset or remove the clip."),
-            "no samples after the offset",
-        )
-    return f"audio file {name!r} contains no audio samples. {_ADVICE}", "no audio samples"
-
-
-_NON_FINITE = "NaN or infinite samples"

@@ -15,93 +15,40 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import posixpath
-import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..errors import DatasetLayoutError, UsageError
 from . import storage
 from .audio import is_audio_path
 from .layouts import LAYOUTS
+from .manifests import (
+    ID_COLUMNS,
+    CsvFile,
+    Problems,
+    clips_frame,
+    find_manifest,
+    finish_clips,
+    no_folds,
+    parse_fold,
+    read_listing,
+    read_manifest,
+    require_columns,
+)
 from .ownership import MARKERS, output_kind
+from .records import ROW_ERROR, ErrorRecord
 
-__all__ = ["LAYOUTS", "STAGES", "Dataset", "ErrorRecord", "discover"]
+__all__ = ["LAYOUTS", "Dataset", "discover"]
 
-#: Where an error happened: reading metadata, loading audio, computing
-#: features, or the clip's worker process died (``crash``) or overran its
-#: time limit (``timeout``).
-STAGES = ("metadata", "load", "features", "crash", "timeout")
-
-ID_COLUMNS = ("path", "label", "fold", "group")
 _US8K_CSV = "metadata/UrbanSound8K.csv"
 _US8K_REQUIRED = ("slice_file_name", "fold", "class")
 _GTZAN_DIRS = ("genres", "genres_original")
-_MANIFEST_REQUIRED = ("path", "label")
-#: The parts of a dataset's own train/validation/test split (column ``split``).
-SPLITS = ("train", "validation", "test")
-_SPLIT_NAMES = {"training": "train", "val": "validation", "valid": "validation",
-                "dev": "validation", "testing": "test"}
 _SC_LISTS = {"validation": "validation_list.txt", "test": "testing_list.txt"}
 _SC_NOISE = "_background_noise_"
-_ROW_ERROR = DatasetLayoutError.__name__
-_INT_RE = r"[+-]?\d{1,18}(?:\.0*)?"  # "3" or "3.0" (spreadsheets write integers as floats)
 _EXPECTED = "; ".join(f"{layout.shape} (layout {name})" for name, layout in LAYOUTS.items())
-
-
-@dataclasses.dataclass(frozen=True)
-class ErrorRecord:
-    """One clip or metadata row that could not be used; a row of ``errors.csv``.
-
-    Parameters
-    ----------
-    path : str
-        Clip path relative to the dataset root, as far as known ("" if unknown).
-    row : int or None
-        1-based data row of the metadata CSV (header not counted), or None.
-    stage : str
-        One of :data:`STAGES`.
-    error_type : str
-        Class name of the exception, e.g. ``"AudioReadError"``.
-    message : str
-        What went wrong and what to do about it.
-    reason : str
-        The cause in a few words, without the file name, so that failures
-        can be counted by cause (``"file does not exist"``).
-    """
-
-    path: str
-    row: int | None
-    stage: str
-    error_type: str
-    message: str
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise UsageError(f"stage={self.stage!r} is not one of: {', '.join(STAGES)}")
-        # errors.csv is shared: no URL in it keeps its password or token.
-        object.__setattr__(self, "path", storage.redact_text(str(self.path)))
-        object.__setattr__(self, "message", storage.redact_text(str(self.message)))
-
-    @classmethod
-    def from_exception(
-        cls, exc: BaseException, *, path: str = "", row: int | None = None, stage: str = "load"
-    ) -> ErrorRecord:
-        """Record ``exc`` for one clip.
-
-        Examples
-        --------
-        >>> ErrorRecord.from_exception(OSError("gone"), path="a.wav").error_type
-        'OSError'
-        """
-        reason = getattr(exc, "reason", None) or f"unexpected {type(exc).__name__}"
-        return cls(path, row, stage, type(exc).__name__, str(exc) or repr(exc), reason)
 
 
 @dataclasses.dataclass
@@ -224,8 +171,8 @@ def discover(
                                  f"pass the dataset folder")
 
     if manifest is not None:
-        found = _find_manifest(tree, manifest)
-        clips, errors = _read_manifest(found, storage.redact(os.fspath(manifest)))
+        found = find_manifest(tree, manifest)
+        clips, errors = read_manifest(found, storage.redact(os.fspath(manifest)))
         where = found.location if storage.is_url(found.location) else Path(found.location)
         return Dataset(root_path, "manifest", clips, errors, manifest=where, tree=tree)
     if layout is None:
@@ -245,7 +192,7 @@ def _detect(tree) -> str:
 
 # --------------------------------------------------------------- urbansound8k
 def _read_urbansound8k(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    csv = _CsvFile(tree, _US8K_CSV)
+    csv = CsvFile(tree, _US8K_CSV)
     if not tree.is_file(_US8K_CSV):
         raise DatasetLayoutError(
             f"layout 'urbansound8k' expects {csv.name}, which does not exist; "
@@ -256,9 +203,9 @@ def _read_urbansound8k(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecor
             f"layout 'urbansound8k' expects the clips under {storage.redact(tree.location('audio'))}/fold<N>/, "
             f"which does not exist; point ROOT at the UrbanSound8K folder"
         )
-    df, rows, errors = _read_csv(csv, _US8K_CSV)
-    _require_columns(df, _US8K_REQUIRED, csv.name, "layout 'urbansound8k'")
-    problems = _Problems(len(df))
+    df, rows, errors = read_listing(csv, _US8K_CSV)
+    require_columns(df, _US8K_REQUIRED, csv.name, "layout 'urbansound8k'")
+    problems = Problems(len(df))
     name = df["slice_file_name"].str.strip()
     problems.add(name == "", "slice_file_name is empty")
     problems.add(
@@ -266,7 +213,7 @@ def _read_urbansound8k(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecor
         "slice_file_name contains a path separator; it must be a bare file name",
     )
     problems.add(name.isin([".", ".."]), "slice_file_name is not a file name")
-    fold, bad_fold = _parse_fold(df["fold"], required=True)
+    fold, bad_fold = parse_fold(df["fold"], required=True)
     problems.add(bad_fold, lambda i: f"fold {df['fold'].iat[i]!r} is not an integer")
     label = df["class"].str.strip()
     problems.add(label == "", "class is empty")
@@ -277,7 +224,7 @@ def _read_urbansound8k(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecor
     error_path = path.where(~bad_fold, name)
     group = df["fsID"].str.strip() if "fsID" in df.columns else ""
     extras = [c for c in df.columns if c not in ("class", "fold")]
-    return _finish(df, rows, errors, problems, _US8K_CSV, path, error_path, label, fold, group, extras)
+    return finish_clips(df, rows, errors, problems, _US8K_CSV, path, error_path, label, fold, group, extras)
 
 
 # ------------------------------------------------------------ speech commands
@@ -313,7 +260,7 @@ def _read_speechcommands(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRec
             if not rel:
                 continue
             if rel not in present:
-                errors.append(ErrorRecord(rel, row, "metadata", _ROW_ERROR,
+                errors.append(ErrorRecord(rel, row, "metadata", ROW_ERROR,
                                           f"{name} row {row}: {rel!r} is listed but not in the "
                                           f"dataset. Restore the file or remove the line.",
                                           "listed clip not found"))
@@ -322,7 +269,7 @@ def _read_speechcommands(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRec
     keep = []
     for word, rel in found:
         if listed.get(rel) == "both":
-            errors.append(ErrorRecord(rel, None, "metadata", _ROW_ERROR,
+            errors.append(ErrorRecord(rel, None, "metadata", ROW_ERROR,
                                       f"{rel!r} is listed in both {_SC_LISTS['validation']} and "
                                       f"{_SC_LISTS['test']}; it was left out. Keep it in one list.",
                                       "listed in two parts of the split"))
@@ -332,7 +279,7 @@ def _read_speechcommands(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRec
     speakers = [rel.rsplit("/", 1)[-1].split("_nohash_")[0] for _, rel in keep]
     notes["warnings"] = _speakers_in_two_parts(speakers, split)
     has_lists = any(tree.is_file(name) for name in _SC_LISTS.values())
-    clips = _clips_frame([rel for _, rel in keep], [w for w, _ in keep], _no_folds(len(keep)),
+    clips = clips_frame([rel for _, rel in keep], [w for w, _ in keep], no_folds(len(keep)),
                          speakers, {}, split if has_lists else None)
     return clips, errors
 
@@ -349,73 +296,6 @@ def _speakers_in_two_parts(speakers: list[str], split: list[str]) -> list[str]:
     return [(f"{len(crossing)} speaker(s) have clips in more than one part of the split: "
             f"{shown}{more}. The holdout scores leak across those speakers; the official "
             f"lists keep every speaker in one part.")]
-
-
-# ------------------------------------------------------------------ manifest
-def _read_manifest(csv: _CsvFile, shown: str) -> tuple[pd.DataFrame, list[ErrorRecord]]:
-    df, rows, errors = _read_csv(csv, shown)
-    _require_columns(df, _MANIFEST_REQUIRED, csv.name, "manifest")
-    problems = _Problems(len(df))
-    raw = df["path"].str.strip().str.replace("\\", "/", regex=False)
-    problems.add(raw == "", "path is empty")
-    absolute = raw.str.startswith("/") | raw.str.match(r"[A-Za-z]:")
-    problems.add(absolute, lambda i: f"path {raw.iat[i]!r} is absolute; write it relative to ROOT")
-    path = pd.Series([posixpath.normpath(p) if p else p for p in raw.tolist()], index=df.index, dtype=str)
-    escapes = ~absolute & ((path == "..") | path.str.startswith("../"))
-    problems.add(escapes, lambda i: f"path {raw.iat[i]!r} points outside ROOT (uses ..)")
-    at_root = (path == ".").to_numpy()
-    problems.add(at_root, "path points at ROOT itself, not at a file")
-    # errors.csv shows a usable path where there is one, else the text as written.
-    error_path = path.where(~(absolute | escapes | at_root | (raw == "")), df["path"].str.strip())
-    label = df["label"].str.strip()
-    problems.add(label == "", "label is empty")
-    if "fold" in df.columns:
-        fold, bad_fold = _parse_fold(df["fold"], required=False)
-        problems.add(bad_fold, lambda i: f"fold {df['fold'].iat[i]!r} is not an integer")
-    else:
-        fold = _no_folds(len(df))
-    group = df["group"].str.strip() if "group" in df.columns else ""
-    split = None
-    if "split" in df.columns:
-        split = df["split"].str.strip().str.lower().map(lambda v: _SPLIT_NAMES.get(v, v))
-        problems.add(~split.isin(SPLITS), lambda i: (
-            f"split {df['split'].iat[i]!r} is not one of: {', '.join(SPLITS)}"))
-    extras = [c for c in df.columns if c not in (*ID_COLUMNS, "split")]
-    return _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras,
-                   split)
-
-
-class _CsvFile:
-    """A metadata CSV in a tree (local or remote), named as the user would write it."""
-
-    def __init__(self, tree, rel: str) -> None:
-        self.tree, self.rel = tree, rel
-        self.location = tree.location(rel)
-        self.name = storage.redact(self.location)  # for messages
-
-    def open(self):
-        return self.tree.open(self.rel)
-
-
-def _find_manifest(tree, manifest: str | os.PathLike[str]) -> _CsvFile:
-    text = os.fspath(manifest)
-    if storage.is_url(text):
-        parent, _, name = text.rstrip("/").rpartition("/")
-        remote = storage.RemoteTree(parent)
-        if remote.is_file(name):
-            return _CsvFile(remote, name)
-        raise DatasetLayoutError(f"manifest {storage.redact(text)!r} cannot be read "
-                                 f"({remote.why_not(name)}); pass the URL of an existing CSV "
-                                 f"file, with the credentials it needs")
-    given = Path(storage.local_path(text))
-    if given.is_file():
-        return _CsvFile(storage.LocalTree(str(given.parent)), given.name)
-    rel = given.as_posix()
-    if not given.is_absolute() and tree.is_file(rel):
-        return _CsvFile(tree, rel)
-    places = str(given) if given.is_absolute() else f"{Path.cwd() / given} or {storage.redact(tree.location(rel))}"
-    raise DatasetLayoutError(f"manifest {text!r} not found (looked for {places}); "
-                             f"pass the path of an existing CSV file")
 
 
 # ------------------------------------------------------------ folder layouts
@@ -473,7 +353,7 @@ def _subdirs(tree, prefix: str, errors: list[ErrorRecord]) -> list[str]:
             continue
         if is_audio_path(entry.name):
             errors.append(ErrorRecord(
-                prefix + entry.name, None, "metadata", _ROW_ERROR,
+                prefix + entry.name, None, "metadata", ROW_ERROR,
                 f"{prefix + entry.name!r} is not inside a class folder, so it has no label; "
                 f"move it into a <label>/ subfolder", "audio file outside the class folders",
             ))
@@ -543,173 +423,11 @@ def _scan(tree, prefix: str, errors: list[ErrorRecord]) -> list:
 def _folder_clips(found: list[tuple[str, str]]) -> pd.DataFrame:
     labels = [label for label, _ in found]
     paths = [path for _, path in found]
-    return _clips_frame(paths, labels, _no_folds(len(found)), [""] * len(found), {})
-
-
-# --------------------------------------------------------------- CSV helpers
-class _Problems:
-    """Collects, per metadata row, every reason it cannot become a clip."""
-
-    def __init__(self, n: int) -> None:
-        self.bad = np.zeros(n, dtype=bool)
-        self.reasons: dict[int, list[str]] = {}
-
-    def add(self, mask: pd.Series, reason) -> None:
-        """``reason`` is a message or a function of the row position giving one."""
-        where = np.flatnonzero(np.asarray(mask, dtype=bool))
-        for i in where.tolist():
-            self.flag(i, reason(i) if callable(reason) else reason)
-
-    def flag(self, i: int, reason: str) -> None:
-        """Mark the row at position ``i`` bad for ``reason``."""
-        self.bad[i] = True
-        self.reasons.setdefault(i, []).append(reason)
-
-
-def _read_csv(csv: _CsvFile, shown: str) -> tuple[pd.DataFrame, np.ndarray, list[ErrorRecord]]:
-    """Read every cell as an unchanged string; return (frame, 1-based row numbers, errors)."""
-    try:
-        with warnings.catch_warnings(record=True) as caught, csv.open() as f:
-            warnings.simplefilter("always")
-            df = pd.read_csv(
-                f, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                skip_blank_lines=False, on_bad_lines="warn",
-            )
-    except UnicodeDecodeError:
-        raise DatasetLayoutError(f"{csv.name} is not UTF-8 text; re-save it as a UTF-8 CSV file") from None
-    except pd.errors.EmptyDataError:
-        raise DatasetLayoutError(f"{csv.name} is empty; it needs a header row and one row per clip") from None
-    except pd.errors.ParserError as exc:
-        raise DatasetLayoutError(f"{csv.name} is not a readable CSV file ({exc}); fix the file") from None
-    except OSError as exc:
-        raise DatasetLayoutError(f"cannot read {csv.name}: {exc.strerror or exc}") from None
-    skipped = _skipped_lines(caught)
-    df.columns = [str(c).strip() for c in df.columns]
-    df = df.fillna("")
-    rows = _row_numbers(len(df), [row for row, _ in skipped])
-    errors = [
-        ErrorRecord("", row, "metadata", _ROW_ERROR,
-                    f"{shown} row {row}: {reason}; quote fields that contain commas, or fix the row",
-                    "malformed metadata row")
-        for row, reason in skipped
-    ]
-    # Blank lines keep their row number but are no clip and no error.
-    blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
-    if blank.any():
-        df, rows = df[~blank].reset_index(drop=True), rows[~blank]
-    if len(df) == 0 and not errors:
-        raise DatasetLayoutError(f"{csv.name} has a header but no data rows; add one row per clip")
-    return df, rows, errors
-
-
-def _skipped_lines(caught: list[warnings.WarningMessage]) -> list[tuple[int, str]]:
-    """(data row, reason) for lines pandas skipped; other warnings are re-issued."""
-    skipped = []
-    for w in caught:
-        if issubclass(w.category, pd.errors.ParserWarning):
-            for line, reason in re.findall(r"Skipping line (\d+): ([^\n]*)", str(w.message)):
-                skipped.append((int(line) - 1, reason.strip()))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return skipped
-
-
-def _row_numbers(n_kept: int, skipped: list[int]) -> np.ndarray:
-    total = n_kept + len(skipped)
-    keep = np.ones(total, dtype=bool)
-    inside = [r - 1 for r in skipped if 1 <= r <= total]
-    keep[inside] = False
-    # Quoted line breaks make pandas' line numbers drift; never misnumber the rest.
-    if keep.sum() != n_kept:
-        return np.arange(1, n_kept + 1)
-    return np.flatnonzero(keep) + 1
-
-
-def _require_columns(df: pd.DataFrame, required: tuple[str, ...], csv: str, what: str) -> None:
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DatasetLayoutError(
-            f"{what}: {csv} is missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(df.columns) or 'none'}); fix the header row"
-        )
-
-
-def _parse_fold(raw: pd.Series, *, required: bool) -> tuple[pd.Series, np.ndarray]:
-    """Integer folds as Int64 (<NA> where empty or bad) and a mask of bad values."""
-    text = raw.str.strip()
-    ok = text.str.fullmatch(_INT_RE).to_numpy(dtype=bool)
-    empty = (text == "").to_numpy()
-    bad = ~ok if required else ~(ok | empty)
-    values = pd.to_numeric(text.where(ok, None), errors="coerce")
-    return values.astype("Int64").reset_index(drop=True), bad
-
-
-def _no_folds(n: int) -> pd.Series:
-    return pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool)))
-
-
-def _finish(df, rows, errors, problems, shown, path, error_path, label, fold, group, extras,
-            split=None):
-    """Turn the checked metadata into (clips, errors), dropping bad and duplicate rows."""
-    good = np.flatnonzero(~problems.bad)
-    for pos, first in _duplicates(path.iloc[good].tolist()).items():
-        i = good[pos]
-        problems.flag(i, f"path {path.iat[i]!r} is already listed in row "
-                         f"{rows[good[first]]}; each clip must appear once")
-    for i in sorted(problems.reasons):
-        reason = "; ".join(problems.reasons[i])
-        errors.append(ErrorRecord(error_path.iat[i], int(rows[i]), "metadata", _ROW_ERROR,
-                                  f"{shown} row {rows[i]}: {reason}. Fix or remove the row.",
-                                  "unusable metadata row"))
-    errors.sort(key=lambda e: e.row or 0)
-    keep = ~problems.bad
-    group_col = group[keep] if isinstance(group, pd.Series) else [group] * int(keep.sum())
-    extra_cols = {_extra_name(c): df[c][keep] for c in extras}
-    clips = _clips_frame(path[keep], label[keep], fold[keep], group_col, extra_cols,
-                         None if split is None else split[keep])
-    return clips, errors
-
-
-def _duplicates(paths: list[str]) -> dict[int, int]:
-    """Position of every repeated path -> position of its first occurrence."""
-    if len(set(paths)) == len(paths):  # the usual case, and ~3x faster than pandas
-        return {}
-    first: dict[str, int] = {}
-    repeats = {}
-    for i, p in enumerate(paths):
-        j = first.setdefault(p, i)
-        if j != i:
-            repeats[i] = j
-    return repeats
-
-
-def _extra_name(column: str) -> str:
-    # A metadata column may not shadow an identifying column of the table.
-    return f"source_{column}" if column in ID_COLUMNS else column
-
-
-def _clips_frame(path, label, fold, group, extras: dict, split=None) -> pd.DataFrame:
-    columns = {
-        "path": _str_column(path),
-        "label": _str_column(label),
-        "fold": pd.Series(pd.array(fold, dtype="Int64")),
-        "group": _str_column(group),
-    }
-    if split is not None:
-        columns["split"] = _str_column(split)
-    for name, values in extras.items():
-        columns[name] = _str_column(values)
-    return pd.DataFrame(columns)
-
-
-def _str_column(values) -> pd.Series:
-    if isinstance(values, pd.Series):
-        return values.reset_index(drop=True).astype(str)
-    return pd.Series(values, dtype=str)
+    return clips_frame(paths, labels, no_folds(len(found)), [""] * len(found), {})
 
 
 # name -> (does the tree look like it, read it); the manifest layout is read by
-# _read_manifest, since it needs the manifest's location.
+# read_manifest, since it needs the manifest's location.
 _DETECTORS = {
     "urbansound8k": lambda tree: tree.is_file(_US8K_CSV),
     "speechcommands": lambda tree: (any(tree.is_file(n) for n in _SC_LISTS.values())

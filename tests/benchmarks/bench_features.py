@@ -122,9 +122,9 @@ def ensure_clips(n: int) -> list[Path]:
     return paths
 
 
-def write_manifest(paths: list[Path]) -> Path:
-    manifest = BENCH / f"manifest_{len(paths)}.csv"
-    lines = ["path,label"] + [f"{p.relative_to(CLIPS).as_posix()},{p.parent.name}" for p in paths]
+def write_manifest(paths: list[Path], root: Path = CLIPS) -> Path:
+    manifest = BENCH / f"manifest_{root.name}_{len(paths)}.csv"
+    lines = ["path,label"] + [f"{p.relative_to(root).as_posix()},{p.parent.name}" for p in paths]
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
 

@@ -42,7 +42,8 @@ from classify.training import train
 from features.compute import feature_columns
 from features.io.atomic import write_json
 from features.params import FeatureParams
-from features.table import build_schema, write_csv, write_table
+from features.schema import build_schema
+from features.table import write_csv, write_table
 
 # UrbanSound8K's classes and their clip counts (8,732 in all).
 US8K_CLASSES = {
