@@ -16,8 +16,11 @@ scikit-learn's splitters.
 ``holdout`` fits on the ``train`` rows, makes every choice on the
 ``validation`` rows (early stopping of the MLP and HGB, the ``--tune``
 search) and reports on the ``test`` rows only. Every row must be in one
-of the three parts: a row with an empty or other value is refused with a
-message naming it (no row is dropped silently).
+of the three parts, or ``excluded`` when the dataset's own split leaves it
+out (GTZAN's faulty excerpts under its fault-filtered split): such a row is
+in no part and not in the final fit, and the protocol says how many there
+are. A row with an empty or other value is refused with a message naming
+it (no row is dropped silently).
 
 In a segment table (one row per window of a clip, see
 :mod:`classify.tables`) every protocol but ``random`` keeps the windows of
@@ -54,6 +57,8 @@ LEAKY_NOTE = "leaky: clips of one recording can sit on both sides"
 RANDOM_TEST_SIZE = 0.2
 #: The values of a ``split`` column, in the order they are used.
 HOLDOUT_PARTS = ("train", "validation", "test")
+#: A ``split`` value for a row the dataset's own split leaves out of every part.
+EXCLUDED_PART = "excluded"
 
 
 class Split(NamedTuple):
@@ -97,6 +102,9 @@ class Protocol:
         models split their training parts again by it (early stopping,
         calibration: :func:`classify.models.group_fit_params`). None when
         the table names no groups.
+    excluded : np.ndarray or None
+        Rows in no part and not in the final fit (``holdout``: the rows
+        whose ``split`` is ``excluded``); None when every row is used.
     inner_folds, inner_groups : np.ndarray or None
         What the ``--tune`` search and ``--select nested`` keep whole inside
         a training part, by this protocol's rules
@@ -114,6 +122,7 @@ class Protocol:
     recordings: np.ndarray | None = None
     inner_folds: np.ndarray | None = None
     inner_groups: np.ndarray | None = None
+    excluded: np.ndarray | None = None
 
     @property
     def n_splits(self) -> int:
@@ -202,7 +211,9 @@ class Protocol:
     def final_rows(self, n_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The rows the final model is fitted on, and the validation part it chooses on (or None)."""
         validation = self.validation
-        train = np.setdiff1d(np.arange(n_rows), [] if validation is None else validation)
+        left_out = [*([] if validation is None else validation),
+                    *([] if self.excluded is None else self.excluded)]
+        train = np.setdiff1d(np.arange(n_rows), np.asarray(left_out, dtype=np.intp))
         return train, validation
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,6 +227,8 @@ class Protocol:
             split = self.splits[0]
             summary["rows"] = {"train": len(split.train), "test": len(split.test),
                                "validation": 0 if split.validation is None else len(split.validation)}
+            if self.excluded is not None:
+                summary["rows"]["excluded"] = len(self.excluded)
         return summary
 
 
@@ -336,7 +349,15 @@ def build_protocol(
         warnings=tuple(notes), y=y, recordings=recordings,
         inner_folds=folds.to_numpy(dtype=object) if name == "folds" else None,
         inner_groups=inner_groups,
+        excluded=_excluded_rows(name, parts),
     )
+
+
+def _excluded_rows(name: str, parts: np.ndarray | None) -> np.ndarray | None:
+    if name != "holdout" or parts is None:
+        return None
+    rows = np.flatnonzero(np.asarray(parts, dtype=object) == EXCLUDED_PART)
+    return rows if rows.size else None
 
 
 def own_group_if_blank(groups: np.ndarray | None) -> np.ndarray | None:
@@ -365,11 +386,14 @@ def _reason(cv: str, name: str, folds: pd.Series | None, groups: np.ndarray | No
         )
     how = f"requested with --cv {cv}" if cv != "auto" else None
     if name == "holdout":
-        counts = ", ".join(f"{int((parts == p).sum())} {p}" for p in HOLDOUT_PARTS)
+        counts = ", ".join(f"{int((parts == p).sum())} {p}" for p in (*HOLDOUT_PARTS, EXCLUDED_PART)
+                           if p != EXCLUDED_PART or (parts == p).any())
+        left_out = int((np.asarray(parts, dtype=object) == EXCLUDED_PART).sum())
         return (how or f"the table has a 'split' column ({counts} rows)") + (
             ": the dataset's own parts; fit on train, choose on validation (early stopping, "
             "tuning), score on test"
-        )
+        ) + (f"; the {left_out} excluded row(s) are in no part and not in the final fit"
+             if left_out else "")
     if name == "folds":
         n = folds.dropna().nunique()
         return (how or f"the table has a 'fold' column with {n} predefined folds") + (
@@ -456,7 +480,7 @@ def _holdout(y: np.ndarray, parts: np.ndarray | None, *, auto: bool) -> Split:
             "table has none; use --cv folds, group or stratified"
         )
     parts = np.asarray(parts, dtype=object)
-    bad = ~np.isin(parts, HOLDOUT_PARTS)
+    bad = ~np.isin(parts, (*HOLDOUT_PARTS, EXCLUDED_PART))
     if bad.any():
         first = int(np.argmax(bad))
         found = sorted({str(v) for v in parts[bad]})[:5]
@@ -465,7 +489,7 @@ def _holdout(y: np.ndarray, parts: np.ndarray | None, *, auto: bool) -> Split:
         raise SplitError(
             f"{'the table has a split column, so --cv auto chose holdout, but ' if auto else ''}"
             f"{int(bad.sum())} row(s) have a 'split' value that is not one of "
-            f"{', '.join(HOLDOUT_PARTS)} (first at data row {first + 1}; values {found}, "
+            f"{', '.join(HOLDOUT_PARTS)} or {EXCLUDED_PART} (first at data row {first + 1}; values {found}, "
             f"'' = empty); give every row its part, {fix}"
         )
     train, validation, test = (np.flatnonzero(parts == p) for p in HOLDOUT_PARTS)

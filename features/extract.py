@@ -269,6 +269,7 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOp
         },
         "n_features": len(names),
         "warnings": dataset.notes.get("warnings", []),
+        "dataset_notes": dataset.notes.get("info", []),
         **({"background_noise": dataset.notes["background_noise"]}
            if "background_noise" in dataset.notes else {}),
         "segment": None if params.segment is None else {
@@ -294,7 +295,8 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOp
         schema=out / "features.schema.csv", metadata=out / METADATA, errors_csv=out / "errors.csv",
         n_total=meta["clips"]["total"], n_ok=n_ok, n_failed=len(errors),
         n_reused=n_reused, errors=errors, wall_seconds=time.perf_counter() - start,
-        strict=options.strict, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
+        strict=options.strict, notes=[*notes, *(f"note: {n}" for n in meta["dataset_notes"]),
+                                      *(f"warning: {w}" for w in meta["warnings"])],
         n_rows=None if params.segment is None else n_rows,
     )
 

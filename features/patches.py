@@ -210,7 +210,8 @@ def extract_patches(
     return PatchResult(
         out=out, params=params, n_total=meta["clips"]["total"], n_ok=meta["clips"]["ok"],
         n_failed=len(errors), n_reused=n_reused, n_stereo=n_stereo, n_noise=len(noise),
-        errors=errors, notes=[*notes, *(f"warning: {w}" for w in meta["warnings"])],
+        errors=errors, notes=[*notes, *(f"note: {n}" for n in dataset.notes.get("info", [])),
+                                *(f"warning: {w}" for w in meta["warnings"])],
         strict=options.strict,
     )
 

@@ -139,7 +139,9 @@ def test_gtzan_both_spellings(tmp_path, base):
     assert ds.clips["label"].tolist() == ["blues", "blues", "jazz", "rock"]
     assert ds.clips["fold"].isna().all() and str(ds.clips["fold"].dtype) == "Int64"
     assert (ds.clips["group"] == "").all()
-    assert list(ds.clips.columns) == ["path", "label", "fold", "group"]
+    # Original GTZAN names: the fault-filtered partition's parts.
+    assert list(ds.clips.columns) == ["path", "label", "fold", "group", "split"]
+    assert ds.clips["split"].tolist() == ["validation", "validation", "train", "train"]
 
 
 def test_gtzan_explicit_layout_that_does_not_fit(tmp_path):

@@ -142,8 +142,9 @@ def test_gtzan_layout_default_preset(tmp_path, write_wav):
     res = X.extract_dataset(root, tmp_path / "out", **FAST)
     rows = _csv(res.tables["csv"])
     assert _header(res.tables["csv"]).startswith(
-        "path,label,fold,group,duration_s,orig_sample_rate,orig_channels,mfcc_mean_1,")
+        "path,label,fold,group,split,duration_s,orig_sample_rate,orig_channels,mfcc_mean_1,")
     assert rows[0]["path"] == "genres/jazz/jazz.00000.wav"
+    assert rows[0]["split"] == "train", "GTZAN's fault-filtered partition"
     assert rows[0]["fold"] == "" and rows[0]["group"] == ""
     assert rows[0]["orig_channels"] == "2" and rows[0]["orig_sample_rate"] == "8000"
 

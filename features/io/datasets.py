@@ -24,6 +24,7 @@ import pandas as pd
 from ..errors import DatasetLayoutError, UsageError
 from . import storage
 from .audio import is_audio_path
+from .gtzan import fault_filtered_parts
 from .layouts import LAYOUTS
 from .manifests import (
     ID_COLUMNS,
@@ -74,8 +75,10 @@ class Dataset:
         How the root is read (see :mod:`features.io.storage`).
     notes : dict
         What the layout found beside the clips: ``warnings`` (str list, e.g.
-        a speaker in two parts of the split) and ``background_noise`` (the
-        Speech Commands noise files, which are not clips).
+        a speaker in two parts of the split), ``info`` (str list: what was
+        decided for the user, e.g. GTZAN's fault-filtered split) and
+        ``background_noise`` (the Speech Commands noise files, which are not
+        clips).
     """
 
     root: Path | str
@@ -309,7 +312,11 @@ def _read_gtzan(tree, notes: dict) -> tuple[pd.DataFrame, list[ErrorRecord]]:
     for base in bases:
         found, errors = _scan_classes(tree, base + "/", recursive=False)
         if found:
-            return _folder_clips(found), errors
+            labels = [label for label, _ in found]
+            paths = [path for _, path in found]
+            split, said = fault_filtered_parts(paths, labels)
+            notes["info" if split is not None else "warnings"] = said
+            return clips_frame(paths, labels, no_folds(len(found)), [""] * len(found), {}, split), errors
     raise DatasetLayoutError(
         f"layout 'gtzan': no audio files in the genre subfolders of "
         f"{' or '.join(storage.redact(tree.location(b)) for b in bases)}; expected e.g. genres/blues/blues.00000.wav"

@@ -43,7 +43,7 @@ LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
                              "testing_list.txt (and _background_noise_/)",
            "the word folder holding the clip (group: the speaker; split: from the lists)"),
     Layout("gtzan", "ROOT/genres/<genre>/*.wav (or genres_original/, the Kaggle copy)",
-           "the genre folder name"),
+           "the genre folder name (split: GTZAN's fault-filtered partition, when the names are the original ones)"),
     Layout("folders", "ROOT/<label>/<clip>: one folder per class",
            "the name of the folder holding the clip"),
     Layout("manifest", "a CSV (--manifest) with columns path,label[,fold,group,...]; "
