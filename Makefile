@@ -187,10 +187,11 @@ test-browser: $(STAMP) ## Install Chromium from Debian's packages and run the he
 lint: $(STAMP) ## Check the code with ruff
 	$(PY) -m ruff check features classify tests
 
-bench: $(STAMP) ## Benchmarks: extractor vs the tutorial loop, the runner at scale (Dask, memory), the model comparison, --tune and --select nested on the demo, the CNN and make demo with it
+bench: $(STAMP) ## Benchmarks: extractor vs the tutorial loop (and the rich preset), the runner at scale (Dask, memory), the model comparison, rich vs default preset on two data sets, --tune and --select nested on the demo, the CNN and make demo with it
 	$(PY) tests/benchmarks/bench_features.py
 	$(PY) tests/benchmarks/bench_runner.py
 	$(PY) tests/benchmarks/bench_train.py
+	$(PY) tests/benchmarks/bench_presets.py
 	$(MAKE) --no-print-directory features DATASET=data/demo
 	$(PY) tests/benchmarks/bench_train.py --tune-on data/output/demo/features/features.parquet
 	$(PY) tests/benchmarks/bench_cnn.py --demo

@@ -1,21 +1,9 @@
 """Which features matter: grouped permutation importance on out-of-fold predictions.
 
-Columns are permuted in families, because neighbouring columns carry the
-same information (permuting one MFCC alone tells little while its
-neighbours stay):
-
-==============  ============================================================
-family          columns (default preset; GTZAN preset and Kaggle GTZAN CSV)
-==============  ============================================================
-mfcc_mean       ``mfcc_mean_<k>``; ``mfcc<k>``; ``mfcc<k>_mean``
-mfcc_std        ``mfcc_std_<k>``; ``mfcc<k>_var``
-chroma          ``chroma_mean_<k>``, ``chroma_std_<k>``; ``chroma_stft*``
-spectral_shape  spectral centroid, bandwidth and roll-off (``spectral_*``,
-                ``rolloff*``)
-zcr             ``zcr_*``; ``zero_crossing_rate*``
-rms             ``rms_*``; ``rmse``, ``rms_*``
-other           any other feature column (e.g. Kaggle's harmony, tempo)
-==============  ============================================================
+Columns are permuted in families (:mod:`features.families`: the same
+families as the data dictionary's ``family`` column), because neighbouring
+columns carry the same information (permuting one MFCC alone tells little
+while its neighbours stay).
 
 Nothing is refitted: in every held-out split, the model fitted on that
 split's training rows predicts the split's test rows again with one family
@@ -49,11 +37,12 @@ out slightly negative by chance).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from features.families import FAMILIES, family_of
 
 from .evaluation import aggregate_clips
 
@@ -63,33 +52,6 @@ N_REPEATS = 5
 ALL_CLASSES = "(all)"
 IMPORTANCE_COLUMNS = ("model", "family", "n_columns", "class", "importance_mean", "importance_std",
                       "n_repeats", "metric")
-
-# (family, pattern) in order: the first pattern a column matches decides.
-_FAMILY_RULES = (
-    ("mfcc_mean", r"mfcc_mean_\d+|mfcc\d+|mfcc\d+_mean"),
-    ("mfcc_std", r"mfcc_std_\d+|mfcc\d+_(std|var)"),
-    ("chroma", r"chroma(_.*)?"),
-    ("spectral_shape", r"(spectral_(centroid|bandwidth|rolloff)|rolloff)(_.*)?"),
-    ("zcr", r"(zcr|zero_crossing_rate)(_.*)?"),
-    ("rms", r"(rms|rmse)(_.*)?"),
-)
-FAMILIES = (*(name for name, _ in _FAMILY_RULES), "other")
-
-
-def family_of(column: str) -> str:
-    """The family of a feature column (see the module's table).
-
-    Examples
-    --------
-    >>> [family_of(c) for c in ("mfcc_std_3", "mfcc7", "rolloff", "zcr_mean", "tempo")]
-    ['mfcc_std', 'mfcc_mean', 'spectral_shape', 'zcr', 'other']
-    """
-    name = str(column).strip().lower()
-    for family, pattern in _FAMILY_RULES:
-        if re.fullmatch(pattern, name):
-            return family
-    return "other"
-
 
 def feature_families(columns: Sequence[str]) -> dict[str, np.ndarray]:
     """Column positions of every family present, in :data:`FAMILIES` order.

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import descriptors
 from .errors import BadAudioError, UsageError
 from .params import FeatureParams, Preset
 
@@ -87,6 +88,7 @@ def feature_columns(params: FeatureParams) -> list[str]:
     Returns
     -------
     list of str
+        Rich preset: ``<descriptor>_<statistic>`` (:mod:`features.descriptors`).
         Default preset: ``mfcc_mean_1..n``, ``mfcc_std_1..n``,
         ``chroma_mean_1..12``, ``chroma_std_1..12`` then ``<name>_mean``,
         ``<name>_std`` for spectral_centroid, spectral_bandwidth,
@@ -100,9 +102,13 @@ def feature_columns(params: FeatureParams) -> list[str]:
     ['chroma_stft', 'rmse', 'spectral_centroid']
     >>> len(feature_columns(FeatureParams()))
     114
+    >>> len(feature_columns(FeatureParams(preset="rich")))
+    2110
     """
     check_params(params)
     n = params.n_mfcc
+    if params.preset is Preset.RICH:
+        return descriptors.rich_columns(n)
     if params.preset is Preset.GTZAN:
         return [*_GTZAN_SCALARS, *(f"mfcc{i}" for i in range(1, n + 1))]
     columns = [f"mfcc_{stat}_{i}" for stat in ("mean", "std") for i in range(1, n + 1)]
@@ -173,11 +179,33 @@ class FeatureComputer:
             ``y`` is empty or holds NaN / inf samples.
         """
         y = _check_audio(y)
+        if self.params.preset is Preset.RICH:
+            p = self.params
+            return descriptors.summarise(self.frame_descriptors(y), p.hop_length / p.sr)
+        per_frame = _frame_features(y, self._get_tables())
+        return _summarise(per_frame, self.params)
+
+    def frame_descriptors(self, y: np.ndarray) -> np.ndarray:
+        """The rich preset's frame-level descriptors of one clip, before summarising.
+
+        Parameters
+        ----------
+        y : np.ndarray [shape=(n_samples,), dtype=float32 or float64]
+            Mono audio at ``params.sr``.
+
+        Returns
+        -------
+        np.ndarray [shape=(211, n_frames), dtype=float64]
+            Rows in :func:`features.descriptors.rich_descriptors` order
+            (211 with 40 MFCCs); frame ``t`` is centred at ``t * hop_length``.
+        """
+        return _rich_frame_features(_check_audio(y), self._get_tables())
+
+    def _get_tables(self) -> _Tables:
         if self._tables is None:
             p = self.params
             self._tables = _tables(p.sr, p.n_fft, p.hop_length, p.n_mfcc)
-        per_frame = _frame_features(y, self._tables)
-        return _summarise(per_frame, self.params)
+        return self._tables
 
     def compute_blocks(self, open_blocks: Callable[[], Iterable[np.ndarray]]) -> np.ndarray:
         """Feature vector of a clip too long to hold in memory, read in blocks.
@@ -198,11 +226,16 @@ class FeatureComputer:
         Returns
         -------
         np.ndarray [shape=(len(self.columns),), dtype=float64]
+
+        Raises
+        ------
+        BadAudioError
+            Rich preset, and the clip is longer than :data:`RICH_MAX_SECONDS`:
+            its percentiles need every frame at once.
         """
-        if self._tables is None:
-            p = self.params
-            self._tables = _tables(p.sr, p.n_fft, p.hop_length, p.n_mfcc)
-        return _stream_features(open_blocks, self._tables, self.params)
+        if self.params.preset is Preset.RICH:
+            return self.compute(_whole(open_blocks, self.params))
+        return _stream_features(open_blocks, self._get_tables(), self.params)
 
     def __getstate__(self) -> dict[str, Any]:
         # The tables are cheap to rebuild and cached per process; do not ship them.
@@ -271,6 +304,12 @@ def check_params(params: Any) -> None:
         raise UsageError(
             f"n_mfcc={params.n_mfcc} must be at most {N_MELS} (the number of mel bands)"
         )
+    if params.preset is Preset.RICH:
+        try:
+            descriptors.contrast_bands(params.sr, params.n_fft)
+        except ValueError as exc:
+            raise UsageError(f"preset rich: {exc}; use sr of at least 16000 Hz (and n_fft of at "
+                             f"least sr / 200) for the rich preset") from None
 
 
 def _check_audio(y: Any) -> np.ndarray:
@@ -712,6 +751,107 @@ def _rms(frames: np.ndarray) -> np.ndarray:
     """Root mean square of each zero-padded (unwindowed) frame."""
     energy = np.einsum("ij,ij->i", frames, frames)
     return np.sqrt(energy.astype(np.float64) / frames.shape[1])
+
+
+# ------------------------------------------------------------- rich preset
+
+#: The rich preset's second roll-off.
+ROLL_PERCENT_HIGH = 0.95
+#: Longest clip (after offset and duration) the rich preset summarises: its
+#: percentiles need every frame, and the clip is held whole to compute them.
+RICH_MAX_SECONDS = 600.0
+
+
+@functools.lru_cache(maxsize=8)
+def _rich_banks(sr: int, n_fft: int) -> tuple[Any, Any]:
+    """The 64-band mel groups (logmel) and the contrast's octave bands."""
+    return (_mel_groups(_mel_bank(sr, n_fft, descriptors.N_LOGMEL)),
+            descriptors.contrast_bands(sr, n_fft))
+
+
+def _rich_frame_features(y: np.ndarray, t: _Tables) -> np.ndarray:
+    """Every frame-level descriptor of the rich preset (see :mod:`features.descriptors`).
+
+    One STFT, consumed block by block as in :func:`_frame_features`; the
+    magnitudes of each block also give the contrast bands, the flatness and
+    both roll-offs before the next block overwrites them.
+    """
+    frames = _frames(y, t.n_fft, t.hop_length)
+    n_frames, n_bins = frames.shape[0], t.freqs.size
+    logmel_groups, bands = _rich_banks(t.sr, t.n_fft)
+    power = _scratch.get("power", (n_frames, n_bins), y.dtype)
+    shape = np.empty((4, n_frames))
+    peak = np.empty((len(bands), n_frames))
+    valley = np.empty_like(peak)
+    flatness = np.empty(n_frames)
+    peaks = []
+    for start in range(0, n_frames, _BLOCK):
+        block = slice(start, start + _BLOCK)
+        mag = _magnitude(frames[block], t.window, y.dtype)
+        block_power = np.multiply(mag, mag, out=power[block])
+        shape[0:2, block] = _centroid_bandwidth(mag, t)
+        running = np.cumsum(mag, axis=1)
+        shape[2, block] = t.freqs[_rolloff_bins(running, axis=1)]
+        shape[3, block] = t.freqs[_rolloff_bins(running, axis=1, percent=ROLL_PERCENT_HIGH)]
+        peak[:, block], valley[:, block] = descriptors.band_rows(mag, bands)
+        floored = np.maximum(block_power.dtype.type(AMIN), block_power)
+        flatness[block] = (np.exp(np.log(floored).mean(axis=1, dtype=np.float64))
+                           / floored.mean(axis=1, dtype=np.float64))
+        peaks.append(_pitch_peaks(block_power, t))
+    db = _db(_mel_power(power, t))
+    clamped = np.maximum(db, db.max() - TOP_DB)
+    mfcc = (clamped @ t.dct).T
+    logmel = np.empty((n_frames, descriptors.N_LOGMEL), dtype=power.dtype)
+    for b0, b1, f0, f1, weights in logmel_groups:
+        np.matmul(power[:, f0:f1], weights, out=logmel[:, b0:b1])
+    logmel = _db(logmel)
+    rows = [
+        mfcc, descriptors.delta(mfcc, 1), descriptors.delta(mfcc, 2),
+        np.maximum(logmel, logmel.max() - TOP_DB).T,
+        _clamped_db(peak) - _clamped_db(valley),
+        flatness[None, :], _flux(clamped, t)[None, :], shape,
+        _chroma(power, t, _tuning(peaks)).T,
+        _zero_crossing_rate(y, t.n_fft, t.hop_length, n_frames)[None, :],
+        _rms(frames)[None, :],
+    ]
+    return np.concatenate(rows, axis=0)
+
+
+def _clamped_db(x: np.ndarray) -> np.ndarray:
+    """``power_to_db(x)`` (ref 1, amin 1e-10, top_db 80 over the whole array)."""
+    db = 10.0 * np.log10(np.maximum(AMIN, x))
+    return np.maximum(db, db.max() - TOP_DB)
+
+
+def _flux(db: np.ndarray, t: _Tables) -> np.ndarray:
+    """``onset_strength``: mean rise over mel bands [shape=(T, 128)] since the last frame, in dB.
+
+    Shifted as librosa does for centred frames: the rise into frame ``j``
+    lands on frame ``j + n_fft // (2 * hop)``; the first frames are 0.
+    """
+    n_frames = db.shape[0]
+    rise = np.maximum(0.0, db[1:] - db[:-1]).mean(axis=1)
+    out = np.zeros(n_frames)
+    pad = 1 + t.n_fft // (2 * t.hop_length)
+    kept = rise[: max(n_frames - pad, 0)]
+    out[pad : pad + kept.size] = kept
+    return out
+
+
+def _whole(open_blocks: Callable[[], Iterable[np.ndarray]], params: FeatureParams) -> np.ndarray:
+    """A long clip's samples in one array, when the rich preset may hold them."""
+    limit = int(RICH_MAX_SECONDS * params.sr)
+    parts, n = [], 0
+    for block in open_blocks():
+        n += block.size
+        if n > limit:
+            raise BadAudioError(
+                f"the clip is longer than {RICH_MAX_SECONDS / 60:g} minutes, the longest the rich "
+                "preset summarises (its percentiles need every frame at once); cut it into "
+                "windows with --segment, or read a part with --duration",
+                reason="too long for the rich preset")
+        parts.append(block)
+    return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
 
 # ---------------------------------------------------------------- statistics

@@ -25,6 +25,7 @@ class Preset(str, enum.Enum):
 
     DEFAULT = "default"
     GTZAN = "gtzan"
+    RICH = "rich"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +35,9 @@ class FeatureParams:
     Parameters
     ----------
     preset : Preset
-        ``default`` (MFCC/chroma/spectral means and stds) or ``gtzan``
-        (the GTZAN tutorial's table).
+        ``default`` (MFCC/chroma/spectral means and stds), ``gtzan``
+        (the GTZAN tutorial's table) or ``rich`` (211 frame-level
+        descriptors x 10 statistics; :mod:`features.descriptors`).
     sr : int
         Sample rate the audio is resampled to before analysis.
     offset : float
@@ -47,7 +49,7 @@ class FeatureParams:
     n_fft, hop_length : int
         STFT frame and hop length in samples (librosa's defaults).
     n_mfcc : int
-        MFCC count; ``None`` picks the preset's (40 default, 20 gtzan).
+        MFCC count; ``None`` picks the preset's (40 default and rich, 20 gtzan).
     segment : float or None
         If set, every clip is cut into windows of this many seconds and the
         table has one row per window (columns ``segment``,
@@ -86,7 +88,7 @@ class FeatureParams:
         # are ints), so equal parameters have one key.
         object.__setattr__(self, "preset", _preset(self.preset))
         if self.n_mfcc is None:
-            default = 40 if self.preset is Preset.DEFAULT else 20
+            default = 20 if self.preset is Preset.GTZAN else 40
             object.__setattr__(self, "n_mfcc", default)
         for name in ("sr", "n_fft", "hop_length", "n_mfcc"):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))

@@ -10,6 +10,8 @@ import re
 
 import pandas as pd
 
+from . import descriptors
+from .families import family_of
 from .io.layouts import LAYOUTS
 from .params import FeatureParams, Preset
 from .table import AUDIO_COLUMNS, SCHEMA_COLUMNS, guard_text
@@ -36,7 +38,9 @@ _IDENTIFIER_TEXT = {
     "split": (
         "",
         ("part of the dataset's own train/validation/test split the clip belongs to "
-         "(train, validation or test); keep it for the holdout protocol"),
+         "(train, validation or test; excluded: a clip the split leaves out of every part, "
+         "as GTZAN's fault-filtered partition does with its faulty excerpts); keep it for the "
+         "holdout protocol"),
     ),
     "segment": ("", "0-based position of this window within its clip (one row per window)"),
     "segment_start_s": ("s", "where this window's audio starts, from the start of the file"),
@@ -83,9 +87,10 @@ def build_schema(
 
     Returns
     -------
-    pd.DataFrame [shape=(n_columns, 5)]
-        Columns ``column, role, dtype, unit, description``; role is one of
-        identifier, metadata, audio, feature.
+    pd.DataFrame [shape=(n_columns, 8)]
+        Columns ``column, role, dtype, unit, description, family,
+        descriptor, statistic``; role is one of identifier, metadata,
+        audio, feature; the last three are empty but for features.
 
     Examples
     --------
@@ -101,7 +106,9 @@ def build_schema(
             text = f"{text}. {_FORMULA_NOTE}"
         if guard_text(name) != name:
             text = f"{text}. {_HEADER_NOTE}"
-        rows.append((name, role, dtype, unit, text))
+        parts = ((family_of(name), *_descriptor_statistic(name, params)) if role == "feature"
+                 else ("", "", ""))
+        rows.append((name, role, dtype, unit, text, *parts))
     return pd.DataFrame(rows, columns=list(SCHEMA_COLUMNS))
 
 
@@ -235,9 +242,104 @@ _GTZAN = {
 _STAT = {"mean": "mean", "std": "population standard deviation"}
 
 
+def _rich_names(n_mfcc: int) -> frozenset[str]:
+    return _RICH_NAMES.get(n_mfcc) or _RICH_NAMES.setdefault(
+        n_mfcc, frozenset(descriptors.rich_columns(n_mfcc)))
+
+
+_RICH_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _descriptor_statistic(name: str, params: FeatureParams) -> tuple[str, str]:
+    """(frame-level descriptor, statistic over frames) of a feature column."""
+    if params.preset is Preset.RICH:
+        descriptor, _, stat = name.rpartition("_")
+        return descriptor, stat
+    if params.preset is Preset.GTZAN:
+        m = re.fullmatch(r"mfcc(\d+)", name)
+        if m:
+            return f"mfcc_{m.group(1)}", "mean"
+        return _GTZAN_DESCRIPTORS.get(name, name), "mean"
+    m = re.fullmatch(r"(mfcc|chroma)_(mean|std)_(\d+)", name)
+    if m:
+        return f"{m.group(1)}_{m.group(3)}", m.group(2)
+    descriptor, _, stat = name.rpartition("_")
+    return descriptor, stat
+
+
+_GTZAN_DESCRIPTORS = {"chroma_stft": "chroma (all 12 pitch classes)", "rmse": "rms",
+                      "rolloff": "spectral_rolloff", "zero_crossing_rate": "zcr"}
+
+
+# (unit, what it measures) of the rich preset's descriptors, by the name before "_<k>".
+_RICH = {
+    "mfcc": ("dB-scaled", "{k} Mel-frequency cepstral coefficient (librosa.feature.mfcc, {n_mfcc} "
+             "coefficients, 128 mel bands, top_db 80)"),
+    "mfcc_delta": ("dB-scaled per frame", "first difference (delta) of the {k} MFCC, a 9-frame "
+                   "Savitzky-Golay slope (librosa.feature.delta, width 9, order 1)"),
+    "mfcc_delta2": ("dB-scaled per frame squared", "second difference (delta-delta) of the {k} MFCC "
+                    "(librosa.feature.delta, width 9, order 2)"),
+    "logmel": ("dB", "energy of the {k} of 64 mel bands, low to high "
+               "(librosa.power_to_db(librosa.feature.melspectrogram(n_mels=64)), top_db 80)"),
+    "spectral_contrast": ("dB", "spectral contrast of the {k} of 7 octave bands (0-200 Hz, then octaves "
+                          "from 200 Hz; the last runs to Nyquist): peak minus valley level "
+                          "(librosa.feature.spectral_contrast, fmin 200, 6 bands, quantile 0.02)"),
+    "spectral_flatness": ("unitless (0-1)", "spectral flatness, geometric over arithmetic mean of "
+                          "the power spectrum (1 = white noise, near 0 = tonal; "
+                          "librosa.feature.spectral_flatness)"),
+    "spectral_flux": ("dB", "spectral flux: the mean rise over 128 mel bands in dB since the "
+                      "previous frame, the onset strength (librosa.onset.onset_strength)"),
+    "spectral_centroid": _SPECTRAL["spectral_centroid"],
+    "spectral_bandwidth": _SPECTRAL["spectral_bandwidth"],
+    "spectral_rolloff85": ("Hz", "roll-off frequency below which 85% of the spectral magnitude lies "
+                           "(librosa.feature.spectral_rolloff, roll_percent 0.85)"),
+    "spectral_rolloff95": ("Hz", "roll-off frequency below which 95% of the spectral magnitude lies "
+                           "(librosa.feature.spectral_rolloff, roll_percent 0.95)"),
+    "chroma": ("unitless (0-1)", "chroma energy of pitch class {pitch} (librosa.feature.chroma_stft, "
+               "each frame scaled so its largest bin is 1)"),
+    "zcr": _SPECTRAL["zcr"],
+    "rms": _SPECTRAL["rms"],
+}
+
+_RICH_STAT = {
+    "mean": "mean over frames",
+    "std": "population standard deviation (ddof 0) over frames",
+    "min": "smallest value over frames",
+    "max": "largest value over frames",
+    "p10": "10th percentile over frames (linear interpolation between the two nearest frames)",
+    "p50": "median over frames (50th percentile, linear interpolation)",
+    "p90": "90th percentile over frames (linear interpolation between the two nearest frames)",
+    "skew": ("skewness over frames, Fisher-Pearson, biased (m3 / m2^1.5; 0 when the value is "
+             "constant over the clip)"),
+    "kurt": ("excess kurtosis over frames, biased (m4 / m2^2 - 3; 0 when the value is constant "
+             "over the clip)"),
+    "slope": ("least-squares slope of the value against the frame's time in seconds (rising > 0; "
+              "0 for a one-frame clip)"),
+}
+
+
+def _rich_text(name: str, params: FeatureParams) -> tuple[str, str] | None:
+    descriptor, _, stat = name.rpartition("_")
+    if stat not in _RICH_STAT:
+        return None
+    m = re.fullmatch(r"(.+?)_(\d+)", descriptor)
+    base, k = (m.group(1), int(m.group(2))) if m else (descriptor, 0)
+    if base not in _RICH or (k == 0) != ("{k}" not in _RICH[base][1] and "{pitch}" not in _RICH[base][1]):
+        return None
+    unit, what = _RICH[base]
+    pitch = _PITCH_CLASSES[k - 1] if 1 <= k <= 12 else f"bin {k}"
+    what = what.format(k=_ordinal(k) if k else "", n_mfcc=params.n_mfcc, pitch=pitch)
+    if stat in ("skew", "kurt"):
+        unit = "unitless"
+    elif stat == "slope":
+        unit = "per second" if unit.startswith("unitless") else f"{unit} per second"
+    return unit, f"{_RICH_STAT[stat]} of the {what}; {_framing(params)}"
+
 
 def _feature_text(name: str, params: FeatureParams) -> tuple[str, str] | None:
     """(unit, description) of a feature column, or None if ``name`` is not one."""
+    if params.preset is Preset.RICH:
+        return _rich_text(name, params) if name in _rich_names(params.n_mfcc) else None
     frames = _framing(params)
     m = re.fullmatch(r"mfcc_(mean|std)_(\d+)", name)
     if m:

@@ -38,7 +38,7 @@ from .params import Preset
 IDENTIFIER_COLUMNS = ("path", "label", "fold", "group")
 AUDIO_COLUMNS = ("duration_s", "orig_sample_rate", "orig_channels")
 SEGMENT_COLUMNS = ("segment", "segment_start_s", "segment_end_s")
-SCHEMA_COLUMNS = ("column", "role", "dtype", "unit", "description")
+SCHEMA_COLUMNS = ("column", "role", "dtype", "unit", "description", "family", "descriptor", "statistic")
 ERROR_COLUMNS = ("path", "row", "stage", "reason", "error_type", "message")
 FORMATS = ("csv", "parquet")
 #: Cell values that mean "no value" when a table is read back (case and spaces ignored).

@@ -9,12 +9,13 @@ from classify.evaluation import aggregate_clips
 from classify.importance import (
     ALL_CLASSES,
     IMPORTANCE_COLUMNS,
-    family_of,
     feature_families,
     importance_table,
     permuted_rows,
 )
 from features.compute import feature_columns
+from features.descriptors import STATISTICS
+from features.families import family_of
 from features.params import FeatureParams
 
 
@@ -35,6 +36,18 @@ def test_every_preset_column_has_its_family():
     assert [family_of(c) for c in ("mfcc3_mean", "mfcc3_var", "chroma_stft_var", "rms_mean", "rolloff_var",
                                    "harmony_mean", "tempo")] == [
         "mfcc_mean", "mfcc_std", "chroma", "rms", "spectral_shape", "other", "other"]
+
+
+def test_rich_columns_group_by_descriptor_family_not_by_statistic():
+    rich = feature_columns(FeatureParams(preset="rich"))
+    families = {name: [rich[i] for i in cols] for name, cols in feature_families(rich).items()}
+    assert list(families) == ["mfcc", "mfcc_delta", "mfcc_delta2", "logmel", "contrast", "flatness", "flux",
+                              "chroma", "spectral_shape", "zcr", "rms"]
+    assert len(families["mfcc"]) == len(families["mfcc_delta"]) == len(families["mfcc_delta2"]) == 40 * 10
+    assert len(families["logmel"]) == 64 * 10 and len(families["contrast"]) == 7 * 10
+    assert families["spectral_shape"] == [f"spectral_{n}_{s}" for n in ("centroid", "bandwidth", "rolloff85",
+                                                                         "rolloff95") for s in STATISTICS]
+    assert "other" not in families and sum(map(len, families.values())) == len(rich)
 
 
 def test_permuted_rows_shuffle_one_family_together_and_nothing_else():

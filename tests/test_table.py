@@ -74,12 +74,16 @@ def test_missing_fold_is_an_empty_csv_cell(tmp_path):
     assert [r["fold"] for r in rows] == ["1", "", "3"]
 
 
-@pytest.mark.parametrize("preset", ["default", "gtzan"])
+@pytest.mark.parametrize("preset", ["default", "gtzan", "rich"])
 def test_schema_explains_every_column(preset):
     params = FeatureParams(preset=preset)
     t = _table(params, extra={"fsID": ["1", "2", "3"], "weather": ["x", "y", "z"]})
     schema = build_schema(t, params, layout="urbansound8k")
-    assert list(schema.columns) == ["column", "role", "dtype", "unit", "description"]
+    assert list(schema.columns) == ["column", "role", "dtype", "unit", "description", "family", "descriptor",
+                                    "statistic"]
+    features = schema[schema["role"] == "feature"]
+    assert (features[["family", "descriptor", "statistic"]] != "").all().all()
+    assert (schema.loc[schema["role"] != "feature", ["family", "descriptor", "statistic"]] == "").all().all()
     assert schema["column"].tolist() == list(t.columns)
     assert set(schema["role"]) <= {"identifier", "metadata", "audio", "feature"}
     assert schema["description"].str.len().min() > 20

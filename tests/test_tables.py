@@ -172,7 +172,8 @@ def test_bad_tables_raise_clear_errors(tmp_path, text, pattern):
 def test_schema_naming_missing_columns_is_refused(tmp_path):
     out = write_default(tmp_path)
     schema = pd.read_csv(out / "features.schema.csv")
-    schema.loc[len(schema)] = ["chroma_mean_1", "feature", "float", "", "gone"]
+    schema.loc[len(schema)] = {"column": "chroma_mean_1", "role": "feature", "dtype": "float",
+                               "description": "gone"}
     schema.to_csv(out / "features.schema.csv", index=False)
     with pytest.raises(TableError, match=r"lists feature column\(s\) \['chroma_mean_1'\]"):
         load_table(out / "features.parquet")
