@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from features.cli import add_dataset_options, add_runner_options, run_options
 from features.cli_types import int_at_least
 from features.errors import FeaturesError
 from features.io.storage import redact_text
@@ -171,24 +172,29 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="BUNDLE",
                         help="model bundle directory (RUN/model)")
     parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="audio files or folders (searched recursively)")
-    parser.add_argument("--out", metavar="FILE.csv", default=None,
-                        help="also write the predictions to this CSV file (an existing file is "
-                        "refused unless --force)")
+                        help="audio files or folders (searched recursively); with --out DIR, one "
+                        "collection: a dataset folder or URL in any layout 'features extract' reads, "
+                        "or any folder of audio files")
+    parser.add_argument("--out", metavar="FILE.csv|DIR", default=None,
+                        help="FILE.csv: also write the predictions of the files to this CSV file (an "
+                        "existing file is refused unless --force). DIR: label the collection on the "
+                        "extraction engine (workers or Dask, time limits, crash isolation, resume) and "
+                        "write predictions.csv, .parquet, predictions.json and errors.csv there (the "
+                        "folder rules of 'features extract')")
     parser.add_argument("--force", action="store_true",
-                        help="replace an existing --out file")
+                        help="replace an existing --out file; with --out DIR, as features extract")
     parser.add_argument("--trained-on", metavar="DATASET", default=None,
                         help="refuse the model unless it was trained on this dataset (folder or "
                         "URL): what 'make predict DATASET=...' passes, so a model of another "
                         "dataset never labels the files")
-    parser.add_argument("--jobs", type=int_at_least(0, " (all cores)"), default=1, metavar="N",
-                        help="worker processes for feature extraction (0 = all cores; default 1)")
     parser.add_argument("--top", type=int_at_least(1), default=DEFAULT_TOP, metavar="K",
                         help="how many ranked classes to show (default %(default)s)")
     parser.add_argument("--segments", action="store_true",
                         help="for a model trained on windows (features extract --segment): also "
                         "show the label of every window under its clip's, and write one row per "
-                        "window to --out (path, segment, segment_start_s, segment_end_s, ...)")
+                        "window to --out FILE.csv (path, segment, segment_start_s, segment_end_s, ...)")
+    add_dataset_options(parser)
+    add_runner_options(parser)
     parser.set_defaults(handler=_predict)
 
 
@@ -200,6 +206,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .predict import format_line, predict_files, predict_segments
 
+    if args.out and not str(args.out).lower().endswith(".csv"):
+        return _predict_collection(args)
+    if args.layout or args.manifest:
+        raise UsageError("--layout and --manifest describe a collection: give --out DIR (a folder) "
+                         "to label it on the extraction engine")
     if args.out and Path(args.out).exists() and not args.force:
         raise UsageError(f"--out {args.out} already exists; choose another file, or pass --force "
                          "to replace it")
@@ -211,9 +222,10 @@ def _predict(args: argparse.Namespace) -> int:
           f"classes: {', '.join(bundle.class_names)}", file=sys.stderr)
     windows = None
     if args.segments:
-        predictions, windows, errors = predict_segments(bundle, args.paths, jobs=args.jobs, top=args.top)
+        predictions, windows, errors = predict_segments(bundle, args.paths, jobs=run_options(args).workers,
+                                                        top=args.top)
     else:
-        predictions, errors = predict_files(bundle, args.paths, jobs=args.jobs, top=args.top)
+        predictions, errors = predict_files(bundle, args.paths, jobs=run_options(args).workers, top=args.top)
     for error in errors:
         print(f"skipped {error.path}: {error.message}", file=sys.stderr)
     for _, row in predictions.iterrows():
@@ -230,6 +242,39 @@ def _predict(args: argparse.Namespace) -> int:
     if errors:
         print(f"predicted {len(predictions)} file(s), skipped {len(errors)}", file=sys.stderr)
     return 0
+
+
+def _predict_collection(args: argparse.Namespace) -> int:
+    """``predict ROOT --out DIR``: the collection on the engine; exit codes as features extract."""
+    from features.errors import ExtractionInterrupted
+
+    from .bundle import check_trained_on, load_bundle
+    from .collection import predict_collection
+    from .errors import UsageError
+
+    if len(args.paths) != 1:
+        raise UsageError(f"--out {args.out} (a folder) labels one collection; give one ROOT folder or URL, "
+                         f"not {len(args.paths)} paths (or --out FILE.csv for a list of files)")
+    if args.segments:
+        raise UsageError("--segments writes one row per window to --out FILE.csv; a collection's "
+                         "predictions.csv has one row per clip (with n_segments)")
+    bundle = load_bundle(args.model)
+    if args.trained_on is not None:
+        check_trained_on(bundle, args.trained_on)
+    _say(f"model: {bundle.path} ({bundle.model_name}); classes: {', '.join(bundle.class_names)}")
+    layout = "manifest" if args.manifest is not None else args.layout
+    try:
+        result = predict_collection(args.model, args.paths[0], args.out, layout=layout, manifest=args.manifest,
+                                    options=run_options(args), top=args.top)
+    except ExtractionInterrupted as exc:
+        print(redact_text(str(exc)), file=sys.stderr, flush=True)
+        return 130
+    for note in result.notes:
+        print(redact_text(note), file=sys.stderr, flush=True)
+    if result.n_reused:
+        _say(f"resumed: {result.n_reused} of {result.n_total} clips taken from the checkpoint")
+    _say(result.summary())
+    return result.exit_code
 
 
 # ---------------------------------------------------------------------- eda

@@ -101,13 +101,13 @@ def predict_files(
     files, errors = _expand_paths(paths)
     if bundle.patch_params is not None:
         found, proba, bad = _patch_probabilities(bundle, files, jobs=jobs)
-        return _predictions_frame(found, proba, bundle.class_names, top=top), errors + bad
+        return predictions_frame(found, proba, bundle.class_names, top=top), errors + bad
     features = pd.DataFrame(columns=["path"])
     if files:
         features, extract_errors = extract_files(files, bundle.feature_params, jobs=jobs)
         errors += extract_errors
     features, proba, bad = _probabilities(bundle, features)
-    return _predictions_frame(features["path"].astype(str).tolist(), proba, bundle.class_names,
+    return predictions_frame(features["path"].astype(str).tolist(), proba, bundle.class_names,
                               top=top), errors + bad
 
 
@@ -161,11 +161,11 @@ def predict_segments(
     broken = {e.path for e in bad}
     keep = ~features["path"].astype(str).isin(broken).to_numpy()
     features, proba = features[keep].reset_index(drop=True), proba[keep]
-    windows = _predictions_frame(features["path"].astype(str).tolist(), proba, bundle.class_names, top=top)
+    windows = predictions_frame(features["path"].astype(str).tolist(), proba, bundle.class_names, top=top)
     for k, column in enumerate(SEGMENT_COLUMNS, start=1):
         windows.insert(k, column, features[column].to_numpy())
     ids, mean, _, counts = aggregate_clips(features["path"].astype(str).to_numpy(), proba)
-    clips = _predictions_frame(list(ids), mean, bundle.class_names, top=top)
+    clips = predictions_frame(list(ids), mean, bundle.class_names, top=top)
     clips.insert(1, "n_segments", counts)
     return clips, windows, errors
 
@@ -259,7 +259,7 @@ def _expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[E
     return list(dict.fromkeys(files)), errors
 
 
-def _predictions_frame(
+def predictions_frame(
     paths: Sequence[str], proba: np.ndarray, class_names: Sequence[str], *, top: int = DEFAULT_TOP
 ) -> pd.DataFrame:
     """Lay out class probabilities as the predictions table.
@@ -283,7 +283,7 @@ def _predictions_frame(
     order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top, len(names))]
     ranked = np.take_along_axis(proba, order, axis=1)
     columns: dict[str, object] = {
-        "path": list(paths),
+        "path": np.asarray(list(paths), dtype=object),
         "predicted": names[order[:, 0]],
         "confidence": ranked[:, 0],
     }

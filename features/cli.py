@@ -132,12 +132,15 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                         "folder name, plus a short hash of its path unless it sits in ./data/); "
                         "a folder holding anything but earlier features is refused (see --force), "
                         "and so is a folder inside ROOT")
-    _add_dataset_options(p)
+    add_dataset_options(p)
     p.add_argument("--preset", choices=[p.value for p in Preset], default=Preset.DEFAULT.value,
                    help="feature set: 'default' = means and stds of 40 MFCCs, 12 chroma bins, "
                         "spectral centroid/bandwidth/roll-off, zero-crossing rate and RMS; "
-                        "'gtzan' = the GTZAN tutorial's table (filename, 26 means, label) "
-                        "(default: %(default)s)")
+                        "'gtzan' = the GTZAN tutorial's table (filename, 26 means, label); "
+                        "'rich' = 211 frame-level descriptors (MFCCs with deltas, 64 log-mel bands, "
+                        "contrast, flatness, flux, ...) x 10 statistics (mean, std, min, max, "
+                        "percentiles, skew, kurtosis, slope) = 2,110 columns, for clips up to 10 "
+                        "minutes (longer: --segment) (default: %(default)s)")
     p.add_argument("--sr", metavar="HZ", type=_positive_int, default=22050,
                    help="resample every clip to this rate before analysis (default: %(default)s)")
     p.add_argument("--offset", metavar="S", type=_seconds(True), default=0.0,
@@ -159,7 +162,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                    help="a clip's last window when shorter than --segment: 'drop' it or "
                         "zero-'pad' it; a clip shorter than one window always keeps one "
                         "padded window (default: %(default)s)")
-    _add_runner_options(p)
+    add_runner_options(p)
     p.add_argument("--format", metavar="LIST", type=_formats, default=("csv", "parquet"),
                    dest="formats",
                    help="table file format(s): csv, parquet or csv,parquet (default: both); "
@@ -172,7 +175,8 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_extract)
 
 
-def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+def add_dataset_options(p: argparse.ArgumentParser) -> None:
+    """``--layout`` and ``--manifest``: how a dataset's clips are listed (also ``classify predict``'s)."""
     p.add_argument("--layout", metavar="NAME",
                    help=f"dataset layout, one of: {', '.join(LAYOUTS)} "
                         "(default: detect it)")
@@ -184,7 +188,8 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
 _RUN = RunOptions()  # the defaults, defined once
 
 
-def _add_runner_options(p: argparse.ArgumentParser) -> None:
+def add_runner_options(p: argparse.ArgumentParser) -> None:
+    """The :class:`RunOptions` flags but ``--force``, with its defaults (also ``classify predict``'s)."""
     p.add_argument("--jobs", metavar="N", type=_non_negative_int, default=_RUN.jobs,
                    help="worker processes of the local backend; 0 = one per CPU core "
                         "(default: %(default)s)")
@@ -226,7 +231,7 @@ def _check_dataset_args(args: argparse.Namespace) -> tuple[str, str | None]:
     return root, layout
 
 
-def _run_options(args: argparse.Namespace) -> RunOptions:
+def run_options(args: argparse.Namespace) -> RunOptions:
     """The runner options given on the command line (checked by RunOptions)."""
     return RunOptions(**{name: getattr(args, name) for name in RunOptions.fields()})
 
@@ -267,7 +272,7 @@ def _add_patches(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="output folder (default: data/output/NAME/patches, as for extract); a "
                         "folder holding anything but earlier patches is refused (see --force)")
-    _add_dataset_options(p)
+    add_dataset_options(p)
     defaults = ", ".join(f"{k} {v:g} s" for k, v in DEFAULT_SECONDS.items())
     p.add_argument("--duration", metavar="S", type=_seconds(False),
                    help=f"seconds per patch (default: the dataset's clip length: {defaults}; "
@@ -284,7 +289,7 @@ def _add_patches(commands: argparse._SubParsersAction) -> None:
                    help="skip this many seconds at the start of every clip (default: 0)")
     p.add_argument("--no-stereo", action="store_true",
                    help="do not keep the channels of stereo clips (no stereo-split augmentation)")
-    _add_runner_options(p)
+    add_runner_options(p)
     p.add_argument("--force", action="store_true",
                    help="compute the patches again, even if --out already holds those of these "
                         "parameters on this unchanged dataset (then the run only checks that "
@@ -302,7 +307,7 @@ def _cmd_patches(args: argparse.Namespace) -> int:
     if args.duration is not None:
         params["duration"] = args.duration
     out = args.out or default_out(root, "patches")
-    options = _run_options(args)
+    options = run_options(args)
     return _finish(lambda: extract_patches(root, out, params, layout=layout,
                                            manifest=args.manifest, options=options))
 
@@ -368,7 +373,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                            segment_last=args.segment_last)
     from .extract import extract_dataset
 
-    options = _run_options(args)
+    options = run_options(args)
     return _finish(lambda: extract_dataset(root, args.out or default_out(root), params,
                                            layout=layout, manifest=args.manifest,
                                            formats=args.formats, options=options))

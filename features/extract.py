@@ -16,7 +16,6 @@ dataset order and byte-identical whatever the backend and worker count.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,16 +33,15 @@ from .engine.outputs import seal, staging_folder, verify_outputs
 from .engine.runner import run_dataset, run_files
 from .errors import OutputMismatchError, UsageError
 from .io.datasets import discover
-from .io.records import STAGES, ErrorRecord
+from .io.records import ErrorRecord
 from .params import FeatureParams
 from .runs import (
     claimed,
-    created_now,
     dataset_key,
+    describe_run,
     executing,
     exit_code,
     failure_lines,
-    run_versions,
     same_run,
     saved_errors,
 )
@@ -255,31 +253,15 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOp
     meta = {
         "params": params.to_dict(),
         "param_key": params.key(),
-        "root": dataset.shown_root,
-        "layout": dataset.layout,
-        "manifest": dataset.shown_manifest,
-        "versions": run_versions(),
-        "clips": {
-            "total": n_items + len(dataset.errors),
-            "ok": n_ok,
-            "failed": len(errors),
-            "reused_from_checkpoint": n_reused,
-            "failed_by_stage": {s: sum(e.stage == s for e in errors) for s in STAGES},
-            "failed_by_reason": dict(collections.Counter(e.reason for e in errors).most_common()),
-        },
+        **describe_run(dataset, executor, options, n_items=n_items, n_reused=n_reused,
+                       n_clip_errors=len(clip_errors), errors=errors, start=start),
         "n_features": len(names),
-        "warnings": dataset.notes.get("warnings", []),
-        "dataset_notes": dataset.notes.get("info", []),
         **({"background_noise": dataset.notes["background_noise"]}
            if "background_noise" in dataset.notes else {}),
         "segment": None if params.segment is None else {
             "seconds": params.segment, "hop": params.segment_hop, "last": params.segment_last},
         "dataset_key": dkey,
-        "wall_seconds": round(wall, 3),
         "clips_per_second": round(n_new / wall, 2) if wall > 0 else None,
-        "jobs": options.workers,
-        "runner": executor.describe(),
-        "created": created_now(),
     }
     with staging_folder(out) as staging:
         n_rows = _table.write_tables(staging, chunks(), empty, clips, formats)

@@ -51,12 +51,11 @@ from .io.storage import tree_for
 from .params import FeatureParams, PatchParams
 from .runs import (
     claimed,
-    created_now,
     dataset_key,
+    describe_run,
     executing,
     exit_code,
     failure_lines,
-    run_versions,
     same_run,
     saved_errors,
 )
@@ -193,24 +192,16 @@ def extract_patches(
             "param_key": params.key(),
             "dataset_key": key,
             "shape": list(params.shape),
-            "root": dataset.shown_root,
-            "layout": dataset.layout,
-            "versions": run_versions(),
-            "clips": {"total": n_items + len(dataset.errors), "ok": n_items - len(clip_errors),
-                      "failed": len(errors), "reused_from_checkpoint": n_reused},
-            "warnings": dataset.notes.get("warnings", []),
+            **describe_run(dataset, executor, options, n_items=n_items, n_reused=n_reused,
+                           n_clip_errors=len(clip_errors), errors=errors, start=start),
             "noise_sources": dataset.notes.get("background_noise", []),
-            "wall_seconds": round(time.perf_counter() - start, 3),
-            "jobs": options.workers,
-            "runner": executor.describe(),
-            "created": created_now(),
         }
         n_stereo = _write(out, dataset, checkpoint, params, noise, errors, meta, previous)
         checkpoint.remove()
     return PatchResult(
         out=out, params=params, n_total=meta["clips"]["total"], n_ok=meta["clips"]["ok"],
         n_failed=len(errors), n_reused=n_reused, n_stereo=n_stereo, n_noise=len(noise),
-        errors=errors, notes=[*notes, *(f"note: {n}" for n in dataset.notes.get("info", [])),
+        errors=errors, notes=[*notes, *(f"note: {n}" for n in meta["dataset_notes"]),
                                 *(f"warning: {w}" for w in meta["warnings"])],
         strict=options.strict,
     )

@@ -32,7 +32,7 @@ from .io.ownership import claim
 from .io.records import ErrorRecord
 from .table import read_csv
 
-__all__ = ["EXIT_NO_CLIPS", "claimed", "created_now", "dataset_key", "executing", "exit_code",
+__all__ = ["EXIT_NO_CLIPS", "claimed", "created_now", "dataset_key", "describe_run", "executing", "exit_code",
            "failure_lines", "local_root", "run_versions", "same_run", "saved_errors"]
 
 #: Exit status when not a single clip could be analysed: something systemic
@@ -48,6 +48,39 @@ def exit_code(n_ok: int, n_total: int, n_failed: int, strict: bool) -> int:
     if n_ok == 0 and n_total > 0:
         return EXIT_NO_CLIPS
     return 3 if strict and n_failed else 0
+
+
+def describe_run(dataset: Any, executor: Executor, options: RunOptions, *, n_items: int, n_reused: int,
+                 n_clip_errors: int, errors: Sequence[Any], start: float) -> dict[str, Any]:
+    """What every output set's description says of its run: the dataset, the counts, the runner.
+
+    ``errors`` are all of the set's error rows (the dataset's listing
+    problems first); ``n_clip_errors`` of them are clips that failed.
+    """
+    import time
+
+    from .io.records import STAGES
+
+    return {
+        "root": dataset.shown_root,
+        "layout": dataset.layout,
+        "manifest": dataset.shown_manifest,
+        "versions": run_versions(),
+        "clips": {
+            "total": n_items + len(dataset.errors),
+            "ok": n_items - n_clip_errors,
+            "failed": len(errors),
+            "reused_from_checkpoint": n_reused,
+            "failed_by_stage": {s: sum(e.stage == s for e in errors) for s in STAGES},
+            "failed_by_reason": dict(collections.Counter(e.reason for e in errors).most_common()),
+        },
+        "warnings": dataset.notes.get("warnings", []),
+        "dataset_notes": dataset.notes.get("info", []),
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "jobs": options.workers,
+        "runner": executor.describe(),
+        "created": created_now(),
+    }
 
 
 def failure_lines(errors: Sequence[Any], limit: int = 8) -> list[str]:

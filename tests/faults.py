@@ -9,7 +9,9 @@ which the workers import from this module (``tests/`` is on their path):
   pytest's ``monkeypatch``);
 - in a command run as a subprocess, ``python tests/faults.py ARGS...``
   installs them from the environment variable :data:`FAULTS_ENV` (JSON)
-  and runs ``python -m features ARGS...``.
+  and runs ``python -m features ARGS...`` (``python -m classify ...`` when
+  ARGS start with ``classify``: ``predict ROOT --out DIR`` runs on the
+  same engine).
 
 The faults, by the clip paths they name::
 
@@ -76,10 +78,13 @@ def install(faults: dict[str, Any], setattr_=setattr) -> None:
 
     ``setattr_`` is ``monkeypatch.setattr`` in a test, so the change is undone after it.
     """
+    from classify import collection
     from features import analysers, extract, patches
     from features.engine import outputs
 
     text = json.dumps(faults)
+    labeller = collection.ProbabilityAnalyser
+    setattr_(collection, "ProbabilityAnalyser", lambda *args: FaultyAnalyser(labeller(*args), text))
     setattr_(extract, "FeatureAnalyser",
              lambda params: FaultyAnalyser(analysers.FeatureAnalyser(params), text))
     setattr_(patches, "PatchAnalyser",
@@ -118,6 +123,10 @@ def command(*args: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     install(json.loads(os.environ.get(FAULTS_ENV) or "{}"))
+    if argv[:1] == ["classify"]:
+        from classify.cli import main as classify_main
+
+        return classify_main(argv[1:])
     from features.cli import main as features_main
 
     return features_main(argv)

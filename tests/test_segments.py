@@ -182,6 +182,23 @@ def test_predict_command_line_shows_windows_on_request(window_model, tmp_path):
     assert pd.read_csv(out)["segment"].tolist() == [0, 1]
 
 
+def test_a_collection_is_labelled_from_its_windows_on_the_engine(window_model, tmp_path):
+    from classify.collection import predict_collection
+    from features.engine.options import RunOptions
+
+    root = tmp_path / "collection"
+    tone(root / "a.wav", 700.0, 3.2, seed=50)
+    tone(root / "b.wav", 230.0, 0.6, seed=51)
+    result = predict_collection(window_model, str(root), tmp_path / "out", options=RunOptions(jobs=1, quiet=True))
+    assert result.exit_code == 0
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    quick, _, _ = predict_segments(load_bundle(window_model), [str(root / "a.wav"), str(root / "b.wav")])
+    assert table["path"].tolist() == ["a.wav", "b.wav"] and table["n_segments"].tolist() == [4, 1]
+    assert table["predicted"].tolist() == quick["predicted"].tolist() == ["mid", "low"]
+    prob = [f"prob_{c}" for c in load_bundle(window_model).class_names]
+    np.testing.assert_allclose(table[prob].to_numpy(), quick[prob].to_numpy(), rtol=1e-9)
+
+
 def test_windows_of_a_whole_clip_model_are_refused(tmp_path):
     from classify.bundle import save_bundle
     from classify.errors import UsageError

@@ -301,7 +301,7 @@ def test_holdout_refuses_rows_outside_the_three_parts():
     parts = parts_of(y)
     parts[[4, 9]] = ["", "dev"]
     with pytest.raises(SplitError, match=r"--cv auto chose holdout, but 2 row\(s\) have a 'split' "
-                                         r"value that is not one of train, validation, test \(first "
+                                         r"value that is not one of train, validation, test or excluded \(first "
                                          r"at data row 5; values \['', 'dev'\]"):
         build_protocol("auto", y, folds=folds, parts=parts)
     with pytest.raises(SplitError, match="needs rows with split 'test'"):

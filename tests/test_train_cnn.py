@@ -344,6 +344,21 @@ def test_the_cnn_bundle_predicts_new_files_like_the_trained_estimator(cnn_bundle
                      str(dataset["root"] / clips[0])]) == 2
 
 
+def test_a_collection_is_labelled_by_a_cnn_bundle_on_the_engine(cnn_bundle, dataset, tmp_path):
+    out = tmp_path / "collection"
+    status = cli.main(["predict", "--model", str(cnn_bundle["dir"]), str(dataset["root"]), "--manifest",
+                       str(dataset["root"] / "clips.csv"), "--out", str(out), "--jobs", "1", "--quiet"])
+    assert status == 0
+    preds = pd.read_csv(out / "predictions.csv")
+    data = read_patches(dataset["patches"])
+    assert preds["path"].tolist() == data["index"]["path"].tolist()
+    assert preds["label"].tolist() == data["index"]["label"].tolist()
+    bundle = load_bundle(cnn_bundle["dir"])
+    got = preds[[f"prob_{c}" for c in bundle.class_names]].to_numpy()
+    np.testing.assert_allclose(got, cnn_bundle["estimator"].predict_proba(data["patches"]), atol=1e-6)
+    assert json.loads((out / "predictions.json").read_text())["model"]["kind"] == KIND_KERAS_CNN
+
+
 def test_a_cnn_bundle_whose_keras_file_holds_a_lambda_layer_is_refused_by_predict(cnn_bundle, dataset, tmp_path, capsys):
     import keras
 

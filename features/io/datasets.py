@@ -42,7 +42,7 @@ from .manifests import (
 from .ownership import MARKERS, output_kind
 from .records import ROW_ERROR, ErrorRecord
 
-__all__ = ["LAYOUTS", "Dataset", "discover"]
+__all__ = ["LAYOUTS", "Dataset", "discover", "list_audio"]
 
 _US8K_CSV = "metadata/UrbanSound8K.csv"
 _US8K_REQUIRED = ("slice_file_name", "fold", "class")
@@ -183,6 +183,31 @@ def discover(
     notes: dict[str, Any] = {}
     clips, errors = _READERS[layout](tree, notes)
     return Dataset(root_path, layout, clips, errors, tree=tree, notes=notes)
+
+
+def list_audio(root: str | os.PathLike[str]) -> Dataset:
+    """Every audio file under ``root`` (recursively, hidden ones skipped, sorted), without labels.
+
+    What ``classify predict ROOT --out DIR`` labels when ``root`` is no
+    dataset of a known layout: layout ``files``, ``label`` empty.
+
+    Raises
+    ------
+    DatasetLayoutError
+        ``root`` is not a folder, or holds no audio file.
+    """
+    tree = storage.tree_for(root)
+    root_path: Path | str = tree.root if storage.is_url(tree.root) else Path(tree.root)
+    if not tree.is_dir():
+        what = "does not exist" if not tree.exists() else "is not a directory"
+        raise DatasetLayoutError(f"{storage.redact(root_path)} {what}; pass the folder of audio files")
+    errors: list[ErrorRecord] = []
+    paths = sorted(_walk_audio(tree, "", True, errors))
+    if not paths:
+        raise DatasetLayoutError(f"no audio files under {storage.redact(root_path)} (searched recursively "
+                                 "by extension)")
+    clips = clips_frame(paths, [""] * len(paths), no_folds(len(paths)), [""] * len(paths), {})
+    return Dataset(root_path, "files", clips, errors, tree=tree)
 
 
 def _detect(tree) -> str:

@@ -41,6 +41,7 @@ MARKERS = {
     "patches.json": "the patches of 'features patches'",
     "run.json": "a training run of 'classify train'",
     "page.json": "a page of 'classify eda' or 'classify report'",
+    "predictions.json": "the predictions of 'classify predict ROOT --out DIR'",
 }
 #: Entries every output folder may hold that belong to the run writing it:
 #: the lock, the checkpoint, staging folders of a run that died.

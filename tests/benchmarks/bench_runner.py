@@ -15,6 +15,10 @@ Measured in one run, on the same clips:
    for this workload;
 4. the parent's peak memory over 100,000 short clips vs 10,000 (hard links
    of a few files; goal: within 1.5x);
+4b. ``classify predict ROOT --out DIR --jobs 2`` over the same clips (a
+   logreg bundle trained on the 10,000): the parent's peak memory, 100,000
+   vs 10,000 clips (goal: within 1.5x), and a run whose worker is SIGKILLed
+   mid-run (same predictions and errors, byte for byte, as a clean run);
 5. a worker's peak memory analysing one 10-hour 48 kHz stereo file (goal:
    under 1 GB).
 
@@ -43,28 +47,48 @@ from bench_features import BENCH, CLIPS, REPO, SECONDS, ensure_clips, write_mani
 
 BASELINE = "85b1993"  # main before the engine became its own package (issue 17)
 GOAL_BACKENDS, GOAL_JOBS1 = 0.9, 0.97
-PARTS = ("backends", "jobs1", "overhead", "memory", "long")
+PARTS = ("backends", "jobs1", "overhead", "memory", "predict", "long")
 
 
-def _extract(args: list[str], *, env: dict | None = None, pythonpath: str | None = None
+def _extract(args: list[str], *, env: dict | None = None, pythonpath: str | None = None,
+             command: tuple[str, ...] = ("features", "extract"), kill_worker_after: float | None = None
              ) -> tuple[float, int]:
-    """Run ``python -m features extract ARGS``; (seconds, peak RSS of that process in kB)."""
+    """Run ``python -m features extract ARGS`` (or ``command``); (seconds, peak RSS of that process in kB).
+
+    ``kill_worker_after``: SIGKILL one of its worker processes after that many seconds.
+    """
     environ = {**os.environ, **(env or {})}
     if pythonpath:
         environ["PYTHONPATH"] = pythonpath
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "features", "extract", *args, "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", *command, *args, "--quiet"],
                             cwd=REPO, env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, _hwm(proc.pid))
+        if kill_worker_after is not None and time.perf_counter() - start > kill_worker_after:
+            kill_worker_after = None if _kill_a_child(proc.pid) else kill_worker_after
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
     _out, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit(f"extract failed ({proc.returncode}):\n{err}")
     return elapsed, peak
+
+
+def _kill_a_child(pid: int) -> bool:
+    """SIGKILL one worker process of ``pid`` (a loky worker); whether there was one."""
+    import signal
+
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for cpid in child.read_text().split():
+            cmdline = Path(f"/proc/{cpid}/cmdline").read_bytes()
+            if b"loky" in cmdline:
+                os.kill(int(cpid), signal.SIGKILL)
+                print(f"  (killed worker {cpid} mid-run)")
+                return True
+    return False
 
 
 def _hwm(pid: int) -> int:
@@ -258,6 +282,40 @@ def memory(many: int) -> dict:
             "ratio": ratio, "ok": ratio <= 1.5}
 
 
+def predict_memory(many: int) -> dict:
+    """``classify predict ROOT --out DIR --jobs 2`` over the clips of (4): parent peak, and a killed worker."""
+    root = BENCH / "many"
+    table = BENCH / "memory_small" / "features.parquet"
+    if not table.is_file():
+        sys.exit(f"{table} is missing: run the memory part first (do not --skip memory)")
+    run = BENCH / "predict_model"
+    shutil.rmtree(run, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "classify", "train", str(table), "--out", str(run), "--models",
+                    "logreg", "--cv", "stratified", "--jobs", "2", "--quiet"], cwd=REPO, check=True,
+                   capture_output=True)
+    results = {}
+    for label, data, n in (("small", root / "few", many // 10), ("large", root / "data", many)):
+        out = BENCH / f"predict_{label}"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak = _extract(["--model", str(run / "model"), str(data), "--out", str(out), "--jobs", "2"],
+                                 command=("classify", "predict"))
+        results[label] = peak
+        print(f"  {n:>7} clips: parent peak {peak / 1024:7.1f} MB, {n / seconds:6.0f} clips/s")
+    ratio = results["large"] / results["small"]
+    print(f"  parent peak, {many} vs {many // 10} clips: {ratio:.2f}x "
+          f"(goal <= 1.5x: {'PASS' if ratio <= 1.5 else 'FAIL'})")
+    killed = BENCH / "predict_killed"
+    shutil.rmtree(killed, ignore_errors=True)
+    _extract(["--model", str(run / "model"), str(root / "few"), "--out", str(killed), "--jobs", "2"],
+             command=("classify", "predict"), kill_worker_after=3.0)
+    same = ((killed / "predictions.csv").read_bytes() == (BENCH / "predict_small" / "predictions.csv").read_bytes()
+            and (killed / "errors.csv").read_bytes() == (BENCH / "predict_small" / "errors.csv").read_bytes())
+    print(f"  a worker SIGKILLed mid-run: predictions and errors byte-identical to the clean run: "
+          f"{'PASS' if same else 'FAIL'}")
+    return {"small_mb": results["small"] / 1024, "large_mb": results["large"] / 1024, "ratio": ratio,
+            "killed_worker_identical": same, "ok": ratio <= 1.5 and same}
+
+
 def long_file(hours: float) -> dict:
     import soundfile as sf
 
@@ -319,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" not in skip:
         print("(4) parent memory vs clip count")
         results["memory"] = memory(args.many)
+    if "predict" not in skip:
+        print("(4b) classify predict over a collection: parent memory vs clip count, a killed worker")
+        results["predict"] = predict_memory(args.many)
     if "long" not in skip:
         print("(5) worker memory on one long file")
         results["long"] = long_file(args.hours)
