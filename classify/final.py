@@ -118,7 +118,7 @@ def _refit_and_save(result: TrainResult, *, log: Log, warn: Log) -> Path | None:
         # The run's files replace the previous run's as a set: an earlier bundle goes with it.
         warn(f"no model bundle saved: {reason}")
         return None
-    pipe = options.pipeline(name, n_classes=len(table.classes))
+    pipe = options.pipeline(name, n_classes=len(table.classes), n_features=table.n_features)
     groups = result.protocol.recordings
     fit_params = group_fit_params(pipe, groups)
     with _final_fit(result, warn):

@@ -142,15 +142,17 @@ class TrainOptions:
         """Worker processes to use: ``jobs``, or the usable cores when 0."""
         return self.jobs or cpu_count()
 
-    def pipeline(self, name: str, n_classes: int | None = None, patch_params: Any = None):
+    def pipeline(self, name: str, n_classes: int | None = None, patch_params: Any = None,
+                 n_features: int | None = None):
         """The unfitted pipeline of model ``name`` with these options.
 
-        ``patch_params`` (the patches' PatchParams) is needed by ``cnn_aug``.
+        ``patch_params`` (the patches' PatchParams) is needed by ``cnn_aug``;
+        ``n_features`` (the table's width) by ``hgb``.
         """
         return make_pipeline(
             name, seed=self.seed, n_classes=n_classes, class_weight=self.class_weight,
             mlp_layers=self.mlp_layers, epochs=self.epochs, patch_params=patch_params,
-            cnn_epochs=self.cnn_epochs, stereo_split=self.cnn_stereo_split,
+            cnn_epochs=self.cnn_epochs, stereo_split=self.cnn_stereo_split, n_features=n_features,
         )
 
     @property

@@ -251,7 +251,8 @@ def run_info(result: TrainResult) -> rundir.RunInfo:
     """What ``run.json`` records: provenance, protocol, parameters, versions, timings."""
     t, options = result.table, result.options
     patch_params = None if result.patches is None else result.patches.params
-    models = {name: json_safe(_step_params(options.pipeline(name, patch_params=patch_params)))
+    models = {name: json_safe(_step_params(options.pipeline(name, patch_params=patch_params,
+                                                            n_features=t.n_features)))
               for name in result.models}
     tuned = None
     if options.tune:

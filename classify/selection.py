@@ -99,7 +99,7 @@ def _inner_scores(name: str, table: FeatureTable, protocol: Protocol, options: T
                   patches: TablePatches | None) -> dict[str, float]:
     """Mean accuracy of model ``name`` over the inner splits of each outer training part."""
     X, y, classes = model_inputs(name, table, patches), table.y, table.classes
-    template = options.pipeline(name, n_classes=len(classes),
+    template = options.pipeline(name, n_classes=len(classes), n_features=table.n_features,
                                 patch_params=None if patches is None else patches.params)
     groups = protocol.recordings
     tasks, owners = [], []

@@ -83,7 +83,7 @@ def cross_validate_model(
     """
     y, classes = table.y, table.classes
     X = model_inputs(name, table, patches)
-    template = options.pipeline(name, n_classes=len(classes),
+    template = options.pipeline(name, n_classes=len(classes), n_features=table.n_features,
                                 patch_params=None if patches is None else patches.params)
     tasks = split_tasks(name, template, table, protocol, options)
     predicted = np.full(len(y), None, dtype=object)

@@ -318,3 +318,14 @@ def test_a_visible_gpu_is_used_and_takes_memory_as_it_needs_it(monkeypatch):
                         lambda device, enable: grown.append((device, enable)))
     keras_base.import_keras(threads=1)
     assert grown == [("GPU:0", True), ("GPU:1", True)]
+
+
+def test_hgb_bins_wide_tables_coarser_and_the_options_pass_the_width():
+    from classify.models import WIDE_COLUMNS, WIDE_HGB_BINS
+    from classify.options import TrainOptions
+
+    assert make_pipeline("hgb").steps[-1][1].max_bins == 255
+    assert make_pipeline("hgb", n_features=114).steps[-1][1].max_bins == 255
+    assert make_pipeline("hgb", n_features=WIDE_COLUMNS + 1).steps[-1][1].max_bins == WIDE_HGB_BINS == 63
+    options = TrainOptions(models="hgb", jobs=1, quiet=True)
+    assert options.pipeline("hgb", n_classes=3, n_features=2110).steps[-1][1].max_bins == 63
