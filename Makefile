@@ -33,6 +33,7 @@ PRESET ?= default
 LAYOUT ?=
 MANIFEST ?=
 SEGMENT ?=
+FRAMES ?=
 DURATION ?=
 MODELS ?= mlp,logreg,svm,rf,knn,hgb,cnn
 CV ?= auto
@@ -50,7 +51,7 @@ RUNNER_ARGS := --jobs $(JOBS) \
 	$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(MANIFEST),--manifest $(call q,$(MANIFEST))) \
 	$(if $(SCHEDULER),--backend dask --scheduler $(SCHEDULER)) \
 	$(if $(CLIP_TIMEOUT),--clip-timeout $(CLIP_TIMEOUT))
-FEATURE_ARGS := --out $(OUT) --preset $(PRESET) $(if $(SEGMENT),--segment $(SEGMENT)) $(RUNNER_ARGS)
+FEATURE_ARGS := --out $(OUT) --preset $(PRESET) $(if $(SEGMENT),--segment $(SEGMENT)) $(if $(FRAMES),--frames) $(RUNNER_ARGS)
 comma := ,
 # The CNN models (cnn, cnn_aug) learn from the log-mel patches of `make patches`.
 CNN_MODELS := $(filter cnn cnn_aug,$(subst $(comma), ,$(MODELS)))
@@ -74,7 +75,7 @@ help: ## List the targets and the variables they take
 	@echo "           OUT=$(OUT) RUN=$(RUN) EDA=$(EDA) PATCHES=$(PATCHES)"
 	@echo "           JOBS=$(JOBS) (0 = all cores) PRESET=$(PRESET) LAYOUT=$(LAYOUT) MANIFEST=$(MANIFEST) DURATION=$(DURATION) (seconds per CNN patch)"
 	@echo "           SCHEDULER=$(SCHEDULER) (tcp://host:8786 or local:N: run on Dask) CLIP_TIMEOUT=$(CLIP_TIMEOUT) (empty: $(call run_default,default_clip_timeout) s + $(call run_default,seconds_per_mb) s per MB)"
-	@echo "           SEGMENT=$(SEGMENT) (seconds: one row per window) TUNE=$(TUNE) (1: tune inside the folds)"
+	@echo "           SEGMENT=$(SEGMENT) (seconds: one row per window) FRAMES=$(FRAMES) (1: also the frame-level values, OUT/frames/*.parquet) TUNE=$(TUNE) (1: tune inside the folds)"
 	@echo "           SELECT=$(SELECT) (nested: also score 'pick the best model, then fit it' honestly)"
 	@echo "           MODELS=$(MODELS) CV=$(CV) SEED=$(SEED) DEMO_CLIPS=$(DEMO_CLIPS) MODEL=$(MODEL) FILE=$(FILE)"
 

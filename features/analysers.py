@@ -45,13 +45,18 @@ def _computer(params: FeatureParams) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureAnalyser:
-    """Feature vectors of a clip: one row, or one per window (``params.segment``)."""
+    """Feature vectors of a clip: one row, or one per window (``params.segment``).
+
+    With ``frames`` (a folder, absolute), the clip's frame-level values are
+    also written there as they are computed (:class:`features.frames.ClipFrames`).
+    """
 
     params: FeatureParams
+    frames: str | None = None
 
     @property
     def key(self) -> str:
-        return self.params.key()
+        return self.params.key() + ("-frames" if self.frames else "")
 
     @property
     def width(self) -> int:
@@ -69,6 +74,15 @@ class FeatureAnalyser:
         computer = _computer(self.params)
         y, info = read_clip(location, self.params)
         stage[0] = "features"
+        if self.params.segment is None and self.frames:
+            from .frames import ClipFrames, clip_file
+
+            with ClipFrames(clip_file(self.frames, shown), computer.frame_names,
+                            self.params.hop_length / self.params.sr) as frames:
+                vec = (computer.compute_blocks(y.blocks, frames.write) if isinstance(y, LongClip)
+                       else computer.compute(y, frames.write))
+                vec = finite(vec, shown)
+            return [(vec, None)], info
         if self.params.segment is None:
             vec = computer.compute_blocks(y.blocks) if isinstance(y, LongClip) else computer.compute(y)
             return [(finite(vec, shown), None)], info

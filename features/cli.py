@@ -167,6 +167,11 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
                    dest="formats",
                    help="table file format(s): csv, parquet or csv,parquet (default: both); "
                         "a table of the other format left in DIR by an earlier run is removed")
+    p.add_argument("--frames", action="store_true",
+                   help="also write the frame-level values before summarising (one row per clip and "
+                        "frame: path, label, fold, group, frame, time_s, one column per value) as "
+                        "OUT/frames/part-*.parquet, part of the set (DuckDB: SELECT path, "
+                        "avg(mfcc_1) FROM 'OUT/frames/*.parquet' GROUP BY path)")
     p.add_argument("--force", action="store_true",
                    help="compute everything again, even if --out already holds the features "
                         "of these parameters on this unchanged dataset (then the run only "
@@ -376,7 +381,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     options = run_options(args)
     return _finish(lambda: extract_dataset(root, args.out or default_out(root), params,
                                            layout=layout, manifest=args.manifest,
-                                           formats=args.formats, options=options))
+                                           formats=args.formats, frames=args.frames, options=options))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from . import descriptors
 from .errors import BadAudioError, UsageError
 from .params import FeatureParams, Preset
 
-__all__ = ["FeatureComputer", "check_params", "feature_columns", "log_mel"]
+__all__ = ["FeatureComputer", "check_params", "feature_columns", "frame_names", "log_mel"]
 
 # librosa's defaults for the features we replicate.
 N_MELS = 128
@@ -159,7 +159,12 @@ class FeatureComputer:
         """Feature names, in the order of :meth:`compute`'s output."""
         return feature_columns(self.params)
 
-    def compute(self, y: np.ndarray) -> np.ndarray:
+    @property
+    def frame_names(self) -> list[str]:
+        """Names of the frame-level values summarised into :attr:`columns` (the rows a ``sink`` gets)."""
+        return frame_names(self.params)
+
+    def compute(self, y: np.ndarray, sink: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
         """Feature vector of one clip.
 
         Parameters
@@ -171,6 +176,10 @@ class FeatureComputer:
         -------
         np.ndarray [shape=(len(self.columns),), dtype=float64]
 
+        ``sink``, if given, is called with the frame-level values before
+        they are summarised [shape=(len(self.frame_names), n_frames)]
+        (a work array: copy or write it out before returning).
+
         Raises
         ------
         UsageError
@@ -181,8 +190,13 @@ class FeatureComputer:
         y = _check_audio(y)
         if self.params.preset is Preset.RICH:
             p = self.params
-            return descriptors.summarise(self.frame_descriptors(y), p.hop_length / p.sr)
+            per_frame = self.frame_descriptors(y)
+            if sink is not None:
+                sink(per_frame)
+            return descriptors.summarise(per_frame, p.hop_length / p.sr)
         per_frame = _frame_features(y, self._get_tables())
+        if sink is not None:
+            sink(per_frame)
         return _summarise(per_frame, self.params)
 
     def frame_descriptors(self, y: np.ndarray) -> np.ndarray:
@@ -207,7 +221,8 @@ class FeatureComputer:
             self._tables = _tables(p.sr, p.n_fft, p.hop_length, p.n_mfcc)
         return self._tables
 
-    def compute_blocks(self, open_blocks: Callable[[], Iterable[np.ndarray]]) -> np.ndarray:
+    def compute_blocks(self, open_blocks: Callable[[], Iterable[np.ndarray]],
+                       sink: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
         """Feature vector of a clip too long to hold in memory, read in blocks.
 
         Two or three passes: the first finds the loudest mel bin (MFCC
@@ -222,6 +237,11 @@ class FeatureComputer:
         open_blocks : callable
             Returns a fresh iterable of consecutive 1-D float32 blocks of
             the clip's mono samples at ``params.sr``; called once per pass.
+        sink : callable, optional
+            Called with the frame-level values of consecutive chunks of
+            frames, in order, as :meth:`compute` calls it once (default
+            preset: chunks of :data:`STREAM_FRAMES` frames, so a day-long
+            clip's frames never sit in memory together).
 
         Returns
         -------
@@ -234,8 +254,8 @@ class FeatureComputer:
             its percentiles need every frame at once.
         """
         if self.params.preset is Preset.RICH:
-            return self.compute(_whole(open_blocks, self.params))
-        return _stream_features(open_blocks, self._get_tables(), self.params)
+            return self.compute(_whole(open_blocks, self.params), sink)
+        return _stream_features(open_blocks, self._get_tables(), self.params, sink)
 
     def __getstate__(self) -> dict[str, Any]:
         # The tables are cheap to rebuild and cached per process; do not ship them.
@@ -246,6 +266,19 @@ class FeatureComputer:
 
     def __repr__(self) -> str:
         return f"FeatureComputer({self.params!r})"
+
+
+def frame_names(params: FeatureParams) -> list[str]:
+    """Names of a preset's frame-level values, in the order a :meth:`FeatureComputer.compute` sink gets them.
+
+    >>> frame_names(FeatureParams())[-3:]
+    ['spectral_rolloff', 'zcr', 'rms']
+    """
+    check_params(params)
+    if params.preset is Preset.RICH:
+        return descriptors.rich_descriptors(params.n_mfcc)
+    return [*(f"mfcc_{k}" for k in range(1, params.n_mfcc + 1)),
+            *(f"chroma_{k}" for k in range(1, N_CHROMA + 1)), *_SPECTRAL_NAMES]
 
 
 def log_mel(y: np.ndarray, *, sr: int, n_fft: int, hop_length: int, n_mels: int,
@@ -891,7 +924,7 @@ _MAG_BINS = 1 << 16
 _TUNING_BINS = int(np.ceil(1.0 / TUNING_RESOLUTION))
 
 
-def _stream_features(open_blocks: Any, t: _Tables, params: FeatureParams) -> np.ndarray:
+def _stream_features(open_blocks: Any, t: _Tables, params: FeatureParams, sink: Any = None) -> np.ndarray:
     """Feature vector of a clip that arrives as blocks of samples: two passes.
 
     The first pass finds the two whole-clip quantities, the loudest mel bin
@@ -926,6 +959,8 @@ def _stream_features(open_blocks: Any, t: _Tables, params: FeatureParams) -> np.
         rows[-2] = zcr
         rows[-1] = _rms(frames)
         moments.add(rows)
+        if sink is not None:
+            sink(rows)
     chroma = slice(n_mfcc, n_mfcc + N_CHROMA)
     return _vector(moments.mean, moments.std(), moments.mean[chroma].mean(), params)
 

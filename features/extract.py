@@ -17,6 +17,7 @@ dataset order and byte-identical whatever the backend and worker count.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,11 +28,12 @@ import pandas as pd
 
 from . import table as _table
 from .analysers import FeatureAnalyser
-from .compute import feature_columns
+from .compute import feature_columns, frame_names
 from .engine.options import RunOptions
 from .engine.outputs import seal, staging_folder, verify_outputs
 from .engine.runner import run_dataset, run_files
 from .errors import OutputMismatchError, UsageError
+from .frames import FRAMES_CHECKPOINT, FRAMES_DIR, clip_file, write_parts
 from .io.datasets import discover
 from .io.records import ErrorRecord
 from .params import FeatureParams
@@ -82,6 +84,8 @@ class ExtractResult:
         True when ``out`` already held these outputs and nothing was computed.
     n_rows : int or None
         Rows of the table, when clips were cut into windows (``segment``).
+    frames : list of Path
+        With ``frames``: the parts of the frame-level output (``frames/part-*.parquet``).
     """
 
     out: Path
@@ -99,6 +103,7 @@ class ExtractResult:
     notes: list[str] = dataclasses.field(default_factory=list)
     up_to_date: bool = False
     n_rows: int | None = None
+    frames: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def table(self) -> Path:
@@ -144,6 +149,7 @@ def extract_dataset(
     layout: str | None = None,
     manifest: str | Path | None = None,
     formats: Sequence[str] | str = ("csv", "parquet"),
+    frames: bool = False,
     options: RunOptions | None = None,
     **run: Any,
 ) -> ExtractResult:
@@ -168,6 +174,9 @@ def extract_dataset(
         Manifest CSV (``path,label[,fold,group,...]``) for the manifest layout.
     formats : sequence of str or str
         Table formats, ``("csv", "parquet")`` or ``"csv,parquet"``.
+    frames : bool
+        Also write the frame-level values before summarising, as the Parquet
+        parts ``frames/part-*.parquet`` of the set (:mod:`features.frames`).
     options : RunOptions, optional
         How the run runs (workers, backend, batches, time limits, strict,
         force, quiet: :class:`features.engine.options.RunOptions`); or give
@@ -205,26 +214,34 @@ def extract_dataset(
     formats = _table.check_formats(formats)
     options = options or RunOptions(**run)
     out = Path(out)
+    if frames and params.segment is not None:
+        raise UsageError("--frames writes the frames of whole clips; it cannot be combined with "
+                         "--segment (the frames already say where in the clip each value is)")
+    frames_dir = str((out / FRAMES_CHECKPOINT / params.key()[:16]).resolve()) if frames else None
+    analyser = FeatureAnalyser(params, frames_dir)
+    names = [*output_names(formats)[:-1], *([f"{FRAMES_DIR}/part-00000.parquet"] if frames else []), METADATA]
     # Workers start while the dataset is being listed.
-    with executing(FeatureAnalyser(params), options) as executor:
+    with executing(analyser, options) as executor:
         dataset = discover(root, layout=layout, manifest=manifest)
-        with claimed(out, METADATA, output_names(formats), options, dataset,
+        with claimed(out, METADATA, names, options, dataset,
                      "features extract") as (previous, notes):
             return _extract(dataset, out, params, executor, options, start=start,
-                            formats=formats, previous=previous, notes=notes)
+                            formats=formats, previous=previous, notes=notes, analyser=analyser)
 
 
 def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOptions, *,
-             start: float, formats, previous: Sequence[str], notes: list[str]) -> ExtractResult:
+             start: float, formats, previous: Sequence[str], notes: list[str],
+             analyser: FeatureAnalyser) -> ExtractResult:
     names = list(feature_columns(params))
     _check_columns(dataset.clips, names)
     stamps = dataset.stamps()
     dkey = dataset_key(dataset, stamps)
     if not options.force:
-        current = _up_to_date(out, params, dkey, formats, start, options.strict, notes)
+        current = _up_to_date(out, params, dkey, formats, start, options.strict, notes,
+                              frames=analyser.frames is not None)
         if current is not None:
             return current
-    checkpoint, n_items, n_reused = run_dataset(dataset, out, FeatureAnalyser(params), executor,
+    checkpoint, n_items, n_reused = run_dataset(dataset, out, analyser, executor,
                                                 kind="features", options=options, stamps=stamps)
 
     clip_errors = [ErrorRecord(*fields) for _, fields in checkpoint.errors()]
@@ -268,9 +285,27 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOp
         _table.write_csv(build_schema(empty, params, layout=dataset.layout),
                          staging / "features.schema.csv")
         _table.write_csv(_table.errors_frame(errors), staging / "errors.csv")
+        parts = []
+        if analyser.frames is not None:
+            shown = dataset.clips["path"].astype(str).tolist()
+            labels, groups = clips["label"].astype(str).tolist(), clips["group"].astype(str).tolist()
+            folds = [None if pd.isna(f) else int(f) for f in clips["fold"]]
+
+            def clip_frames() -> Iterator[tuple[dict[str, Any], Path]]:
+                for rows in checkpoint.iter_rows(CHUNK_ROWS):
+                    for i in rows.indices:
+                        yield ({"path": shown[i], "label": labels[i], "fold": folds[i], "group": groups[i]},
+                               clip_file(analyser.frames, shown[i]))
+
+            parts = write_parts(staging, clip_frames(), frame_names(params))
+            meta["frames"] = {"parts": parts, "columns": ["path", "label", "fold", "group", "frame", "time_s",
+                                                          *frame_names(params)],
+                              "seconds_per_frame": params.hop_length / params.sr}
         seal(out, staging, METADATA,
              {**meta, "rows": n_rows, "outputs": {f: f"features.{f}" for f in formats}},
-             names=output_names(formats)[:-1], previous=previous)
+             names=[*output_names(formats)[:-1], *parts], previous=previous)
+    if analyser.frames is not None:
+        shutil.rmtree(out / FRAMES_CHECKPOINT, ignore_errors=True)
     checkpoint.remove()
     return ExtractResult(
         out=out, tables={f: out / f"features.{f}" for f in formats},
@@ -279,18 +314,20 @@ def _extract(dataset, out: Path, params: FeatureParams, executor, options: RunOp
         n_reused=n_reused, errors=errors, wall_seconds=time.perf_counter() - start,
         strict=options.strict, notes=[*notes, *(f"note: {n}" for n in meta["dataset_notes"]),
                                       *(f"warning: {w}" for w in meta["warnings"])],
-        n_rows=None if params.segment is None else n_rows,
+        n_rows=None if params.segment is None else n_rows, frames=[out / p for p in parts],
     )
 
 
 def _up_to_date(out: Path, params: FeatureParams, key: str, formats: Sequence[str],
-                start: float, strict: bool, notes: list[str]) -> ExtractResult | None:
+                start: float, strict: bool, notes: list[str], *, frames: bool) -> ExtractResult | None:
     """The result of the run that already wrote ``out``, if it is this very run."""
     try:
         meta = verify_outputs(out)
     except OutputMismatchError:
         return None
     if not same_run(meta, params.key(), key) or list(meta.get("outputs", {})) != list(formats):
+        return None
+    if bool(meta.get("frames")) != frames:
         return None
     errors = saved_errors(out)
     clips = meta["clips"]
@@ -303,6 +340,7 @@ def _up_to_date(out: Path, params: FeatureParams, key: str, formats: Sequence[st
         notes=[*notes, (f"up to date: {out} already holds these features of this dataset "
                        f"(--force computes them again)")], up_to_date=True,
         n_rows=meta.get("rows") if meta.get("segment") else None,
+        frames=[out / p for p in (meta.get("frames") or {}).get("parts", [])],
     )
 
 

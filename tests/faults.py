@@ -53,6 +53,11 @@ class FaultyAnalyser:
     def width(self) -> int:
         return self.inner.width
 
+    @property
+    def frames(self) -> str | None:
+        """Where the inner analyser writes frames (features extract --frames), if anywhere."""
+        return getattr(self.inner, "frames", None)
+
     def warm_up(self) -> None:
         self.inner.warm_up()
 
@@ -86,7 +91,7 @@ def install(faults: dict[str, Any], setattr_=setattr) -> None:
     labeller = collection.ProbabilityAnalyser
     setattr_(collection, "ProbabilityAnalyser", lambda *args: FaultyAnalyser(labeller(*args), text))
     setattr_(extract, "FeatureAnalyser",
-             lambda params: FaultyAnalyser(analysers.FeatureAnalyser(params), text))
+             lambda *args: FaultyAnalyser(analysers.FeatureAnalyser(*args), text))
     setattr_(patches, "PatchAnalyser",
              lambda params: FaultyAnalyser(analysers.PatchAnalyser(params), text))
     if faults.get("commit_crash_after") is not None:
@@ -119,6 +124,21 @@ def environment(**faults: Any) -> dict[str, str]:
 def command(*args: str) -> list[str]:
     """``python tests/faults.py ARGS...``: ``python -m features ARGS...`` with the faults installed."""
     return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def killed_midway(args: list[str], out: Path, *, batches: int = 3, delay: float = 0.4,
+                  timeout: float = 120.0) -> None:
+    """Run ``python tests/faults.py ARGS`` (a ``delay`` per clip) and SIGKILL its whole process group
+    once ``batches`` batches are in ``out``'s checkpoint, as a power cut or ``kill -9`` would."""
+    import subprocess
+
+    proc = subprocess.Popen(command(*args), cwd=REPO, env=environment(delay=delay), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(list((out / ".checkpoint").rglob("batch-*.npz"))) < batches:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def main(argv: list[str]) -> int:

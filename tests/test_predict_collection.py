@@ -7,11 +7,8 @@ nothing that was good; the local and Dask backends give the same predictions.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import faults
@@ -116,13 +113,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(model_dir, collection, tmp_pat
     out = tmp_path / "resumed"
     args = ["classify", "predict", "--model", str(model_dir), str(collection), "--out", str(out), "--jobs", "1",
             "--batch-size", "1", "--quiet"]
-    proc = subprocess.Popen(faults.command(*args), cwd=REPO, env=faults.environment(delay=0.4),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((out / ".checkpoint").rglob("batch-*.npz"))) < 3:
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    faults.killed_midway(args, out)
     assert not (out / "predictions.json").exists(), "the set appears whole or not at all"
     again = subprocess.run(faults.command(*args[:-3], "--jobs", "1"), cwd=REPO, env=faults.environment(),
                            capture_output=True, text=True, check=False)

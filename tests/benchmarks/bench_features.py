@@ -14,7 +14,9 @@ stereo 16-bit WAV clips of mixed content, then times, in one go:
 (d) ``--preset rich --jobs 1`` (2,110 columns) against ``--preset default
     --jobs 1``, both writing Parquet only: goal >= 0.6 of the default
     preset's clips/s per core; and the same with the CSV too (formatting
-    2,110 numbers per row as text costs the parent more than the features).
+    2,110 numbers per row as text costs the parent more than the features);
+(e) ``--frames`` (the frame-level values as Parquet parts) against (d)'s
+    default-preset run: its overhead, and the size of the parts.
 
 It prints clips/s of each, the ratios b/a and c/a against the goals
 (b >= 6x a, c >= 3x a), checks that tables (b) and (c) are byte-identical
@@ -176,13 +178,14 @@ def run_tutorial(paths: list[Path], quick: bool) -> tuple[float, dict[str, np.nd
 # -------------------------------------------------------------------- (b), (c)
 
 
-def run_ours(manifest: Path, n: int, jobs: int, out: Path, preset: str = "default", fmt: str = "csv") -> float:
+def run_ours(manifest: Path, n: int, jobs: int, out: Path, preset: str = "default", fmt: str = "csv",
+             extra: tuple[str, ...] = ()) -> float:
     """Clips/s of ``python -m features extract`` in a fresh process."""
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)  # no checkpoint reuse
     cmd = [sys.executable, "-m", "features", "extract", str(CLIPS), "--manifest", str(manifest),
-           "--out", str(out), "--jobs", str(jobs), "--format", fmt, "--quiet", "--preset", preset]
+           "--out", str(out), "--jobs", str(jobs), "--format", fmt, "--quiet", "--preset", preset, *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
@@ -231,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     d_default = run_ours(manifest, n, 1, BENCH / "out_default_pq", fmt="parquet")
     d = run_ours(manifest, n, 1, BENCH / "out_rich_pq", preset="rich", fmt="parquet")
     d_csv = run_ours(manifest, n, 1, BENCH / "out_rich", preset="rich")
+    print("(e) python -m features extract --jobs 1 --format parquet --frames")
+    e = run_ours(manifest, n, 1, BENCH / "out_frames", fmt="parquet", extra=("--frames",))
+    frames_mb = sum(p.stat().st_size for p in (BENCH / "out_frames" / "frames").glob("*.parquet")) / 1e6
 
     same = (BENCH / "out_all" / "features.csv").read_bytes() == (
         BENCH / "out_one" / "features.csv").read_bytes()
@@ -244,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  (d) --jobs 1, Parquet: default {d_default:.1f} clips/s, rich {d:.1f} clips/s: rich/default = "
           f"{d / d_default:5.2f} (goal >= {GOAL_RICH:g}: {'PASS' if d / d_default >= GOAL_RICH else 'FAIL'}); "
           f"with the CSV too: rich {d_csv:.1f} clips/s, {d_csv / c:.2f} of (c)")
+    print(f"  (e) --frames, --jobs 1, Parquet: {e:.1f} clips/s = {e / d_default:.2f} of the same run without "
+          f"(frames: {frames_mb:.0f} MB for {n} clips)")
     print(f"  tables (b) and (c) byte-identical: {'PASS' if same else 'FAIL'}")
     print(f"  max relative difference vs the tutorial loop on {len(reference)} clips: "
           f"{worst:.2e} ({'PASS' if worst <= 1e-3 else 'FAIL'}, tolerance 1e-3)")
