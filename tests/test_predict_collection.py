@@ -93,12 +93,17 @@ def test_output_folder_rules_and_exit_codes_are_those_of_extract(model_dir, coll
     assert two == 2
 
 
-def test_a_killed_worker_loses_nothing_but_its_culprit(model_dir, collection, tmp_path, monkeypatch):  # noqa: F811
+BACKENDS = [{"jobs": 2}, {"backend": "dask", "scheduler": "local:2"}]
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=["local", "dask"])
+def test_a_killed_worker_loses_nothing_but_its_culprit(model_dir, collection, tmp_path, monkeypatch,  # noqa: F811
+                                                       backend):
     clean = tmp_path / "clean"
     predict_collection(model_dir, str(collection), clean, options=RunOptions(jobs=2, quiet=True))
     faults.install({"kill": ["high_05.wav"]}, monkeypatch.setattr)
     killed = tmp_path / "killed"
-    result = predict_collection(model_dir, str(collection), killed, options=RunOptions(jobs=2, quiet=True))
+    result = predict_collection(model_dir, str(collection), killed, options=RunOptions(quiet=True, **backend))
     assert result.n_ok == 11
     errors = pd.read_csv(killed / "errors.csv")
     assert set(errors["path"]) == {"mid/broken.wav", "high/high_05.wav"}
@@ -107,11 +112,13 @@ def test_a_killed_worker_loses_nothing_but_its_culprit(model_dir, collection, tm
                                   .reset_index(drop=True))
 
 
-def test_a_killed_run_resumes_from_its_checkpoint(model_dir, collection, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("backend", [["--jobs", "1"], ["--backend", "dask", "--scheduler", "local:1"]],
+                         ids=["local", "dask"])
+def test_a_killed_run_resumes_from_its_checkpoint(model_dir, collection, tmp_path, backend):  # noqa: F811
     clean = tmp_path / "clean"
     predict_collection(model_dir, str(collection), clean, options=RunOptions(jobs=1, quiet=True))
     out = tmp_path / "resumed"
-    args = ["classify", "predict", "--model", str(model_dir), str(collection), "--out", str(out), "--jobs", "1",
+    args = ["classify", "predict", "--model", str(model_dir), str(collection), "--out", str(out), *backend,
             "--batch-size", "1", "--quiet"]
     faults.killed_midway(args, out)
     assert not (out / "predictions.json").exists(), "the set appears whole or not at all"
