@@ -81,6 +81,15 @@ def _loaded(folder: str, digest: str) -> Bundle:
     return load_bundle(folder)
 
 
+@functools.cache
+def _model_columns(folder: str, digest: str) -> tuple[Any, np.ndarray]:
+    """The feature parameters a clip is analysed with, and where the model's columns sit in a row."""
+    bundle = _loaded(folder, digest)
+    params = window_params(bundle) if bundle.segment is not None else bundle.feature_params
+    position = {name: i for i, name in enumerate(feature_columns(params))}
+    return params, np.array([position[c] for c in bundle.feature_columns], dtype=np.intp)
+
+
 @dataclasses.dataclass(frozen=True)
 class ProbabilityAnalyser:
     """The class probabilities of a clip under a bundle: what the engine runs per clip.
@@ -125,13 +134,11 @@ class ProbabilityAnalyser:
                                     "be classified")
             proba = np.asarray(bundle.estimator.predict_proba(patch), dtype=np.float64)[0]
             return [(proba, None)], info
-        params = window_params(bundle) if bundle.segment is not None else bundle.feature_params
+        params, take = _model_columns(self.folder, self.digest)
         rows, info = FeatureAnalyser(params).analyse(location, shown, stage)
         if not rows:
             raise BadAudioError(f"{shown}: the clip gave no window of {params.segment:g} s",
                                 reason="no window")
-        columns = feature_columns(params)
-        take = [columns.index(c) for c in bundle.feature_columns]
         X = np.stack([values for values, _ in rows])[:, take]
         proba = np.asarray(bundle.estimator.predict_proba(X), dtype=np.float64)
         if self.windows:

@@ -20,6 +20,7 @@ right stage).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any
@@ -67,6 +68,15 @@ class FeatureAnalyser:
 
         _computer(self.params)
 
+    def _frames_of(self, shown: str, computer: Any) -> Any:
+        """A context whose value is the computer's sink for the clip's frames (None without ``frames``)."""
+        if not self.frames:
+            return contextlib.nullcontext(None)
+        from .frames import ClipFrames, clip_file
+
+        return ClipFrames(clip_file(self.frames, shown), computer.frame_names,
+                          self.params.hop_length / self.params.sr)
+
     def analyse(self, location: str, shown: str, stage: list[str]) -> tuple[list[Row], Any]:
         from .io.audio import LongClip, read_clip
         from .segments import windows
@@ -74,18 +84,11 @@ class FeatureAnalyser:
         computer = _computer(self.params)
         y, info = read_clip(location, self.params)
         stage[0] = "features"
-        if self.params.segment is None and self.frames:
-            from .frames import ClipFrames, clip_file
-
-            with ClipFrames(clip_file(self.frames, shown), computer.frame_names,
-                            self.params.hop_length / self.params.sr) as frames:
-                vec = (computer.compute_blocks(y.blocks, frames.write) if isinstance(y, LongClip)
-                       else computer.compute(y, frames.write))
-                vec = finite(vec, shown)
-            return [(vec, None)], info
         if self.params.segment is None:
-            vec = computer.compute_blocks(y.blocks) if isinstance(y, LongClip) else computer.compute(y)
-            return [(finite(vec, shown), None)], info
+            with self._frames_of(shown, computer) as sink:
+                vec = computer.compute_blocks(y.blocks, sink) if isinstance(y, LongClip) else computer.compute(y, sink)
+                vec = finite(vec, shown)  # inside: a clip with non-finite values leaves no frames
+            return [(vec, None)], info
         blocks = y.blocks() if isinstance(y, LongClip) else [y]
         return [(finite(computer.compute(w.samples), shown), (w.index, w.start_s, w.end_s))
                 for w in windows(blocks, self.params)], info

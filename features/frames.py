@@ -48,7 +48,7 @@ def clip_file(folder: str | os.PathLike[str], shown: str) -> Path:
 class ClipFrames:
     """Write one clip's frames as they come; the file appears only when the clip succeeds.
 
-    Use as a context manager; :meth:`write` is the computer's ``sink``.
+    Use as a context manager, whose value is :meth:`write`: the computer's ``sink``.
     """
 
     def __init__(self, target: Path, names: Sequence[str], seconds_per_frame: float) -> None:
@@ -59,7 +59,7 @@ class ClipFrames:
         self._tmp = self.target.with_name(f".{self.target.name}.{os.getpid()}.tmp")
         self._writer: Any = None
 
-    def __enter__(self) -> ClipFrames:
+    def __enter__(self) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -67,7 +67,7 @@ class ClipFrames:
         fields = [pa.field("frame", pa.int32()), pa.field("time_s", pa.float64()),
                   *(pa.field(name, pa.float32()) for name in self.names)]
         self._writer = pq.ParquetWriter(self._tmp, pa.schema(fields))
-        return self
+        return self.write
 
     def write(self, per_frame: np.ndarray) -> None:
         """Append frames [shape=(len(names), n_frames)] as one row group."""

@@ -19,6 +19,7 @@ import hashlib
 import platform
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .engine.options import RunOptions
 from .engine.outputs import OutputLock, clean_leftovers
 from .engine.versions import ARITHMETIC, library_versions
 from .io.ownership import claim
-from .io.records import ErrorRecord
+from .io.records import STAGES, ErrorRecord
 from .table import read_csv
 
 __all__ = ["EXIT_NO_CLIPS", "claimed", "created_now", "dataset_key", "describe_run", "executing", "exit_code",
@@ -57,10 +58,6 @@ def describe_run(dataset: Any, executor: Executor, options: RunOptions, *, n_ite
     ``errors`` are all of the set's error rows (the dataset's listing
     problems first); ``n_clip_errors`` of them are clips that failed.
     """
-    import time
-
-    from .io.records import STAGES
-
     return {
         "root": dataset.shown_root,
         "layout": dataset.layout,
